@@ -1,0 +1,122 @@
+//! Command-line definitions (clap types only; no work happens here).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::PoolerKind;
+use crate::render::Target;
+
+#[derive(Debug, Parser)]
+#[command(name = "stackctl", version, about = "Stand up and keep healthy a Postgres-centred stack on one host or on Dokploy")]
+pub struct Cli {
+    /// The stack directory (holds stack.toml and .env).
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or complete a stack: stack.toml, .env secrets, TLS, pooler and observability configs.
+    Init(InitArgs),
+    /// Render the Compose file (and the config files it mounts).
+    Render(RenderArgs),
+    /// Bring the stack up on the local Docker Engine and wait until it is healthy.
+    Up(UpArgs),
+    /// Remove the stack's containers and networks (volumes only with --volumes).
+    Down(DownArgs),
+    /// Show each service's state, health, image, ports and uptime.
+    Status(StatusArgs),
+    /// Show the services' logs, each line prefixed by its service.
+    Logs(LogsArgs),
+    /// Build the stack's own images (postgres, pgbouncer, stackctl, postgate, runner).
+    Build(BuildArgs),
+    /// Apply platform migrations, the role bootstrap and your migrations.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Project name (Compose project; prefixes containers, networks, volumes).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Base domain of the routed services.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Connection pooler.
+    #[arg(long, value_enum)]
+    pub pooler: Option<PoolerKind>,
+    /// Replace these secrets (keys of .env) with new values, keeping a backup of the old .env.
+    #[arg(long, num_args = 1.., value_name = "KEY")]
+    pub rotate: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Where the Compose file will run.
+    #[arg(long, value_enum, default_value = "dokploy")]
+    pub target: Target,
+    /// Output file (default: docker-compose.yml for local, dokploy/code/docker-compose.yml for dokploy).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Only these services (and what they depend on).
+    pub services: Vec<String>,
+    /// Leave out a group of services (observability, apps).
+    #[arg(long, value_name = "GROUP")]
+    pub without: Vec<String>,
+    /// How long to wait for each service to become healthy.
+    #[arg(long, default_value_t = 180, value_name = "SECS")]
+    pub wait_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Also remove the stack's volumes (its data).
+    #[arg(long)]
+    pub volumes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only these services.
+    pub services: Vec<String>,
+    /// Keep following new lines.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Lines from the end of each log.
+    #[arg(long, default_value = "100")]
+    pub tail: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Only these images (postgres, pgbouncer, stackctl, postgate, runner).
+    pub services: Vec<String>,
+    /// Base image for the Dockerfiles.
+    #[arg(long, default_value = "debian:trixie-slim")]
+    pub base: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Run directly against this database instead of in the stack's migrate container.
+    #[arg(long, env = "STACKCTL_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Inside the migrate container: read the connection (PG*) and passwords from the environment.
+    #[arg(long, hide = true)]
+    pub from_env: bool,
+}

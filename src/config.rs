@@ -1,0 +1,415 @@
+//! `stack.toml` + `.env` -> one validated `Stack`.
+//!
+//! This is the only place that reads the stack's files. Every default is embedded here, so a
+//! missing `stack.toml` still yields a complete configuration; an unknown key, a bad domain or an
+//! impossible number is refused here, with the file and line, before any other work starts.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::error::UserError;
+use crate::secrets::EnvFile;
+
+pub const STACK_FILE: &str = "stack.toml";
+pub const ENV_FILE: &str = ".env";
+
+/// The connection pooler in front of PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolerKind {
+    Pgcat,
+    Pgbouncer,
+}
+
+impl PoolerKind {
+    pub fn service_name(self) -> &'static str {
+        match self {
+            PoolerKind::Pgcat => "pgcat",
+            PoolerKind::Pgbouncer => "pgbouncer",
+        }
+    }
+}
+
+/// `stack.toml` as written on disk. Every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StackFile {
+    pub project: ProjectSection,
+    pub domains: DomainsSection,
+    pub postgres: PostgresSection,
+    pub pooler: PoolerSection,
+    pub runner: RunnerSection,
+    pub migrations: MigrationsSection,
+    pub observability: ObservabilitySection,
+    pub ports: PortsSection,
+    pub images: ImagesSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectSection {
+    pub name: String,
+    pub domain: String,
+}
+
+impl Default for ProjectSection {
+    fn default() -> Self {
+        Self { name: "stack".into(), domain: "localhost".into() }
+    }
+}
+
+/// Host names of the routed services; empty means `<service>.<project.domain>`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainsSection {
+    pub postgate: String,
+    pub runner: String,
+    pub workers: String,
+    pub grafana: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresSection {
+    pub database: String,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        Self { database: "app".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolerSection {
+    pub kind: PoolerKind,
+    pub pool_mode: PoolMode,
+    pub pool_size: u32,
+    pub min_pool_size: u32,
+    pub max_client_conn: u32,
+}
+
+impl Default for PoolerSection {
+    fn default() -> Self {
+        Self {
+            kind: PoolerKind::Pgcat,
+            pool_mode: PoolMode::Transaction,
+            pool_size: 20,
+            min_pool_size: 2,
+            max_client_conn: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    Transaction,
+    Session,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunnerSection {
+    pub replicas: u32,
+}
+
+impl Default for RunnerSection {
+    fn default() -> Self {
+        Self { replicas: 3 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MigrationsSection {
+    pub directory: String,
+}
+
+impl Default for MigrationsSection {
+    fn default() -> Self {
+        Self { directory: "db/migrations".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilitySection {
+    pub enabled: bool,
+    pub log_retention: String,
+}
+
+impl Default for ObservabilitySection {
+    fn default() -> Self {
+        Self { enabled: true, log_retention: "744h".into() }
+    }
+}
+
+/// Loopback ports of the `local` target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortsSection {
+    pub postgres: u16,
+    pub pooler: u16,
+    pub postgate: u16,
+    pub grafana: u16,
+}
+
+impl Default for PortsSection {
+    fn default() -> Self {
+        Self { postgres: 5432, pooler: 6432, postgate: 8080, grafana: 3000 }
+    }
+}
+
+/// Every image, pinned to a tag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesSection {
+    pub postgres: String,
+    pub pgbouncer: String,
+    pub pgcat: String,
+    pub stackctl: String,
+    pub postgate: String,
+    pub runner: String,
+    pub loki: String,
+    pub alloy: String,
+    pub grafana: String,
+}
+
+impl Default for ImagesSection {
+    fn default() -> Self {
+        let v = env!("CARGO_PKG_VERSION");
+        Self {
+            postgres: "stackctl/postgres:17".into(),
+            pgbouncer: "stackctl/pgbouncer:1.24".into(),
+            pgcat: "ghcr.io/postgresml/pgcat:v1.2.0".into(),
+            stackctl: format!("stackctl/stackctl:{v}"),
+            postgate: format!("stackctl/postgate:{v}"),
+            runner: format!("stackctl/runner:{v}"),
+            loki: "grafana/loki:3.7.0".into(),
+            alloy: "grafana/alloy:v1.18.0".into(),
+            grafana: "grafana/grafana:13.1.0".into(),
+        }
+    }
+}
+
+/// The validated stack: configuration plus the paths it lives at.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub dir: PathBuf,
+    pub file: StackFile,
+    /// Resolved host names (defaults filled in).
+    pub hosts: Hosts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hosts {
+    pub postgate: String,
+    pub runner: String,
+    pub workers: String,
+    pub grafana: String,
+}
+
+impl Stack {
+    /// Loads `stack.toml` from `dir` (defaults when absent) and validates it.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(STACK_FILE);
+        let file = match fs::read_to_string(&path) {
+            Ok(text) => parse_stack_file(&text, &path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StackFile::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Self::from_file(dir, file)
+    }
+
+    /// Validates a `StackFile` and resolves its derived values.
+    pub fn from_file(dir: &Path, file: StackFile) -> Result<Self> {
+        let where_ = dir.join(STACK_FILE);
+        validate(&file).map_err(|e| {
+            UserError::new(format!("{}: {}", where_.display(), e.message)).hint(e.hint.unwrap_or_default())
+        })?;
+        let d = &file.project.domain;
+        let pick = |set: &str, default: String| if set.is_empty() { default } else { set.to_string() };
+        let hosts = Hosts {
+            postgate: pick(&file.domains.postgate, format!("postgate.{d}")),
+            runner: pick(&file.domains.runner, format!("runner.{d}")),
+            workers: pick(&file.domains.workers, format!("workers.{d}")),
+            grafana: pick(&file.domains.grafana, format!("grafana.{d}")),
+        };
+        Ok(Self { dir: dir.to_path_buf(), file, hosts })
+    }
+
+    pub fn env_path(&self) -> PathBuf {
+        self.dir.join(ENV_FILE)
+    }
+
+    /// Loads `.env` and checks that it holds every secret.
+    pub fn load_env(&self) -> Result<EnvFile> {
+        let env = EnvFile::load(&self.env_path())?;
+        env.require_all()?;
+        Ok(env)
+    }
+
+    pub fn project(&self) -> &str {
+        &self.file.project.name
+    }
+
+    pub fn pooler(&self) -> PoolerKind {
+        self.file.pooler.kind
+    }
+}
+
+/// Parses `stack.toml` text; errors name the key and the line.
+pub fn parse_stack_file(text: &str, path: &Path) -> Result<StackFile> {
+    toml::from_str::<StackFile>(text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+        let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+        UserError::new(format!("{}{at}: {}", path.display(), e.message().trim_end()))
+            .hint("fix or remove that line; `stackctl init` in an empty directory writes a stack.toml with every key")
+            .into()
+    })
+}
+
+fn validate(f: &StackFile) -> std::result::Result<(), UserError> {
+    let name = &f.project.name;
+    let name_ok = !name.is_empty()
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(UserError::new(format!("project.name `{name}` is not a valid Compose project name"))
+            .hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit"));
+    }
+    check_domain("project.domain", &f.project.domain)?;
+    for (key, value) in [
+        ("domains.postgate", &f.domains.postgate),
+        ("domains.runner", &f.domains.runner),
+        ("domains.workers", &f.domains.workers),
+        ("domains.grafana", &f.domains.grafana),
+    ] {
+        if !value.is_empty() {
+            check_domain(key, value)?;
+        }
+    }
+    check_ident("postgres.database", &f.postgres.database)?;
+    let p = &f.pooler;
+    if p.pool_size == 0 || p.min_pool_size > p.pool_size || p.max_client_conn < p.pool_size {
+        return Err(UserError::new(format!(
+            "pooler sizes do not fit: pool_size {} must be ≥ 1, ≥ min_pool_size {} and ≤ max_client_conn {}",
+            p.pool_size, p.min_pool_size, p.max_client_conn
+        )));
+    }
+    if !(1..=64).contains(&f.runner.replicas) {
+        return Err(UserError::new(format!("runner.replicas is {}; it must be between 1 and 64", f.runner.replicas)));
+    }
+    let ports = [
+        ("ports.postgres", f.ports.postgres),
+        ("ports.pooler", f.ports.pooler),
+        ("ports.postgate", f.ports.postgate),
+        ("ports.grafana", f.ports.grafana),
+    ];
+    for (i, (k, v)) in ports.iter().enumerate() {
+        if *v == 0 {
+            return Err(UserError::new(format!("{k} is 0; choose a port from 1 to 65535")));
+        }
+        if let Some((k2, _)) = ports[..i].iter().find(|(_, v2)| v2 == v) {
+            return Err(UserError::new(format!("{k} and {k2} are both {v}; each service needs its own port")));
+        }
+    }
+    let images = &f.images;
+    for (k, v) in [
+        ("images.postgres", &images.postgres),
+        ("images.pgbouncer", &images.pgbouncer),
+        ("images.pgcat", &images.pgcat),
+        ("images.stackctl", &images.stackctl),
+        ("images.postgate", &images.postgate),
+        ("images.runner", &images.runner),
+        ("images.loki", &images.loki),
+        ("images.alloy", &images.alloy),
+        ("images.grafana", &images.grafana),
+    ] {
+        if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '$') || !v.contains(':') {
+            return Err(UserError::new(format!("{k} `{v}` is not a pinned image reference"))
+                .hint("write it as `repository:tag`, e.g. `grafana/loki:3.7.0`"));
+        }
+    }
+    if f.migrations.directory.is_empty() || Path::new(&f.migrations.directory).is_absolute() {
+        return Err(UserError::new(format!(
+            "migrations.directory `{}` must be a relative path inside the stack directory",
+            f.migrations.directory
+        )));
+    }
+    let r = &f.observability.log_retention;
+    if !(r.len() > 1 && r.ends_with('h') && r[..r.len() - 1].bytes().all(|b| b.is_ascii_digit())) {
+        return Err(UserError::new(format!("observability.log_retention `{r}` must be a number of hours, like `744h`")));
+    }
+    Ok(())
+}
+
+/// Checks a DNS host name (RFC 1123 labels).
+pub fn check_domain(key: &str, value: &str) -> std::result::Result<(), UserError> {
+    let bad = |why: &str| {
+        UserError::new(format!("{key} `{value}` is not a valid domain: {why}"))
+            .hint("use a host name such as `example.com` (letters, digits and `-` in dot-separated labels)")
+    };
+    if value.is_empty() || value.len() > 253 {
+        return Err(bad("it must be 1 to 253 characters long"));
+    }
+    for label in value.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(bad("each label must be 1 to 63 characters"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("a label cannot start or end with `-`"));
+        }
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(bad("only letters, digits and `-` are allowed"));
+        }
+    }
+    Ok(())
+}
+
+fn check_ident(key: &str, value: &str) -> std::result::Result<(), UserError> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(UserError::new(format!("{key} `{value}` must be a lowercase SQL identifier ([a-z_][a-z0-9_]*)")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let s = Stack::from_file(Path::new("/x"), StackFile::default()).unwrap();
+        assert_eq!(s.hosts.grafana, "grafana.localhost");
+        assert_eq!(s.file.runner.replicas, 3);
+        assert_eq!(s.pooler(), PoolerKind::Pgcat);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = "[project]\nname = \"a\"\n\n[pooler]\nkind = \"pgcat\"\nsizes = 3\n";
+        let err = parse_stack_file(text, Path::new("stack.toml")).unwrap_err().to_string();
+        assert!(err.contains("stack.toml:6"), "{err}");
+        assert!(err.contains("sizes"), "{err}");
+    }
+
+    #[test]
+    fn domains_are_checked() {
+        assert!(check_domain("d", "example.com").is_ok());
+        assert!(check_domain("d", "a-b.example.com").is_ok());
+        for bad in ["", "exa mple.com", "-a.com", "a..com", "a_b.com", "a.com/x"] {
+            assert!(check_domain("d", bad).is_err(), "{bad}");
+        }
+    }
+}

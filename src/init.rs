@@ -1,0 +1,127 @@
+//! `stackctl init`: create or complete a stack directory without ever losing a secret.
+//!
+//! Writes `stack.toml` (only when absent), `.env` (missing secrets only, or `--rotate`d ones),
+//! TLS material, the pooler and observability config files, and `.gitignore` lines. Running it
+//! twice changes nothing; it reports what it added.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::config::{PoolerKind, STACK_FILE, Stack, StackFile, check_domain};
+use crate::error::UserError;
+use crate::{files, render, secrets, tls};
+
+/// Options of `stackctl init`.
+#[derive(Debug, Default)]
+pub struct InitOptions {
+    pub project: Option<String>,
+    pub domain: Option<String>,
+    pub pooler: Option<PoolerKind>,
+    pub rotate: Vec<String>,
+}
+
+const GITIGNORE_LINES: &[&str] = &[
+    ".env",
+    ".env.bak.*",
+    "certs/*.key",
+    "pgcat/pgcat.toml",
+    "pgbouncer/userlist.txt",
+    "dokploy/files/",
+];
+
+/// Runs `init` in `dir`; prints what it did.
+pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
+    if let Some(d) = &opts.domain {
+        check_domain("--domain", d)?;
+    }
+    files::ensure_writable_dir(dir)?;
+    let stack_path = dir.join(STACK_FILE);
+    let stack = if stack_path.exists() {
+        let stack = Stack::load(dir)?;
+        let mut ignored = Vec::new();
+        if opts.project.as_ref().is_some_and(|p| *p != stack.file.project.name) {
+            ignored.push("--project");
+        }
+        if opts.domain.as_ref().is_some_and(|d| *d != stack.file.project.domain) {
+            ignored.push("--domain");
+        }
+        if opts.pooler.is_some_and(|p| p != stack.file.pooler.kind) {
+            ignored.push("--pooler");
+        }
+        if !ignored.is_empty() {
+            eprintln!("note: {STACK_FILE} exists and is kept; {} ignored (edit {STACK_FILE} to change them)", ignored.join(", "));
+        }
+        stack
+    } else {
+        let mut file = StackFile::default();
+        if let Some(p) = &opts.project {
+            file.project.name = p.clone();
+        }
+        if let Some(d) = &opts.domain {
+            file.project.domain = d.clone();
+        }
+        if let Some(k) = opts.pooler {
+            file.pooler.kind = k;
+        }
+        let stack = Stack::from_file(dir, file)?;
+        files::write_atomic(&stack_path, render::stack_toml(&stack)?.as_bytes(), files::PUBLIC)?;
+        println!("wrote {STACK_FILE}");
+        stack
+    };
+
+    let env_path = stack.env_path();
+    if opts.rotate.is_empty() {
+        let report = secrets::ensure(&env_path)?;
+        if report.created_file {
+            println!("wrote .env (0600) with {} secrets", report.added.len());
+        } else if report.added.is_empty() {
+            println!(".env has every secret; nothing changed");
+        } else {
+            println!("added to .env: {}", report.added.join(", "));
+        }
+    } else {
+        if !env_path.exists() {
+            return Err(UserError::new(".env does not exist, so there is nothing to rotate").hint("run `stackctl init` first").into());
+        }
+        let backup = secrets::rotate(&env_path, &opts.rotate)?;
+        println!("rotated {} (old .env kept as {})", opts.rotate.join(", "), backup.file_name().unwrap_or_default().to_string_lossy());
+        println!("next: `stackctl migrate` (or `stackctl up`) sets the new passwords in PostgreSQL");
+    }
+
+    let tls = tls::ensure(dir, stack.project())?;
+    for f in &tls.written {
+        println!("wrote {f}");
+    }
+    let env = stack.load_env()?;
+    let configs = render::config_files(&stack, &env)?;
+    for f in render::write_config_files(&stack, &configs)? {
+        println!("wrote {f}");
+    }
+    ensure_gitignore(dir)?;
+    Ok(())
+}
+
+fn ensure_gitignore(dir: &Path) -> Result<()> {
+    let path = dir.join(".gitignore");
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    let have: std::collections::HashSet<&str> = existing.lines().map(str::trim).collect();
+    let missing: Vec<&str> = GITIGNORE_LINES.iter().copied().filter(|l| !have.contains(l)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut text = existing.clone();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    if existing.is_empty() {
+        text.push_str("# Secrets of this stack (stackctl)\n");
+    }
+    for l in &missing {
+        text.push_str(l);
+        text.push('\n');
+    }
+    files::write_atomic(&path, text.as_bytes(), files::PUBLIC)?;
+    println!("added to .gitignore: {}", missing.join(" "));
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! stackctl: parse the command line, run one feature, print errors once with a hint.
+
+mod cli;
+mod config;
+mod engine;
+mod error;
+mod files;
+mod init;
+mod render;
+mod scram;
+mod secrets;
+mod tls;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use cli::{Cli, Command};
+use config::Stack;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            if let Some(hint) = error::hint_of(&err).filter(|h| !h.is_empty()) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let dir = cli.dir;
+    match cli.command {
+        Command::Init(a) => init::run(
+            &dir,
+            &init::InitOptions { project: a.project, domain: a.domain, pooler: a.pooler, rotate: a.rotate },
+        ),
+        Command::Render(a) => {
+            let stack = Stack::load(&dir)?;
+            let report = render::run(&stack, a.target, a.output.as_deref())?;
+            println!("rendered {}", report.compose_path.display());
+            if a.target == render::Target::Dokploy {
+                println!("config files for Dokploy's file mounts: {}", report.files_dir.display());
+            }
+            Ok(())
+        }
+        Command::Up(a) => engine::cmd_up(&Stack::load(&dir)?, a),
+        Command::Down(a) => engine::cmd_down(&Stack::load(&dir)?, a),
+        Command::Status(a) => engine::cmd_status(&Stack::load(&dir)?, a),
+        Command::Logs(a) => engine::cmd_logs(&Stack::load(&dir)?, a),
+        Command::Build(a) => engine::cmd_build(&Stack::load(&dir)?, a),
+        Command::Migrate(a) => engine::cmd_migrate(&dir, a),
+    }
+}

@@ -1,0 +1,303 @@
+//! Stack -> tera templates -> one Compose file plus the config files it mounts.
+//!
+//! The rendered Compose file is the single source of truth: Dokploy deploys it as it is, and
+//! `stackctl up` reads it back. Secrets never appear in it (services refer to `${VAR}` from `.env`);
+//! they appear only in the pooler's config files, which are written 0600.
+//!
+//! Targets differ only in wiring: `local` publishes ports on 127.0.0.1 and mounts config files from
+//! the stack directory; `dokploy` publishes nothing, joins routed services to `dokploy-network` with
+//! Traefik labels, and mounts config files from `../files/` (Dokploy's file mounts), which `render`
+//! writes beside the output.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tera::Tera;
+
+use crate::config::{PoolMode, PoolerKind, Stack};
+use crate::files;
+use crate::scram;
+use crate::secrets::{EnvFile, SECRETS};
+
+/// Where the rendered stack will run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    Local,
+    Dokploy,
+}
+
+impl Target {
+    fn as_str(self) -> &'static str {
+        match self {
+            Target::Local => "local",
+            Target::Dokploy => "dokploy",
+        }
+    }
+
+    /// The default output path, relative to the stack directory.
+    pub fn default_output(self) -> &'static str {
+        match self {
+            Target::Local => "docker-compose.yml",
+            Target::Dokploy => "dokploy/code/docker-compose.yml",
+        }
+    }
+}
+
+/// A file the Compose file mounts as a `config`.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// Its name under the Compose file's top-level `configs:`.
+    pub name: &'static str,
+    /// Its path relative to the stack directory.
+    pub path: &'static str,
+    /// Rendered contents, or `None` for a file `init` made that render only references (certs).
+    pub contents: Option<Vec<u8>>,
+    pub mode: u32,
+}
+
+const COMPOSE_TEMPLATE: &str = include_str!("../templates/docker-compose.yml.tera");
+const STACK_TOML_TEMPLATE: &str = include_str!("../templates/stack.toml.tera");
+const PGCAT_TEMPLATE: &str = include_str!("../pgcat/pgcat.toml.tera");
+const PGBOUNCER_INI_TEMPLATE: &str = include_str!("../templates/pgbouncer/pgbouncer.ini.tera");
+const PGBOUNCER_USERLIST_TEMPLATE: &str = include_str!("../templates/pgbouncer/userlist.txt.tera");
+const LOKI_TEMPLATE: &str = include_str!("../observability/loki.yaml.tera");
+const ALLOY_CONFIG: &str = include_str!("../observability/config.alloy");
+const GRAFANA_DATASOURCES: &str = include_str!("../observability/grafana/datasources.yaml");
+const GRAFANA_DASHBOARDS: &str = include_str!("../observability/grafana/dashboards.yaml");
+const GRAFANA_DASHBOARD_LOGS: &str = include_str!("../observability/grafana/stack-logs.json");
+
+fn templates() -> Result<Tera> {
+    let mut t = Tera::default();
+    t.add_raw_templates(vec![
+        ("docker-compose.yml", COMPOSE_TEMPLATE),
+        ("stack.toml", STACK_TOML_TEMPLATE),
+        ("pgcat.toml", PGCAT_TEMPLATE),
+        ("pgbouncer.ini", PGBOUNCER_INI_TEMPLATE),
+        ("userlist.txt", PGBOUNCER_USERLIST_TEMPLATE),
+        ("loki.yaml", LOKI_TEMPLATE),
+    ])
+    .context("loading the built-in templates")?;
+    Ok(t)
+}
+
+fn render_one(name: &str, ctx: &tera::Context) -> Result<String> {
+    templates()?.render(name, ctx).with_context(|| format!("rendering the {name} template"))
+}
+
+/// `stack.toml` with every setting written out and commented.
+pub fn stack_toml(stack: &Stack) -> Result<String> {
+    let mut ctx = tera::Context::new();
+    ctx.insert("f", &stack.file);
+    ctx.insert("hosts", &stack.hosts);
+    render_one("stack.toml", &ctx)
+}
+
+#[derive(Serialize)]
+struct PoolUser<'a> {
+    role: &'a str,
+    password: &'a str,
+    verifier: String,
+}
+
+/// The logins that go through the pooler, with their passwords from `.env`.
+fn pooled_users(env: &EnvFile) -> Vec<PoolUser<'_>> {
+    SECRETS
+        .iter()
+        .filter(|s| s.pooled)
+        .filter_map(|s| {
+            let role = s.role?;
+            let password = env.get(s.key)?;
+            Some(PoolUser { role, password, verifier: scram::verifier(role, password) })
+        })
+        .collect()
+}
+
+fn pool_context(stack: &Stack, env: &EnvFile) -> tera::Context {
+    let p = &stack.file.pooler;
+    let mut ctx = tera::Context::new();
+    ctx.insert("database", &stack.file.postgres.database);
+    ctx.insert("pool_mode", match p.pool_mode {
+        PoolMode::Transaction => "transaction",
+        PoolMode::Session => "session",
+    });
+    ctx.insert("pool_size", &p.pool_size);
+    ctx.insert("min_pool_size", &p.min_pool_size);
+    ctx.insert("max_client_conn", &p.max_client_conn);
+    ctx.insert("admin_password", env.get("POOLER_ADMIN_PASSWORD").unwrap_or_default());
+    ctx
+}
+
+/// Every config file the Compose file mounts, rendered from the stack and its secrets.
+pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
+    let mut out = vec![
+        ConfigFile { name: "postgres_server_crt", path: "certs/server.crt", contents: None, mode: files::PUBLIC },
+        ConfigFile { name: "postgres_server_key", path: "certs/server.key", contents: None, mode: files::SECRET },
+    ];
+    let mut ctx = pool_context(stack, env);
+    match stack.pooler() {
+        PoolerKind::Pgcat => {
+            ctx.insert("users", &pooled_users(env));
+            out.push(ConfigFile {
+                name: "pgcat_toml",
+                path: "pgcat/pgcat.toml",
+                contents: Some(render_one("pgcat.toml", &ctx)?.into_bytes()),
+                mode: files::SECRET,
+            });
+        }
+        PoolerKind::Pgbouncer => {
+            let mut users = pooled_users(env);
+            if let Some(pw) = env.get("POOLER_ADMIN_PASSWORD") {
+                users.push(PoolUser { role: "pooler_admin", password: pw, verifier: scram::verifier("pooler_admin", pw) });
+            }
+            ctx.insert("users", &users);
+            out.push(ConfigFile {
+                name: "pgbouncer_ini",
+                path: "pgbouncer/pgbouncer.ini",
+                contents: Some(render_one("pgbouncer.ini", &ctx)?.into_bytes()),
+                mode: files::PUBLIC,
+            });
+            out.push(ConfigFile {
+                name: "pgbouncer_userlist",
+                path: "pgbouncer/userlist.txt",
+                contents: Some(render_one("userlist.txt", &ctx)?.into_bytes()),
+                mode: files::SECRET,
+            });
+        }
+    }
+    if stack.file.observability.enabled {
+        let mut lctx = tera::Context::new();
+        lctx.insert("retention", &stack.file.observability.log_retention);
+        let stat = |name, path, text: &str| ConfigFile { name, path, contents: Some(text.as_bytes().to_vec()), mode: files::PUBLIC };
+        out.push(ConfigFile {
+            name: "loki_yaml",
+            path: "observability/loki.yaml",
+            contents: Some(render_one("loki.yaml", &lctx)?.into_bytes()),
+            mode: files::PUBLIC,
+        });
+        out.push(stat("alloy_config", "observability/config.alloy", ALLOY_CONFIG));
+        out.push(stat("grafana_datasources", "observability/grafana/datasources.yaml", GRAFANA_DATASOURCES));
+        out.push(stat("grafana_dashboards", "observability/grafana/dashboards.yaml", GRAFANA_DASHBOARDS));
+        out.push(stat("grafana_dashboard_logs", "observability/grafana/stack-logs.json", GRAFANA_DASHBOARD_LOGS));
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct ConfigRef<'a> {
+    name: &'a str,
+    path: &'a str,
+}
+
+/// The Compose file for `target`.
+pub fn compose(stack: &Stack, target: Target, configs: &[ConfigFile]) -> Result<String> {
+    let f = &stack.file;
+    let mut ctx = tera::Context::new();
+    ctx.insert("target", target.as_str());
+    ctx.insert("project", &f.project.name);
+    ctx.insert("database", &f.postgres.database);
+    ctx.insert("pooler", stack.pooler().service_name());
+    ctx.insert("images", &f.images);
+    ctx.insert("hosts", &stack.hosts);
+    ctx.insert("ports", &f.ports);
+    ctx.insert("replicas", &f.runner.replicas);
+    ctx.insert("observability", &f.observability.enabled);
+    ctx.insert("migrations_dir", f.migrations.directory.trim_end_matches('/'));
+    ctx.insert("files_prefix", files_prefix(target));
+    let role_secrets: Vec<&str> =
+        SECRETS.iter().filter(|s| s.role.is_some() && s.key != "POSTGRES_PASSWORD" && s.key != "POOLER_ADMIN_PASSWORD").map(|s| s.key).collect();
+    ctx.insert("role_secrets", &role_secrets);
+    let refs: Vec<ConfigRef> = configs.iter().map(|c| ConfigRef { name: c.name, path: c.path }).collect();
+    ctx.insert("configs", &refs);
+    render_one("docker-compose.yml", &ctx)
+}
+
+fn files_prefix(target: Target) -> &'static str {
+    match target {
+        Target::Local => "./",
+        Target::Dokploy => "../files/",
+    }
+}
+
+/// Writes the config files into the stack directory (mode per file); returns those that changed.
+pub fn write_config_files(stack: &Stack, configs: &[ConfigFile]) -> Result<Vec<&'static str>> {
+    let mut changed = Vec::new();
+    for c in configs {
+        if let Some(bytes) = &c.contents
+            && files::write_if_changed(&stack.dir.join(c.path), bytes, c.mode)?
+        {
+            changed.push(c.path);
+        }
+    }
+    std::fs::create_dir_all(stack.dir.join(&stack.file.migrations.directory))
+        .with_context(|| format!("creating {}", stack.file.migrations.directory))?;
+    Ok(changed)
+}
+
+/// What `render` wrote.
+#[derive(Debug)]
+pub struct RenderReport {
+    pub compose_path: PathBuf,
+    pub files_dir: PathBuf,
+    pub changed: Vec<String>,
+}
+
+/// Renders the stack for `target` into `output` (default per target), with its config files.
+pub fn run(stack: &Stack, target: Target, output: Option<&Path>) -> Result<RenderReport> {
+    let env = stack.load_env()?;
+    let configs = config_files(stack, &env)?;
+    let output = match output {
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        Some(p) => std::env::current_dir()?.join(p),
+        None => stack.dir.join(target.default_output()),
+    };
+    let out_dir = output.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    files::ensure_writable_dir(&out_dir)?;
+    let compose_text = compose(stack, target, &configs)?;
+
+    let mut changed: Vec<String> = write_config_files(stack, &configs)?.into_iter().map(String::from).collect();
+    let files_dir = match target {
+        Target::Local => out_dir.clone(),
+        Target::Dokploy => {
+            // Dokploy mounts `../files/...` relative to the Compose file: copy every config there.
+            let files_dir = out_dir.join("..").join("files");
+            for c in &configs {
+                let bytes = match &c.contents {
+                    Some(b) => b.clone(),
+                    None => std::fs::read(stack.dir.join(c.path))
+                        .with_context(|| format!("reading {} (run `stackctl init` to create it)", c.path))?,
+                };
+                if files::write_if_changed(&files_dir.join(c.path), &bytes, c.mode)? {
+                    changed.push(format!("files/{}", c.path));
+                }
+            }
+            copy_migrations(&stack.dir.join(&stack.file.migrations.directory), &files_dir.join(&stack.file.migrations.directory))?;
+            files_dir
+        }
+    };
+    if target == Target::Local {
+        for c in &configs {
+            if c.contents.is_none() && !stack.dir.join(c.path).exists() {
+                anyhow::bail!(crate::error::UserError::new(format!("{} is missing", c.path)).hint("run `stackctl init` to create it"));
+            }
+        }
+    }
+    if files::write_if_changed(&output, compose_text.as_bytes(), files::PUBLIC)? {
+        changed.push(output.display().to_string());
+    }
+    Ok(RenderReport { compose_path: output, files_dir, changed })
+}
+
+fn copy_migrations(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    if let Ok(entries) = std::fs::read_dir(from) {
+        for e in entries {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                let bytes = std::fs::read(e.path())?;
+                files::write_if_changed(&to.join(e.file_name()), &bytes, files::PUBLIC)?;
+            }
+        }
+    }
+    Ok(())
+}
