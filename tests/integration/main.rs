@@ -1,0 +1,7 @@
+//! The one integration test binary: scenarios against the real `stackctl` binary, real files,
+//! the real Docker Engine and real PostgreSQL. Each module is one area; `support` holds the
+//! fluent helper.
+
+mod support;
+
+mod init;
