@@ -1,6 +1,7 @@
 //! stackctl: parse the command line, run one feature, print errors once with a hint.
 
 mod cli;
+mod compose;
 mod config;
 mod engine;
 mod error;
