@@ -74,6 +74,9 @@ pub struct UpArgs {
     /// How long to wait for each service to become healthy.
     #[arg(long, default_value_t = 180, value_name = "SECS")]
     pub wait_timeout: u64,
+    /// Run this Compose file instead of rendering the local target from stack.toml.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

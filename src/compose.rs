@@ -118,17 +118,6 @@ pub enum Restart {
     UnlessStopped,
 }
 
-impl Restart {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Restart::No => "no",
-            Restart::Always => "always",
-            Restart::OnFailure => "on-failure",
-            Restart::UnlessStopped => "unless-stopped",
-        }
-    }
-}
-
 /// `configs:` entry of a service, long syntax.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -235,10 +224,6 @@ pub struct PortSpec {
 }
 
 impl PortSpec {
-    pub fn published(&self) -> bool {
-        true
-    }
-
     pub fn describe(&self) -> String {
         let ip = self.host_ip.as_deref().unwrap_or("0.0.0.0");
         match self.host_port {
