@@ -136,7 +136,9 @@ pub struct ServiceConfig {
 impl ServiceConfig {
     /// Where the file lands in the container (Compose's default: `/<source>`).
     pub fn target_path(&self) -> String {
-        self.target.clone().unwrap_or_else(|| format!("/{}", self.source))
+        self.target
+            .clone()
+            .unwrap_or_else(|| format!("/{}", self.source))
     }
 }
 
@@ -149,6 +151,7 @@ pub struct ServiceNetwork {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::enum_variant_names)] // the names are Compose's
 pub enum Condition {
     ServiceStarted,
     ServiceHealthy,
@@ -191,7 +194,11 @@ impl Healthcheck {
     pub fn exec_command(&self) -> Option<Vec<String>> {
         match self.test.first().map(String::as_str) {
             Some("CMD") => Some(self.test[1..].to_vec()),
-            Some("CMD-SHELL") => Some(vec!["/bin/sh".into(), "-c".into(), self.test[1..].join(" ")]),
+            Some("CMD-SHELL") => Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                self.test[1..].join(" "),
+            ]),
             _ => None,
         }
     }
@@ -244,20 +251,44 @@ pub struct Project {
 
 impl Project {
     /// Reads, interpolates and checks a Compose file.
-    pub fn load(path: &Path, vars: &BTreeMap<String, String>, default_name: &str) -> Result<Project> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file = parse(&text, vars).map_err(|e| anyhow!(UserError::new(format!("{}: {e}", path.display()))))?;
-        let working_dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    pub fn load(
+        path: &Path,
+        vars: &BTreeMap<String, String>,
+        default_name: &str,
+    ) -> Result<Project> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file = parse(&text, vars).map_err(|e| {
+            let mut u = UserError::new(format!("{}: {e:#}", path.display()));
+            u.hint = crate::error::hint_of(&e).map(str::to_string);
+            anyhow!(u)
+        })?;
+        let working_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         let working_dir = std::fs::canonicalize(&working_dir).unwrap_or(working_dir);
         let config_file = working_dir.join(path.file_name().unwrap_or_default());
-        let name = file.name.clone().unwrap_or_else(|| default_name.to_string());
-        Ok(Project { name, working_dir, config_file, file })
+        let name = file
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name.to_string());
+        Ok(Project {
+            name,
+            working_dir,
+            config_file,
+            file,
+        })
     }
 
     /// Absolute host path of a bind mount or config file written relative to the project.
     pub fn host_path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_path_buf() } else { self.working_dir.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.working_dir.join(p)
+        }
     }
 
     /// The services to run: `only` (plus what they depend on), minus the services of `without` groups.
@@ -266,11 +297,18 @@ impl Project {
         for s in only {
             if !services.contains_key(s) {
                 let known: Vec<&str> = services.keys().map(String::as_str).collect();
-                bail!(UserError::new(format!("no service `{s}` in the Compose file")).hint(format!("services: {}", known.join(", "))));
+                bail!(
+                    UserError::new(format!("no service `{s}` in the Compose file"))
+                        .hint(format!("services: {}", known.join(", ")))
+                );
             }
         }
         let mut chosen: Vec<String> = Vec::new();
-        let mut stack: Vec<String> = if only.is_empty() { services.keys().cloned().collect() } else { only.to_vec() };
+        let mut stack: Vec<String> = if only.is_empty() {
+            services.keys().cloned().collect()
+        } else {
+            only.to_vec()
+        };
         while let Some(s) = stack.pop() {
             if chosen.contains(&s) {
                 continue;
@@ -285,12 +323,21 @@ impl Project {
         // A service that a kept service depends on cannot be left out.
         for s in &chosen {
             for d in services[s].depends_on.keys() {
-                if let Some(g) = services[d].group().filter(|g| without.iter().any(|w| w == g)) {
-                    bail!(UserError::new(format!("service `{s}` depends on `{d}`, which is in the group `{g}` left out by --without {g}")));
+                if let Some(g) = services[d]
+                    .group()
+                    .filter(|g| without.iter().any(|w| w == g))
+                {
+                    bail!(UserError::new(format!(
+                        "service `{s}` depends on `{d}`, which is in the group `{g}` left out by --without {g}"
+                    )));
                 }
             }
         }
-        Ok(services.keys().filter(|k| chosen.contains(k)).cloned().collect())
+        Ok(services
+            .keys()
+            .filter(|k| chosen.contains(k))
+            .cloned()
+            .collect())
     }
 }
 
@@ -327,25 +374,36 @@ fn check(f: &ComposeFile) -> Result<()> {
             if !f.services.contains_key(d) {
                 bail!("service `{name}` depends on `{d}`, which is not a service of the file");
             }
-            if s.depends_on[d].condition == Condition::ServiceHealthy && f.services[d].healthcheck.is_none() {
-                bail!("service `{name}` waits for `{d}` to be healthy, but `{d}` has no healthcheck");
+            if s.depends_on[d].condition == Condition::ServiceHealthy
+                && f.services[d].healthcheck.is_none()
+            {
+                bail!(
+                    "service `{name}` waits for `{d}` to be healthy, but `{d}` has no healthcheck"
+                );
             }
         }
         for n in s.networks.keys() {
             if !f.networks.contains_key(n) {
-                bail!("service `{name}` uses network `{n}`, which is not declared under top-level `networks`");
+                bail!(
+                    "service `{name}` uses network `{n}`, which is not declared under top-level `networks`"
+                );
             }
         }
         for v in &s.volumes {
             if let VolumeSource::Named(v) = &v.source
                 && !f.volumes.contains_key(v)
             {
-                bail!("service `{name}` uses volume `{v}`, which is not declared under top-level `volumes`");
+                bail!(
+                    "service `{name}` uses volume `{v}`, which is not declared under top-level `volumes`"
+                );
             }
         }
         for c in &s.configs {
             if !f.configs.contains_key(&c.source) {
-                bail!("service `{name}` uses config `{}`, which is not declared under top-level `configs`", c.source);
+                bail!(
+                    "service `{name}` uses config `{}`, which is not declared under top-level `configs`",
+                    c.source
+                );
             }
         }
     }
@@ -386,7 +444,11 @@ fn interpolate_value(v: &mut Value, vars: &BTreeMap<String, String>, path: &str)
         Value::Mapping(m) => {
             for (k, item) in m.iter_mut() {
                 let key = k.as_str().unwrap_or("?");
-                let p = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+                let p = if path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{path}.{key}")
+                };
                 interpolate_value(item, vars, &p)?;
             }
         }
@@ -450,17 +512,25 @@ pub fn interpolate(s: &str, vars: &BTreeMap<String, String>) -> Result<String> {
                 out.push_str(vars.get(&name).map(String::as_str).unwrap_or(""));
                 i = j;
             }
-            _ => bail!("invalid interpolation format in {s:?}: a lone `$` (write `$$` for a literal dollar sign)"),
+            _ => bail!(
+                "invalid interpolation format in {s:?}: a lone `$` (write `$$` for a literal dollar sign)"
+            ),
         }
     }
     Ok(out)
 }
 
 fn braced(inner: &str, vars: &BTreeMap<String, String>, whole: &str) -> Result<String> {
-    let name_len = inner.char_indices().find(|&(_, c)| !is_name_char(c)).map(|(i, _)| i).unwrap_or(inner.len());
+    let name_len = inner
+        .char_indices()
+        .find(|&(_, c)| !is_name_char(c))
+        .map(|(i, _)| i)
+        .unwrap_or(inner.len());
     let name = &inner[..name_len];
     if name.is_empty() || !name.starts_with(is_name_start) {
-        bail!("invalid interpolation format in {whole:?}: `${{{inner}}}` has no valid variable name");
+        bail!(
+            "invalid interpolation format in {whole:?}: `${{{inner}}}` has no valid variable name"
+        );
     }
     let rest = &inner[name_len..];
     let value = vars.get(name);
@@ -485,7 +555,13 @@ fn braced(inner: &str, vars: &BTreeMap<String, String>, whole: &str) -> Result<S
     let arg = || interpolate(arg, vars);
     Ok(match op {
         "" => value.cloned().unwrap_or_default(),
-        ":-" => if set_nonempty { value.cloned().unwrap_or_default() } else { arg()? },
+        ":-" => {
+            if set_nonempty {
+                value.cloned().unwrap_or_default()
+            } else {
+                arg()?
+            }
+        }
         "-" => match value {
             Some(v) => v.clone(),
             None => arg()?,
@@ -494,15 +570,33 @@ fn braced(inner: &str, vars: &BTreeMap<String, String>, whole: &str) -> Result<S
             if set_nonempty {
                 value.cloned().unwrap_or_default()
             } else {
-                bail!(UserError::new(format!("required variable {name} is missing a value: {}", arg()?)))
+                bail!(UserError::new(format!(
+                    "required variable {name} is missing a value: {}",
+                    arg()?
+                )))
             }
         }
         "?" => match value {
             Some(v) => v.clone(),
-            None => bail!(UserError::new(format!("required variable {name} is missing a value: {}", arg()?))),
+            None => bail!(UserError::new(format!(
+                "required variable {name} is missing a value: {}",
+                arg()?
+            ))),
         },
-        ":+" => if set_nonempty { arg()? } else { String::new() },
-        _ => if value.is_some() { arg()? } else { String::new() },
+        ":+" => {
+            if set_nonempty {
+                arg()?
+            } else {
+                String::new()
+            }
+        }
+        _ => {
+            if value.is_some() {
+                arg()?
+            } else {
+                String::new()
+            }
+        }
     })
 }
 
@@ -515,7 +609,9 @@ where
     T: Deserialize<'de> + Default,
 {
     let m: IndexMap<String, Option<T>> = IndexMap::deserialize(d)?;
-    Ok(m.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
+    Ok(m.into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect())
 }
 
 fn scalar_string(v: &Value) -> Option<String> {
@@ -602,30 +698,41 @@ fn de_env<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, Option<Str
         None | Some(Value::Null) => {}
         Some(Value::Mapping(m)) => {
             for (k, v) in m {
-                let k = scalar_string(&k).ok_or_else(|| D::Error::custom("environment keys must be strings"))?;
+                let k = scalar_string(&k)
+                    .ok_or_else(|| D::Error::custom("environment keys must be strings"))?;
                 let v = match v {
                     Value::Null => None,
-                    v => Some(scalar_string(&v).ok_or_else(|| D::Error::custom(format!("environment `{k}` must be a scalar")))?),
+                    v => Some(scalar_string(&v).ok_or_else(|| {
+                        D::Error::custom(format!("environment `{k}` must be a scalar"))
+                    })?),
                 };
                 out.insert(k, v);
             }
         }
         Some(Value::Sequence(items)) => {
             for i in items {
-                let s = scalar_string(&i).ok_or_else(|| D::Error::custom("environment entries must be strings"))?;
+                let s = scalar_string(&i)
+                    .ok_or_else(|| D::Error::custom("environment entries must be strings"))?;
                 match s.split_once('=') {
                     Some((k, v)) => out.insert(k.to_string(), Some(v.to_string())),
                     None => out.insert(s, None),
                 };
             }
         }
-        Some(_) => return Err(D::Error::custom("environment must be a map or a list of KEY=VALUE")),
+        Some(_) => {
+            return Err(D::Error::custom(
+                "environment must be a map or a list of KEY=VALUE",
+            ));
+        }
     }
     Ok(out)
 }
 
 fn de_labels<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, String>, D::Error> {
-    Ok(de_env(d)?.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
+    Ok(de_env(d)?
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect())
 }
 
 fn de_volumes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<VolumeMount>, D::Error> {
@@ -634,7 +741,9 @@ fn de_volumes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<VolumeMount>, D::Er
         .iter()
         .map(|v| match v {
             Value::String(s) => parse_volume(s).map_err(D::Error::custom),
-            _ => Err(D::Error::custom("only the short volume syntax (`source:target[:ro]`) is supported")),
+            _ => Err(D::Error::custom(
+                "only the short volume syntax (`source:target[:ro]`) is supported",
+            )),
         })
         .collect()
 }
@@ -644,13 +753,21 @@ pub fn parse_volume(s: &str) -> Result<VolumeMount, String> {
     let (source, target, mode) = match parts.as_slice() {
         [src, tgt] => (*src, *tgt, None),
         [src, tgt, mode] => (*src, *tgt, Some(*mode)),
-        [_] => return Err(format!("volume `{s}`: anonymous volumes are not supported; name it")),
+        [_] => {
+            return Err(format!(
+                "volume `{s}`: anonymous volumes are not supported; name it"
+            ));
+        }
         _ => return Err(format!("volume `{s}` is not `source:target[:ro|rw]`")),
     };
     let read_only = match mode {
         None | Some("rw") => false,
         Some("ro") => true,
-        Some(m) => return Err(format!("volume `{s}`: mode `{m}` is not supported (ro or rw)")),
+        Some(m) => {
+            return Err(format!(
+                "volume `{s}`: mode `{m}` is not supported (ro or rw)"
+            ));
+        }
     };
     if !target.starts_with('/') {
         return Err(format!("volume `{s}`: the target must be an absolute path"));
@@ -662,7 +779,11 @@ pub fn parse_volume(s: &str) -> Result<VolumeMount, String> {
     } else {
         VolumeSource::Named(source.to_string())
     };
-    Ok(VolumeMount { source, target: target.to_string(), read_only })
+    Ok(VolumeMount {
+        source,
+        target: target.to_string(),
+        read_only,
+    })
 }
 
 fn de_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PortSpec>, D::Error> {
@@ -670,7 +791,8 @@ fn de_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PortSpec>, D::Error> 
     items
         .iter()
         .map(|v| {
-            let s = scalar_string(v).ok_or_else(|| D::Error::custom("only the short port syntax is supported"))?;
+            let s = scalar_string(v)
+                .ok_or_else(|| D::Error::custom("only the short port syntax is supported"))?;
             parse_port(&s).map_err(D::Error::custom)
         })
         .collect()
@@ -683,34 +805,53 @@ pub fn parse_port(s: &str) -> Result<PortSpec, String> {
         Some(_) => return Err(format!("port `{s}`: protocol must be tcp or udp")),
         None => (s, "tcp".to_string()),
     };
-    let num = |p: &str| p.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| format!("port `{s}`: `{p}` is not a port number (ranges are not supported)"));
+    let num = |p: &str| {
+        p.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            format!("port `{s}`: `{p}` is not a port number (ranges are not supported)")
+        })
+    };
     let parts: Vec<&str> = body.split(':').collect();
     let (host_ip, host_port, container) = match parts.as_slice() {
         [c] => (None, None, *c),
         [h, c] => (None, Some(num(h)?), *c),
-        [ip, h, c] => (Some(ip.to_string()), if h.is_empty() { None } else { Some(num(h)?) }, *c),
+        [ip, h, c] => (
+            Some(ip.to_string()),
+            if h.is_empty() { None } else { Some(num(h)?) },
+            *c,
+        ),
         _ => return Err(format!("port `{s}` is not `[IP:][HOST:]CONTAINER`")),
     };
-    Ok(PortSpec { host_ip, host_port, container_port: num(container)?, protocol })
+    Ok(PortSpec {
+        host_ip,
+        host_port,
+        container_port: num(container)?,
+        protocol,
+    })
 }
 
-fn de_networks<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, ServiceNetwork>, D::Error> {
+fn de_networks<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<IndexMap<String, ServiceNetwork>, D::Error> {
     let mut out = IndexMap::new();
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => {}
         Some(Value::Sequence(items)) => {
             for i in items {
-                let n = scalar_string(&i).ok_or_else(|| D::Error::custom("network names must be strings"))?;
+                let n = scalar_string(&i)
+                    .ok_or_else(|| D::Error::custom("network names must be strings"))?;
                 out.insert(n, ServiceNetwork::default());
             }
         }
         Some(Value::Mapping(m)) => {
             for (k, v) in m {
-                let k = scalar_string(&k).ok_or_else(|| D::Error::custom("network names must be strings"))?;
+                let k = scalar_string(&k)
+                    .ok_or_else(|| D::Error::custom("network names must be strings"))?;
                 let net = match v {
                     Value::Null => ServiceNetwork::default(),
                     v => serde_yaml::from_value::<ServiceNetwork>(v).map_err(|e| {
-                        D::Error::custom(format!("network `{k}`: {e} (stackctl's engine implements `aliases` only)"))
+                        D::Error::custom(format!(
+                            "network `{k}`: {e} (stackctl's engine implements `aliases` only)"
+                        ))
                     })?,
                 };
                 out.insert(k, net);
@@ -727,15 +868,24 @@ fn de_depends_on<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, Dep
         None | Some(Value::Null) => {}
         Some(Value::Sequence(items)) => {
             for i in items {
-                let n = scalar_string(&i).ok_or_else(|| D::Error::custom("service names must be strings"))?;
-                out.insert(n, DependsOn { condition: Condition::ServiceStarted });
+                let n = scalar_string(&i)
+                    .ok_or_else(|| D::Error::custom("service names must be strings"))?;
+                out.insert(
+                    n,
+                    DependsOn {
+                        condition: Condition::ServiceStarted,
+                    },
+                );
             }
         }
         Some(Value::Mapping(m)) => {
             for (k, v) in m {
-                let k = scalar_string(&k).ok_or_else(|| D::Error::custom("service names must be strings"))?;
+                let k = scalar_string(&k)
+                    .ok_or_else(|| D::Error::custom("service names must be strings"))?;
                 let dep = serde_yaml::from_value::<DependsOn>(v).map_err(|e| {
-                    D::Error::custom(format!("depends_on `{k}`: {e} (stackctl's engine implements `condition` only)"))
+                    D::Error::custom(format!(
+                        "depends_on `{k}`: {e} (stackctl's engine implements `condition` only)"
+                    ))
                 })?;
                 out.insert(k, dep);
             }
@@ -751,15 +901,21 @@ fn de_health_test<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
         Value::Sequence(items) => {
             let v: Vec<String> = items
                 .iter()
-                .map(|i| scalar_string(i).ok_or_else(|| D::Error::custom("test items must be strings")))
+                .map(|i| {
+                    scalar_string(i).ok_or_else(|| D::Error::custom("test items must be strings"))
+                })
                 .collect::<Result<_, _>>()?;
             match v.first().map(String::as_str) {
                 Some("CMD") | Some("CMD-SHELL") if v.len() >= 2 => Ok(v),
                 Some("NONE") => Ok(v),
-                _ => Err(D::Error::custom("healthcheck test must start with CMD, CMD-SHELL or NONE")),
+                _ => Err(D::Error::custom(
+                    "healthcheck test must start with CMD, CMD-SHELL or NONE",
+                )),
             }
         }
-        _ => Err(D::Error::custom("healthcheck test must be a string or a list")),
+        _ => Err(D::Error::custom(
+            "healthcheck test must be a string or a list",
+        )),
     }
 }
 
@@ -767,7 +923,8 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(v) => {
-            let s = scalar_string(&v).ok_or_else(|| D::Error::custom("expected a duration like `30s`"))?;
+            let s = scalar_string(&v)
+                .ok_or_else(|| D::Error::custom("expected a duration like `30s`"))?;
             parse_duration(&s).map(Some).map_err(D::Error::custom)
         }
     }
@@ -782,13 +939,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let n_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let n_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if n_len == 0 {
             return Err(bad());
         }
         let n: f64 = rest[..n_len].parse().map_err(|_| bad())?;
         rest = &rest[n_len..];
-        let u_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let u_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = &rest[..u_len];
         rest = &rest[u_len..];
         let secs = match unit {
@@ -812,11 +973,15 @@ fn de_opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error>
         // as octal, the way Compose users mean them.
         Some(Value::Number(n)) => {
             let digits = n.to_string();
-            u32::from_str_radix(&digits, 8).map(Some).map_err(|_| D::Error::custom(format!("mode `{digits}` is not octal")))
+            u32::from_str_radix(&digits, 8)
+                .map(Some)
+                .map_err(|_| D::Error::custom(format!("mode `{digits}` is not octal")))
         }
         Some(Value::String(s)) => {
             let t = s.trim_start_matches("0o");
-            u32::from_str_radix(t, 8).map(Some).map_err(|_| D::Error::custom(format!("mode `{s}` is not octal")))
+            u32::from_str_radix(t, 8)
+                .map(Some)
+                .map_err(|_| D::Error::custom(format!("mode `{s}` is not octal")))
         }
         Some(_) => Err(D::Error::custom("mode must be an octal number like 0444")),
     }
@@ -837,9 +1002,11 @@ fn de_expose<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     items
         .iter()
         .map(|v| {
-            let s = scalar_string(v).ok_or_else(|| D::Error::custom("expose entries must be ports"))?;
+            let s =
+                scalar_string(v).ok_or_else(|| D::Error::custom("expose entries must be ports"))?;
             let (p, proto) = s.split_once('/').unwrap_or((&s, "tcp"));
-            p.parse::<u16>().map_err(|_| D::Error::custom(format!("expose `{s}` is not a port")))?;
+            p.parse::<u16>()
+                .map_err(|_| D::Error::custom(format!("expose `{s}` is not a port")))?;
             Ok(format!("{p}/{proto}"))
         })
         .collect()
@@ -850,7 +1017,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -870,7 +1040,11 @@ mod tests {
         assert_eq!(i("${B}").unwrap(), "");
         assert_eq!(i("${E?e}").unwrap(), "");
         assert!(i("${E:?need E}").unwrap_err().contains("need E"));
-        assert!(i("${B?need B}").unwrap_err().contains("required variable B"));
+        assert!(
+            i("${B?need B}")
+                .unwrap_err()
+                .contains("required variable B")
+        );
         assert!(i("${A").is_err());
         assert!(i("cost $ 5").is_err());
         assert!(i("${1A}").is_err());
@@ -926,7 +1100,14 @@ configs:
         assert_eq!(db.environment["PASSWORD"].as_deref(), Some("s3cret"));
         assert_eq!(db.environment["PORT"].as_deref(), Some("5432"));
         assert_eq!(db.volumes[0].source, VolumeSource::Named("data".into()));
-        assert_eq!(db.volumes[1], VolumeMount { source: VolumeSource::Bind("./conf".into()), target: "/conf".into(), read_only: true });
+        assert_eq!(
+            db.volumes[1],
+            VolumeMount {
+                source: VolumeSource::Bind("./conf".into()),
+                target: "/conf".into(),
+                read_only: true
+            }
+        );
         assert_eq!(db.ports[1].host_port, None);
         assert_eq!(db.ports[0].host_ip.as_deref(), Some("127.0.0.1"));
         let hc = db.healthcheck.as_ref().unwrap();
@@ -946,53 +1127,111 @@ configs:
     #[test]
     fn missing_required_variable_is_an_error() {
         let err = format!("{:#}", parse(SMALL, &vars(&[])).unwrap_err());
-        assert!(err.contains("required variable PW") && err.contains("set PW"), "{err}");
+        assert!(
+            err.contains("required variable PW") && err.contains("set PW"),
+            "{err}"
+        );
         assert!(err.contains("services.db.environment.PASSWORD"), "{err}");
     }
 
     #[test]
     fn unknown_keys_are_refused_with_service_and_key() {
-        let text = SMALL.replace("    restart: \"no\"\n", "    restart: \"no\"\n    privileged: true\n");
+        let text = SMALL.replace(
+            "    restart: \"no\"\n",
+            "    restart: \"no\"\n    privileged: true\n",
+        );
         let err = parse(&text, &vars(&[("PW", "x")])).unwrap_err().to_string();
-        assert!(err.contains("`privileged`") && err.contains("service `job`"), "{err}");
+        assert!(
+            err.contains("`privileged`") && err.contains("service `job`"),
+            "{err}"
+        );
         let text = format!("{SMALL}secrets: {{}}\n");
         let err = parse(&text, &vars(&[("PW", "x")])).unwrap_err().to_string();
-        assert!(err.contains("`secrets`") && err.contains("top level"), "{err}");
-        let text = SMALL.replace("      interval: 1m30s\n", "      interval: 1m30s\n      start_interval: 1s\n");
+        assert!(
+            err.contains("`secrets`") && err.contains("top level"),
+            "{err}"
+        );
+        let text = SMALL.replace(
+            "      interval: 1m30s\n",
+            "      interval: 1m30s\n      start_interval: 1s\n",
+        );
         let err = parse(&text, &vars(&[("PW", "x")])).unwrap_err().to_string();
-        assert!(err.contains("`start_interval`") && err.contains("service `db`"), "{err}");
-        let text = SMALL.replace("        aliases: [pooler]\n", "        aliases: [pooler]\n        ipv4_address: 1.2.3.4\n");
+        assert!(
+            err.contains("`start_interval`") && err.contains("service `db`"),
+            "{err}"
+        );
+        let text = SMALL.replace(
+            "        aliases: [pooler]\n",
+            "        aliases: [pooler]\n        ipv4_address: 1.2.3.4\n",
+        );
         let err = format!("{:#}", parse(&text, &vars(&[("PW", "x")])).unwrap_err());
-        assert!(err.contains("ipv4_address") && err.contains("services.db.networks"), "{err}");
+        assert!(
+            err.contains("ipv4_address") && err.contains("services.db.networks"),
+            "{err}"
+        );
     }
 
     #[test]
     fn references_are_checked() {
-        let text = SMALL.replace("db: {condition: service_healthy}", "nope: {condition: service_started}");
-        assert!(parse(&text, &vars(&[("PW", "x")])).unwrap_err().to_string().contains("`nope`"));
+        let text = SMALL.replace(
+            "db: {condition: service_healthy}",
+            "nope: {condition: service_started}",
+        );
+        assert!(
+            parse(&text, &vars(&[("PW", "x")]))
+                .unwrap_err()
+                .to_string()
+                .contains("`nope`")
+        );
         let text = SMALL.replace("\"data:/data\"", "\"other:/data\"");
-        assert!(parse(&text, &vars(&[("PW", "x")])).unwrap_err().to_string().contains("volume `other`"));
+        assert!(
+            parse(&text, &vars(&[("PW", "x")]))
+                .unwrap_err()
+                .to_string()
+                .contains("volume `other`")
+        );
     }
 
     #[test]
     fn ports_volumes_durations() {
         assert_eq!(parse_port("8080").unwrap().host_port, None);
-        assert_eq!(parse_port("8080:80/udp").unwrap(), PortSpec { host_ip: None, host_port: Some(8080), container_port: 80, protocol: "udp".into() });
+        assert_eq!(
+            parse_port("8080:80/udp").unwrap(),
+            PortSpec {
+                host_ip: None,
+                host_port: Some(8080),
+                container_port: 80,
+                protocol: "udp".into()
+            }
+        );
         assert!(parse_port("1-2:3").is_err());
         assert!(parse_volume("/data").is_err());
         assert!(parse_volume("a:/b:z").is_err());
         assert_eq!(parse_duration("1h2m3s").unwrap(), Duration::from_secs(3723));
         assert!(parse_duration("3").is_err());
-        assert_eq!(split_shell(r#"sh -c 'echo "a b"' x\ y"#).unwrap(), ["sh", "-c", "echo \"a b\"", "x y"]);
+        assert_eq!(
+            split_shell(r#"sh -c 'echo "a b"' x\ y"#).unwrap(),
+            ["sh", "-c", "echo \"a b\"", "x y"]
+        );
     }
 
     #[test]
     fn select_follows_dependencies_and_groups() {
         let f = parse(SMALL, &vars(&[("PW", "x")])).unwrap();
-        let p = Project { name: "demo".into(), working_dir: "/w".into(), config_file: "/w/c.yml".into(), file: f };
+        let p = Project {
+            name: "demo".into(),
+            working_dir: "/w".into(),
+            config_file: "/w/c.yml".into(),
+            file: f,
+        };
         assert_eq!(p.select(&["job".into()], &[]).unwrap(), ["db", "job"]);
         assert_eq!(p.select(&[], &[]).unwrap(), ["db", "job"]);
-        assert!(p.select(&[], &["core".into()]).unwrap_err().to_string().contains("depends on `db`"));
+        assert!(
+            p.select(&[], &["core".into()])
+                .unwrap_err()
+                .to_string()
+                .contains("depends on `db`")
+        );
         assert!(p.select(&["x".into()], &[]).is_err());
     }
 }

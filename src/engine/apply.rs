@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HealthConfig,
+    HealthStatusEnum, HostConfig, NetworkingConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use futures_util::future::join_all;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -66,15 +67,26 @@ impl Progress {
         let width = services.iter().map(String::len).max().unwrap_or(8);
         let mut bars = BTreeMap::new();
         if let Some(m) = &multi {
-            let style = ProgressStyle::with_template("{spinner} {prefix} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner());
+            let style = ProgressStyle::with_template("{spinner} {prefix} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
             for s in services {
-                let b = m.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(format!("{s:width$}")));
+                let b = m.add(
+                    ProgressBar::new_spinner()
+                        .with_style(style.clone())
+                        .with_prefix(format!("{s:width$}")),
+                );
                 b.enable_steady_tick(Duration::from_millis(120));
                 b.set_message("waiting");
                 bars.insert(s.clone(), b);
             }
         }
-        Progress { inner: Arc::new(ProgressInner { multi, bars: Mutex::new(bars), width }) }
+        Progress {
+            inner: Arc::new(ProgressInner {
+                multi,
+                bars: Mutex::new(bars),
+                width,
+            }),
+        }
     }
 
     pub fn set(&self, service: &str, msg: impl Into<String>) {
@@ -139,7 +151,10 @@ pub fn service_networks(svc: &Service) -> Vec<(String, Vec<String>)> {
     if svc.networks.is_empty() {
         vec![("default".to_string(), Vec::new())]
     } else {
-        svc.networks.iter().map(|(n, s)| (n.clone(), s.aliases.clone())).collect()
+        svc.networks
+            .iter()
+            .map(|(n, s)| (n.clone(), s.aliases.clone()))
+            .collect()
     }
 }
 
@@ -149,7 +164,8 @@ pub fn config_hash(project: &Project, svc: &Service) -> Result<String> {
     h.update(serde_json::to_vec(svc).context("serialising a service definition")?);
     for c in &svc.configs {
         let path = project.host_path(&project.file.configs[&c.source].file);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading config `{}` from {}", c.source, path.display()))?;
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("reading config `{}` from {}", c.source, path.display()))?;
         h.update(format!("\0config:{}\0", c.source).as_bytes());
         h.update(&bytes);
     }
@@ -164,16 +180,23 @@ pub fn config_tar(project: &Project, svc: &Service) -> Result<Option<Vec<u8>>> {
     let mut b = tar::Builder::new(Vec::new());
     for c in &svc.configs {
         let path = project.host_path(&project.file.configs[&c.source].file);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading config `{}` from {}", c.source, path.display()))?;
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("reading config `{}` from {}", c.source, path.display()))?;
         let mut hdr = tar::Header::new_gnu();
         hdr.set_size(bytes.len() as u64);
         hdr.set_mode(c.mode.unwrap_or(0o444));
         hdr.set_uid(c.uid.unwrap_or(0));
         hdr.set_gid(c.gid.unwrap_or(0));
-        hdr.set_mtime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+        hdr.set_mtime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        );
         hdr.set_entry_type(tar::EntryType::Regular);
         let target = c.target_path();
-        b.append_data(&mut hdr, target.trim_start_matches('/'), bytes.as_slice()).with_context(|| format!("packing config {target}"))?;
+        b.append_data(&mut hdr, target.trim_start_matches('/'), bytes.as_slice())
+            .with_context(|| format!("packing config {target}"))?;
     }
     Ok(Some(b.into_inner()?))
 }
@@ -194,17 +217,33 @@ pub fn container_body(
     oneoff: bool,
 ) -> (ContainerCreateBody, Vec<(String, Vec<String>)>) {
     let p = &project.name;
-    let mut labels: HashMap<String, String> = svc.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let depends: Vec<String> =
-        svc.depends_on.iter().map(|(d, c)| format!("{d}:{}:false", c.condition.as_str())).collect();
+    let mut labels: HashMap<String, String> = svc
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let depends: Vec<String> = svc
+        .depends_on
+        .iter()
+        .map(|(d, c)| format!("{d}:{}:false", c.condition.as_str()))
+        .collect();
     for (k, v) in [
         (LABEL_PROJECT, p.clone()),
         (LABEL_SERVICE, service.to_string()),
         (LABEL_NUMBER, number.to_string()),
-        (LABEL_ONEOFF, if oneoff { "True" } else { "False" }.to_string()),
+        (
+            LABEL_ONEOFF,
+            if oneoff { "True" } else { "False" }.to_string(),
+        ),
         (LABEL_HASH, hash.to_string()),
-        ("com.docker.compose.project.working_dir", project.working_dir.display().to_string()),
-        ("com.docker.compose.project.config_files", project.config_file.display().to_string()),
+        (
+            "com.docker.compose.project.working_dir",
+            project.working_dir.display().to_string(),
+        ),
+        (
+            "com.docker.compose.project.config_files",
+            project.config_file.display().to_string(),
+        ),
         ("com.docker.compose.depends_on", depends.join(",")),
         ("com.docker.compose.image", image_id.to_string()),
         ("com.docker.compose.version", compose_version()),
@@ -227,7 +266,11 @@ pub fn container_body(
                 VolumeSource::Named(n) => volume_name(p, n),
                 VolumeSource::Bind(b) => project.host_path(b).display().to_string(),
             };
-            format!("{src}:{}:{}", v.target, if v.read_only { "ro" } else { "rw" })
+            format!(
+                "{src}:{}:{}",
+                v.target,
+                if v.read_only { "ro" } else { "rw" }
+            )
         })
         .collect();
     let mut exposed: Vec<String> = svc.expose.clone();
@@ -237,10 +280,14 @@ pub fn container_body(
         if !exposed.contains(&key) {
             exposed.push(key.clone());
         }
-        port_bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
-            host_ip: port.host_ip.clone(),
-            host_port: Some(port.host_port.map(|p| p.to_string()).unwrap_or_default()),
-        });
+        port_bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: port.host_ip.clone(),
+                host_port: Some(port.host_port.map(|p| p.to_string()).unwrap_or_default()),
+            });
     }
     let restart = svc.restart.map(|r| RestartPolicy {
         name: Some(match r {
@@ -283,7 +330,13 @@ pub fn container_body(
             ..Default::default()
         }),
         networking_config: first.map(|(n, aliases)| NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(n, EndpointSettings { aliases: Some(aliases), ..Default::default() })])),
+            endpoints_config: Some(HashMap::from([(
+                n,
+                EndpointSettings {
+                    aliases: Some(aliases),
+                    ..Default::default()
+                },
+            )])),
         }),
         ..Default::default()
     };
@@ -293,7 +346,11 @@ pub fn container_body(
 // ---- the up flow -------------------------------------------------------------------------------
 
 /// Ensures the project's networks and volumes used by `services` exist, labelled like Compose's.
-pub async fn ensure_networks_and_volumes(docker: &Docker, project: &Project, services: &[String]) -> Result<()> {
+pub async fn ensure_networks_and_volumes(
+    docker: &Docker,
+    project: &Project,
+    services: &[String],
+) -> Result<()> {
     let p = &project.name;
     let mut nets: Vec<String> = Vec::new();
     let mut vols: Vec<String> = Vec::new();
@@ -314,13 +371,19 @@ pub async fn ensure_networks_and_volumes(docker: &Docker, project: &Project, ser
     }
     for n in nets {
         let external = project.file.networks.get(&n).is_some_and(|d| d.external);
-        let full = if external { n.clone() } else { network_name(p, &n) };
+        let full = if external {
+            n.clone()
+        } else {
+            network_name(p, &n)
+        };
         if docker.network_exists(&full).await? {
             continue;
         }
         if external {
-            bail!(UserError::new(format!("the external network `{n}` does not exist"))
-                .hint(format!("create it: `docker network create {n}`")));
+            bail!(
+                UserError::new(format!("the external network `{n}` does not exist"))
+                    .hint(format!("create it: `docker network create {n}`"))
+            );
         }
         let labels = HashMap::from([
             (LABEL_PROJECT.to_string(), p.clone()),
@@ -347,7 +410,10 @@ pub async fn ensure_networks_and_volumes(docker: &Docker, project: &Project, ser
 /// The containers of a project that `up` manages (not one-off runs).
 pub async fn observe(docker: &Docker, project: &str) -> Result<Vec<Observed>> {
     let list = docker
-        .list_containers(&[format!("{LABEL_PROJECT}={project}"), format!("{LABEL_ONEOFF}=False")])
+        .list_containers(&[
+            format!("{LABEL_PROJECT}={project}"),
+            format!("{LABEL_ONEOFF}=False"),
+        ])
         .await?;
     Ok(list
         .into_iter()
@@ -355,14 +421,25 @@ pub async fn observe(docker: &Docker, project: &str) -> Result<Vec<Observed>> {
             let labels = c.labels.unwrap_or_default();
             Some(Observed {
                 id: c.id?,
-                name: c.names.and_then(|n| n.first().cloned()).unwrap_or_default().trim_start_matches('/').to_string(),
+                name: c
+                    .names
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
                 service: labels.get(LABEL_SERVICE)?.clone(),
-                number: labels.get(LABEL_NUMBER).and_then(|n| n.parse().ok()).unwrap_or(1),
+                number: labels
+                    .get(LABEL_NUMBER)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1),
                 config_hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
                 image_id: c.image_id.unwrap_or_default(),
                 running: matches!(
                     c.state,
-                    Some(bollard::models::ContainerSummaryStateEnum::RUNNING | bollard::models::ContainerSummaryStateEnum::RESTARTING)
+                    Some(
+                        bollard::models::ContainerSummaryStateEnum::RUNNING
+                            | bollard::models::ContainerSummaryStateEnum::RESTARTING
+                    )
                 ),
             })
         })
@@ -403,7 +480,13 @@ struct Ctx {
 
 /// Brings the selected services to the state the file describes. `image_ids` maps each
 /// selected service's image reference to the image id Docker has for it.
-pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions, image_ids: HashMap<String, String>, progress: &Progress) -> Result<()> {
+pub async fn up(
+    docker: &Docker,
+    project: &Project,
+    opts: &UpOptions,
+    image_ids: HashMap<String, String>,
+    progress: &Progress,
+) -> Result<()> {
     let selected = project.select(&opts.only, &opts.without)?;
     ensure_networks_and_volumes(docker, project, &selected).await?;
 
@@ -413,7 +496,12 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions, image_ids:
         let svc = &project.file.services[s];
         let hash = config_hash(project, svc)?;
         let image_id = image_ids.get(&svc.image).cloned().unwrap_or_default();
-        desired.push(Desired { service: s.clone(), replicas: svc.replicas(), config_hash: hash.clone(), image_id });
+        desired.push(Desired {
+            service: s.clone(),
+            replicas: svc.replicas(),
+            config_hash: hash.clone(),
+            image_id,
+        });
         hashes.insert(s.clone(), hash);
     }
     let observed = observe(docker, &project.name).await?;
@@ -435,8 +523,10 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions, image_ids:
         r?;
     }
 
-    let states: HashMap<String, watch::Sender<State>> =
-        selected.iter().map(|s| (s.clone(), watch::channel(State::Pending).0)).collect();
+    let states: HashMap<String, watch::Sender<State>> = selected
+        .iter()
+        .map(|s| (s.clone(), watch::channel(State::Pending).0))
+        .collect();
     let ctx = Arc::new(Ctx {
         docker: docker.clone(),
         project: project.clone(),
@@ -448,7 +538,11 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions, image_ids:
     });
     let mut tasks = Vec::new();
     for s in &selected {
-        let mine: Vec<Action> = actions.iter().filter(|a| a.service() == s && !matches!(a, Action::Remove { .. })).cloned().collect();
+        let mine: Vec<Action> = actions
+            .iter()
+            .filter(|a| a.service() == s && !matches!(a, Action::Remove { .. }))
+            .cloned()
+            .collect();
         let ctx = ctx.clone();
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
@@ -476,9 +570,14 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions, image_ids:
         0 => Ok(()),
         1 => Err(errors.remove(0)),
         n => {
-            let first = errors.remove(0);
-            let others: Vec<String> = errors.iter().map(|e| format!("{e}")).collect();
-            Err(first.context(format!("{n} services failed; the others: {}", others.join("; "))))
+            let hint = errors
+                .iter()
+                .find_map(crate::error::hint_of)
+                .map(str::to_string);
+            let all: Vec<String> = errors.iter().map(|e| format!("- {e:#}")).collect();
+            let mut u = UserError::new(format!("{n} services failed:\n{}", all.join("\n")));
+            u.hint = hint;
+            Err(anyhow!(u))
         }
     }
 }
@@ -493,7 +592,10 @@ async fn wait_dependency(ctx: &Ctx, service: &str, dep: &str, cond: Condition) -
             (Condition::ServiceStarted, State::Started | State::Healthy | State::Exited(_)) => true,
             (Condition::ServiceHealthy, State::Healthy) => true,
             (Condition::ServiceCompletedSuccessfully, State::Exited(0)) => true,
-            (Condition::ServiceCompletedSuccessfully | Condition::ServiceHealthy, State::Exited(_)) => {
+            (
+                Condition::ServiceCompletedSuccessfully | Condition::ServiceHealthy,
+                State::Exited(_),
+            ) => {
                 return Err(anyhow!(DependencyFailed));
             }
             _ => false,
@@ -504,12 +606,14 @@ async fn wait_dependency(ctx: &Ctx, service: &str, dep: &str, cond: Condition) -
         match tokio::time::timeout_at(deadline, rx.changed()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(anyhow!(DependencyFailed)),
-            Err(_) => bail!(UserError::new(format!(
-                "service `{service}`: `{dep}` did not reach {} within {}s",
-                cond.as_str(),
-                ctx.wait_timeout.as_secs()
-            ))
-            .hint("raise --wait-timeout, or see `stackctl logs` and `stackctl status`")),
+            Err(_) => bail!(
+                UserError::new(format!(
+                    "service `{service}`: `{dep}` did not reach {} within {}s",
+                    cond.as_str(),
+                    ctx.wait_timeout.as_secs()
+                ))
+                .hint("raise --wait-timeout, or see `stackctl logs` and `stackctl status`")
+            ),
         }
     }
 }
@@ -517,17 +621,30 @@ async fn wait_dependency(ctx: &Ctx, service: &str, dep: &str, cond: Condition) -
 async fn run_service(ctx: &Ctx, service: &str, actions: Vec<Action>) -> Result<()> {
     let svc = &ctx.project.file.services[service];
     for (dep, d) in &svc.depends_on {
-        ctx.progress.set(service, format!("waiting for {dep} ({})", d.condition.as_str()));
+        ctx.progress.set(
+            service,
+            format!("waiting for {dep} ({})", d.condition.as_str()),
+        );
         wait_dependency(ctx, service, dep, d.condition).await?;
     }
     let replicas = actions.iter().map(|a| apply_slot(ctx, service, a));
-    let names: Vec<String> = join_all(replicas).await.into_iter().collect::<Result<_>>()?;
+    let names: Vec<String> = join_all(replicas)
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
     ctx.states[service].send_replace(State::Started);
 
-    if svc.healthcheck.as_ref().is_some_and(|h| h.exec_command().is_some()) {
+    if svc
+        .healthcheck
+        .as_ref()
+        .is_some_and(|h| h.exec_command().is_some())
+    {
         ctx.progress.set(service, "waiting for health");
         let waits = names.iter().map(|n| wait_healthy(ctx, service, n));
-        join_all(waits).await.into_iter().collect::<Result<Vec<()>>>()?;
+        join_all(waits)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
         ctx.states[service].send_replace(State::Healthy);
         ctx.progress.finish(service, "healthy");
     } else if svc.restart == Some(Restart::No) {
@@ -538,7 +655,14 @@ async fn run_service(ctx: &Ctx, service: &str, actions: Vec<Action>) -> Result<(
         ctx.states[service].send_replace(State::Exited(code));
         if code != 0 {
             let name = &names[codes.iter().position(|c| *c != 0).unwrap_or(0)];
-            return Err(failure(ctx, service, name, Condition::ServiceCompletedSuccessfully, &format!("exited with code {code}")).await);
+            return Err(failure(
+                ctx,
+                service,
+                name,
+                Condition::ServiceCompletedSuccessfully,
+                &format!("exited with code {code}"),
+            )
+            .await);
         }
         ctx.progress.finish(service, "completed");
     } else {
@@ -562,10 +686,17 @@ async fn apply_slot(ctx: &Ctx, service: &str, action: &Action) -> Result<String>
             Ok(name)
         }
         Action::Create { number, .. } => create_and_start(ctx, service, *number).await,
-        Action::Recreate { number, old_id, reason, .. } => {
+        Action::Recreate {
+            number,
+            old_id,
+            reason,
+            ..
+        } => {
             let svc = &ctx.project.file.services[service];
             ctx.progress.set(service, format!("recreating ({reason})"));
-            ctx.docker.stop_container(old_id, svc.stop_grace_period).await?;
+            ctx.docker
+                .stop_container(old_id, svc.stop_grace_period)
+                .await?;
             ctx.docker.remove_container(old_id).await?;
             create_and_start(ctx, service, *number).await
         }
@@ -577,16 +708,36 @@ async fn create_and_start(ctx: &Ctx, service: &str, number: u32) -> Result<Strin
     let svc = &ctx.project.file.services[service];
     let name = container_name(&ctx.project.name, service, number);
     let image_id = ctx.image_ids.get(&svc.image).cloned().unwrap_or_default();
-    let (body, extra) = container_body(&ctx.project, service, svc, number, &ctx.hashes[service], &image_id, false);
+    let (body, extra) = container_body(
+        &ctx.project,
+        service,
+        svc,
+        number,
+        &ctx.hashes[service],
+        &image_id,
+        false,
+    );
     ctx.progress.set(service, "creating");
     let id = match ctx.docker.create_container(&name, body.clone()).await {
         Ok(id) => id,
-        Err(e) if format!("{e:#}").contains("Conflict") || format!("{e:#}").contains("already in use") => {
+        Err(e)
+            if format!("{e:#}").contains("Conflict")
+                || format!("{e:#}").contains("already in use") =>
+        {
             // A container with this name that the listing did not match (e.g. left by an
             // interrupted run without our labels): replace it if it belongs to this project.
-            let owned = ctx.docker.inspect_container(&name).await?.and_then(|c| c.config).and_then(|c| c.labels).is_some_and(|l| l.get(LABEL_PROJECT) == Some(&ctx.project.name));
+            let owned = ctx
+                .docker
+                .inspect_container(&name)
+                .await?
+                .and_then(|c| c.config)
+                .and_then(|c| c.labels)
+                .is_some_and(|l| l.get(LABEL_PROJECT) == Some(&ctx.project.name));
             if !owned {
-                return Err(e.context(format!("a container named {name} exists and does not belong to project {}", ctx.project.name)));
+                return Err(e.context(format!(
+                    "a container named {name} exists and does not belong to project {}",
+                    ctx.project.name
+                )));
             }
             ctx.docker.remove_container(&name).await?;
             ctx.docker.create_container(&name, body).await?
@@ -611,11 +762,22 @@ async fn start(ctx: &Ctx, service: &str, id: &str, name: &str) -> Result<()> {
     if let Err(e) = ctx.docker.start_container(name).await {
         let text = format!("{e:#}");
         if text.contains("port is already allocated") || text.contains("address already in use") {
-            let ports: Vec<String> = svc.ports.iter().filter(|p| p.host_port.is_some()).map(|p| p.describe()).collect();
-            let which = ports.iter().find(|p| text.contains(p.as_str())).cloned().unwrap_or_else(|| ports.join(", "));
+            let ports: Vec<String> = svc
+                .ports
+                .iter()
+                .filter(|p| p.host_port.is_some())
+                .map(|p| p.describe())
+                .collect();
+            let which = ports
+                .iter()
+                .find(|p| text.contains(p.as_str()))
+                .cloned()
+                .unwrap_or_else(|| ports.join(", "));
             return Err(e.context(
-                UserError::new(format!("service `{service}`: port {which} is already in use on this host"))
-                    .hint("stop what holds it, or change the port under [ports] in stack.toml"),
+                UserError::new(format!(
+                    "service `{service}`: port {which} is already in use on this host"
+                ))
+                .hint("stop what holds it, or change the port under [ports] in stack.toml"),
             ));
         }
         return Err(e.context(format!("service `{service}` (condition service_started)")));
@@ -623,9 +785,19 @@ async fn start(ctx: &Ctx, service: &str, id: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn failure(ctx: &Ctx, service: &str, name: &str, cond: Condition, what: &str) -> anyhow::Error {
+async fn failure(
+    ctx: &Ctx,
+    service: &str,
+    name: &str,
+    cond: Condition,
+    what: &str,
+) -> anyhow::Error {
     let logs = ctx.docker.log_tail(name, LOG_TAIL).await;
-    let logs = if logs.trim().is_empty() { "(no output)".to_string() } else { logs.trim_end().to_string() };
+    let logs = if logs.trim().is_empty() {
+        "(no output)".to_string()
+    } else {
+        logs.trim_end().to_string()
+    };
     anyhow!(
         UserError::new(format!(
             "service `{service}` failed ({}): {name} {what}\n--- last {LOG_TAIL} log lines of {name} ---\n{logs}\n---",
@@ -639,7 +811,10 @@ async fn wait_healthy(ctx: &Ctx, service: &str, name: &str) -> Result<()> {
     let svc = &ctx.project.file.services[service];
     let hc = svc.healthcheck.as_ref().context("a healthcheck")?;
     let probe = hc.exec_command();
-    let probe_timeout = hc.timeout.unwrap_or(Duration::from_secs(30)).min(Duration::from_secs(10));
+    let probe_timeout = hc
+        .timeout
+        .unwrap_or(Duration::from_secs(30))
+        .min(Duration::from_secs(10));
     let started = Instant::now();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -647,19 +822,35 @@ async fn wait_healthy(ctx: &Ctx, service: &str, name: &str) -> Result<()> {
     loop {
         tick.tick().await;
         let Some(c) = ctx.docker.inspect_container(name).await? else {
-            bail!("service `{service}`: container {name} disappeared while waiting for it to become healthy");
+            bail!(
+                "service `{service}`: container {name} disappeared while waiting for it to become healthy"
+            );
         };
         let state = c.state.unwrap_or_default();
         match state.status {
             Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD) => {
                 let code = state.exit_code.unwrap_or(-1);
-                return Err(failure(ctx, service, name, cond, &format!("exited with code {code} before it became healthy")).await);
+                return Err(failure(
+                    ctx,
+                    service,
+                    name,
+                    cond,
+                    &format!("exited with code {code} before it became healthy"),
+                )
+                .await);
             }
             Some(ContainerStateStatusEnum::RUNNING) => {
                 match state.health.and_then(|h| h.status) {
                     Some(HealthStatusEnum::HEALTHY) => return Ok(()),
                     Some(HealthStatusEnum::UNHEALTHY) => {
-                        return Err(failure(ctx, service, name, cond, "is unhealthy (its healthcheck kept failing)").await);
+                        return Err(failure(
+                            ctx,
+                            service,
+                            name,
+                            cond,
+                            "is unhealthy (its healthcheck kept failing)",
+                        )
+                        .await);
                     }
                     _ => {}
                 }
@@ -672,7 +863,17 @@ async fn wait_healthy(ctx: &Ctx, service: &str, name: &str) -> Result<()> {
             _ => {}
         }
         if started.elapsed() >= ctx.wait_timeout {
-            return Err(failure(ctx, service, name, cond, &format!("did not become healthy within {}s", ctx.wait_timeout.as_secs())).await);
+            return Err(failure(
+                ctx,
+                service,
+                name,
+                cond,
+                &format!(
+                    "did not become healthy within {}s",
+                    ctx.wait_timeout.as_secs()
+                ),
+            )
+            .await);
         }
     }
 }

@@ -13,13 +13,13 @@ use anyhow::{Context, Result, anyhow};
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings, ImageInspect,
-    NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings,
+    ImageInspect, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions,
-    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
-    UploadToContainerOptions,
+    BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
+    ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions, UploadToContainerOptions,
 };
 use futures_util::{Stream, StreamExt, TryStreamExt};
 
@@ -33,16 +33,32 @@ pub struct Docker {
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 fn is_conflict(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            ..
+        }
+    )
 }
 
 /// Where we look for the engine, for error messages.
 pub fn docker_host() -> String {
-    std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()).map(|h| format!("DOCKER_HOST={h}")).unwrap_or_else(|| "the default socket unix:///var/run/docker.sock".into())
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("DOCKER_HOST={h}"))
+        .unwrap_or_else(|| "the default socket unix:///var/run/docker.sock".into())
 }
 
 impl Docker {
@@ -68,7 +84,11 @@ impl Docker {
     pub async fn list_containers(&self, labels: &[String]) -> Result<Vec<ContainerSummary>> {
         let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
         self.inner
-            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
             .await
             .with_context(|| format!("listing containers with labels {}", labels.join(", ")))
     }
@@ -82,29 +102,49 @@ impl Docker {
     }
 
     pub async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
-        let opts = CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
-        let r = self.inner.create_container(Some(opts), body).await.with_context(|| format!("creating container {name}"))?;
+        let opts = CreateContainerOptions {
+            name: Some(name.to_string()),
+            ..Default::default()
+        };
+        let r = self
+            .inner
+            .create_container(Some(opts), body)
+            .await
+            .with_context(|| format!("creating container {name}"))?;
         Ok(r.id)
     }
 
     pub async fn start_container(&self, name: &str) -> Result<()> {
-        self.inner.start_container(name, None).await.with_context(|| format!("starting container {name}"))
+        self.inner
+            .start_container(name, None)
+            .await
+            .with_context(|| format!("starting container {name}"))
     }
 
     /// Stops a container, giving it `timeout` before SIGKILL.
     pub async fn stop_container(&self, name: &str, timeout: Option<Duration>) -> Result<()> {
         let t = timeout.map(|t| t.as_secs() as i32);
-        match self.inner.stop_container(name, Some(StopContainerOptions { t, signal: None })).await {
+        match self
+            .inner
+            .stop_container(name, Some(StopContainerOptions { t, signal: None }))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             // 304: already stopped.
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("stopping container {name}")),
         }
     }
 
     pub async fn remove_container(&self, name: &str) -> Result<()> {
-        let opts = RemoveContainerOptions { force: true, v: false, link: false };
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: false,
+            link: false,
+        };
         match self.inner.remove_container(name, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -116,17 +156,28 @@ impl Docker {
 
     /// Extracts a tar archive at `/` in the container (works before the container starts).
     pub async fn upload_tar(&self, name: &str, tar: Vec<u8>) -> Result<()> {
-        let opts = UploadToContainerOptions { path: "/".into(), ..Default::default() };
+        let opts = UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        };
         self.inner
             .upload_to_container(name, Some(opts), bollard::body_full(tar.into()))
             .await
             .with_context(|| format!("copying config files into container {name}"))
     }
 
-    pub async fn connect_network(&self, network: &str, container: &str, aliases: Vec<String>) -> Result<()> {
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: Vec<String>,
+    ) -> Result<()> {
         let req = NetworkConnectRequest {
             container: container.to_string(),
-            endpoint_config: Some(EndpointSettings { aliases: Some(aliases), ..Default::default() }),
+            endpoint_config: Some(EndpointSettings {
+                aliases: Some(aliases),
+                ..Default::default()
+            }),
         };
         self.inner
             .connect_network(network, req)
@@ -141,44 +192,83 @@ impl Docker {
             Some(Ok(r)) => Ok(r.status_code),
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
             Some(Err(e)) => Err(e).with_context(|| format!("waiting for container {name} to exit")),
-            None => Err(anyhow!("waiting for container {name} to exit: the engine closed the stream")),
+            None => Err(anyhow!(
+                "waiting for container {name} to exit: the engine closed the stream"
+            )),
         }
     }
 
     /// Runs a command in a running container; returns its exit code (None if it did not finish
     /// within `timeout`).
-    pub async fn exec(&self, name: &str, cmd: Vec<String>, timeout: Duration) -> Result<Option<i64>> {
+    pub async fn exec(
+        &self,
+        name: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Option<i64>> {
         let opts = CreateExecOptions::<String> {
             cmd: Some(cmd),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             ..Default::default()
         };
-        let exec = self.inner.create_exec(name, opts).await.with_context(|| format!("creating an exec in {name}"))?;
+        let exec = self
+            .inner
+            .create_exec(name, opts)
+            .await
+            .with_context(|| format!("creating an exec in {name}"))?;
         let run = async {
-            match self.inner.start_exec(&exec.id, None::<StartExecOptions>).await? {
-                StartExecResults::Attached { mut output, .. } => while output.next().await.is_some() {},
+            match self
+                .inner
+                .start_exec(&exec.id, None::<StartExecOptions>)
+                .await?
+            {
+                StartExecResults::Attached { mut output, .. } => {
+                    while output.next().await.is_some() {}
+                }
                 StartExecResults::Detached => {}
             }
             self.inner.inspect_exec(&exec.id).await
         };
         match tokio::time::timeout(timeout, run).await {
-            Ok(r) => Ok(r.with_context(|| format!("running an exec in {name}"))?.exit_code),
+            Ok(r) => Ok(r
+                .with_context(|| format!("running an exec in {name}"))?
+                .exit_code),
             Err(_) => Ok(None),
         }
     }
 
     /// The container's log as a stream of (is_stderr, bytes) chunks.
-    pub fn logs(&self, name: &str, follow: bool, tail: &str) -> impl Stream<Item = Result<LogOutput>> + use<> {
-        let opts = LogsOptions { follow, stdout: true, stderr: true, tail: tail.to_string(), ..Default::default() };
+    pub fn logs(
+        &self,
+        name: &str,
+        follow: bool,
+        tail: &str,
+    ) -> impl Stream<Item = Result<LogOutput>> + use<> {
+        let opts = LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
         let n = name.to_string();
-        self.inner.logs(name, Some(opts)).map(move |r| r.with_context(|| format!("reading the log of {n}")))
+        self.inner
+            .logs(name, Some(opts))
+            .map(move |r| r.with_context(|| format!("reading the log of {n}")))
     }
 
     /// The last `n` log lines of a container, as text (empty on error: used in error reports).
     pub async fn log_tail(&self, name: &str, n: usize) -> String {
-        let chunks: Vec<LogOutput> = self.logs(name, false, &n.to_string()).filter_map(|r| async { r.ok() }).collect().await;
-        chunks.iter().map(|c| String::from_utf8_lossy(&c.clone().into_bytes()).into_owned()).collect()
+        let chunks: Vec<LogOutput> = self
+            .logs(name, false, &n.to_string())
+            .filter_map(|r| async { r.ok() })
+            .collect()
+            .await;
+        chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(&c.clone().into_bytes()).into_owned())
+            .collect()
     }
 
     // ---- networks and volumes ---------------------------------------------------------------
@@ -192,7 +282,12 @@ impl Docker {
     }
 
     pub async fn create_network(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
-        let req = NetworkCreateRequest { name: name.to_string(), driver: Some("bridge".into()), labels: Some(labels), ..Default::default() };
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels),
+            ..Default::default()
+        };
         match self.inner.create_network(req).await {
             Ok(_) => Ok(()),
             Err(e) if is_conflict(&e) => Ok(()),
@@ -204,7 +299,9 @@ impl Docker {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let nets = self
             .inner
-            .list_networks(Some(ListNetworksOptions { filters: Some(filters) }))
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
             .await
             .with_context(|| format!("listing networks with label {label}"))?;
         Ok(nets.into_iter().filter_map(|n| n.name).collect())
@@ -227,22 +324,40 @@ impl Docker {
     }
 
     pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
-        let req = VolumeCreateRequest { name: Some(name.to_string()), labels: Some(labels), ..Default::default() };
-        self.inner.create_volume(req).await.map(|_| ()).with_context(|| format!("creating volume {name}"))
+        let req = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.inner
+            .create_volume(req)
+            .await
+            .map(|_| ())
+            .with_context(|| format!("creating volume {name}"))
     }
 
     pub async fn list_volumes(&self, label: &str) -> Result<Vec<String>> {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let r = self
             .inner
-            .list_volumes(Some(ListVolumesOptions { filters: Some(filters) }))
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
             .await
             .with_context(|| format!("listing volumes with label {label}"))?;
-        Ok(r.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect())
+        Ok(r.volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
     }
 
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
-        match self.inner.remove_volume(name, Some(RemoveVolumeOptions { force: false })).await {
+        match self
+            .inner
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("removing volume {name}")),
@@ -260,7 +375,10 @@ impl Docker {
     }
 
     pub async fn pull_image(&self, image: &str) -> Result<()> {
-        let opts = CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
+        let opts = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
         let mut s = self.inner.create_image(Some(opts), None, None);
         while let Some(item) = s.next().await {
             let info = item.with_context(|| format!("pulling image {image}"))?;
@@ -272,9 +390,22 @@ impl Docker {
     }
 
     /// Builds an image with the classic builder, passing each output line to `on_line`.
-    pub async fn build_image(&self, tag: &str, opts: BuildImageOptions, context_tar: Vec<u8>, mut on_line: impl FnMut(&str)) -> Result<()> {
-        let mut s = self.inner.build_image(opts, None, Some(bollard::body_full(context_tar.into())));
-        while let Some(item) = s.try_next().await.with_context(|| format!("building image {tag}")).transpose() {
+    pub async fn build_image(
+        &self,
+        tag: &str,
+        opts: BuildImageOptions,
+        context_tar: Vec<u8>,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<()> {
+        let mut s =
+            self.inner
+                .build_image(opts, None, Some(bollard::body_full(context_tar.into())));
+        while let Some(item) = s
+            .try_next()
+            .await
+            .with_context(|| format!("building image {tag}"))
+            .transpose()
+        {
             let info = item?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
                 return Err(anyhow!("building image {tag}: {err}"));

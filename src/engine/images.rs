@@ -29,18 +29,29 @@ pub async fn build(docker: &Docker, spec: &BuildSpec) -> Result<()> {
         rm: true,
         forcerm: true,
         buildargs: Some(spec.build_args.iter().cloned().collect()),
-        labels: Some(HashMap::from([(HASH_LABEL.to_string(), spec.content_hash.clone())])),
+        labels: Some(HashMap::from([(
+            HASH_LABEL.to_string(),
+            spec.content_hash.clone(),
+        )])),
         version: BuilderVersion::BuilderV1,
         ..Default::default()
     };
     let name = spec.name;
-    docker.build_image(&spec.tag, opts, spec.context_tar.clone(), |line| println!("{name} | {line}")).await
+    docker
+        .build_image(&spec.tag, opts, spec.context_tar.clone(), |line| {
+            println!("{name} | {line}")
+        })
+        .await
 }
 
 /// `stackctl build [NAMES]`: builds our images whose content changed.
 pub async fn build_all(docker: &Docker, stack: &Stack, names: &[String], base: &str) -> Result<()> {
     let wanted: Vec<&str> = if names.is_empty() {
-        images::NAMES.iter().copied().filter(|n| images::available(n)).collect()
+        images::NAMES
+            .iter()
+            .copied()
+            .filter(|n| images::available(n))
+            .collect()
     } else {
         names.iter().map(String::as_str).collect()
     };
@@ -90,11 +101,20 @@ pub async fn ensure(
                         ),
                         None => "load it with `docker load -i FILE.tar`, or set its tag under [images] in stack.toml to an image you have".to_string(),
                     };
-                    return Err(e.context(UserError::new(format!("image {r} is not on this machine and cannot be pulled")).hint(how)));
+                    return Err(e.context(
+                        UserError::new(format!(
+                            "image {r} is not on this machine and cannot be pulled"
+                        ))
+                        .hint(how),
+                    ));
                 }
             }
         }
-        let id = docker.inspect_image(r).await?.and_then(|i| i.id).unwrap_or_default();
+        let id = docker
+            .inspect_image(r)
+            .await?
+            .and_then(|i| i.id)
+            .unwrap_or_default();
         ids.insert(r.clone(), id);
     }
     Ok(ids)

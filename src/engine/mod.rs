@@ -23,7 +23,10 @@ use crate::render::{self, Target};
 use crate::secrets::EnvFile;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Variables for interpolation: `.env`, overridden by the process environment (as Compose does).
@@ -45,14 +48,23 @@ fn load_project(stack: &Stack, file: Option<&Path>) -> Result<Project> {
 
 pub fn cmd_up(stack: &Stack, a: UpArgs) -> Result<()> {
     let project = load_project(stack, a.file.as_deref())?;
-    let opts = apply::UpOptions { only: a.services, without: a.without, wait_timeout: Duration::from_secs(a.wait_timeout) };
+    let opts = apply::UpOptions {
+        only: a.services,
+        without: a.without,
+        wait_timeout: Duration::from_secs(a.wait_timeout),
+    };
     runtime()?.block_on(async {
         let docker = docker::Docker::connect().await?;
         up(&docker, stack, &project, &opts).await
     })
 }
 
-async fn up(docker: &docker::Docker, stack: &Stack, project: &Project, opts: &apply::UpOptions) -> Result<()> {
+async fn up(
+    docker: &docker::Docker,
+    stack: &Stack,
+    project: &Project,
+    opts: &apply::UpOptions,
+) -> Result<()> {
     let selected = project.select(&opts.only, &opts.without)?;
     let progress = apply::Progress::new(&selected);
     let mut refs: Vec<String> = Vec::new();
@@ -64,7 +76,7 @@ async fn up(docker: &docker::Docker, stack: &Stack, project: &Project, opts: &ap
     }
     let image_ids = images::ensure(docker, stack, &refs, &|image, what| {
         for s in &selected {
-            if &project.file.services[s].image == image {
+            if project.file.services[s].image == image {
                 progress.set(s, format!("{what} image {image}"));
             }
         }
@@ -103,8 +115,12 @@ pub fn cmd_build(stack: &Stack, a: BuildArgs) -> Result<()> {
 
 pub fn cmd_migrate(dir: &Path, a: MigrateArgs) -> Result<()> {
     if a.database_url.is_some() || a.from_env {
-        bail!(UserError::new("migrating directly (--database-url / --from-env) is not wired into this build yet")
-            .hint("run `stackctl migrate` without flags to use the stack's migrate container"));
+        bail!(
+            UserError::new(
+                "migrating directly (--database-url / --from-env) is not wired into this build yet"
+            )
+            .hint("run `stackctl migrate` without flags to use the stack's migrate container")
+        );
     }
     let stack = Stack::load(dir)?;
     let project = load_project(&stack, None)?;
@@ -115,12 +131,19 @@ pub fn cmd_migrate(dir: &Path, a: MigrateArgs) -> Result<()> {
     runtime()?.block_on(async {
         let docker = docker::Docker::connect().await?;
         if !deps.is_empty() {
-            let opts = apply::UpOptions { only: deps, without: Vec::new(), wait_timeout: Duration::from_secs(180) };
+            let opts = apply::UpOptions {
+                only: deps,
+                without: Vec::new(),
+                wait_timeout: Duration::from_secs(180),
+            };
             up(&docker, &stack, &project, &opts).await?;
         }
         let code = ops::run_oneoff(&docker, &stack, &project, "migrate").await?;
         if code != 0 {
-            bail!(UserError::new(format!("the migrate container exited with code {code}")).hint("its output is above"));
+            bail!(
+                UserError::new(format!("the migrate container exited with code {code}"))
+                    .hint("its output is above")
+            );
         }
         Ok(())
     })

@@ -20,7 +20,12 @@ pub async fn down(docker: &Docker, project: &str, volumes: bool) -> Result<()> {
     let containers = docker.list_containers(std::slice::from_ref(&label)).await?;
     let removals = containers.iter().map(|c| async move {
         let id = c.id.clone().unwrap_or_default();
-        let name = c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|| id.clone());
+        let name = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_else(|| id.clone());
         // No timeout given: Docker uses the container's own stop timeout (stop_grace_period).
         docker.stop_container(&id, None).await?;
         docker.remove_container(&id).await?;
@@ -57,14 +62,25 @@ struct Row {
 
 pub async fn status(docker: &Docker, project: &str, json: bool) -> Result<()> {
     let list = docker
-        .list_containers(&[format!("{LABEL_PROJECT}={project}"), format!("{LABEL_ONEOFF}=False")])
+        .list_containers(&[
+            format!("{LABEL_PROJECT}={project}"),
+            format!("{LABEL_ONEOFF}=False"),
+        ])
         .await?;
     let mut rows = Vec::new();
     for c in list {
         let labels = c.labels.clone().unwrap_or_default();
-        let name = c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+        let name = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default();
         let inspect = docker.inspect_container(&name).await?;
-        let state = inspect.as_ref().and_then(|i| i.state.clone()).unwrap_or_default();
+        let state = inspect
+            .as_ref()
+            .and_then(|i| i.state.clone())
+            .unwrap_or_default();
         let running = state.running.unwrap_or(false);
         let uptime = state
             .started_at
@@ -76,16 +92,36 @@ pub async fn status(docker: &Docker, project: &str, json: bool) -> Result<()> {
             .ports
             .unwrap_or_default()
             .iter()
-            .filter_map(|p| p.public_port.map(|pp| format!("{}:{}->{}", p.ip.clone().unwrap_or_default(), pp, p.private_port)))
+            .filter_map(|p| {
+                p.public_port.map(|pp| {
+                    format!(
+                        "{}:{}->{}",
+                        p.ip.clone().unwrap_or_default(),
+                        pp,
+                        p.private_port
+                    )
+                })
+            })
             .collect();
         ports.sort();
         ports.dedup();
         rows.push(Row {
             service: labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
-            number: labels.get(LABEL_NUMBER).and_then(|n| n.parse().ok()).unwrap_or(1),
+            number: labels
+                .get(LABEL_NUMBER)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1),
             container: name,
-            state: state.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
-            health: state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into()),
+            state: state
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            health: state
+                .health
+                .and_then(|h| h.status)
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "-".into()),
             image: c.image.unwrap_or_default(),
             ports,
             uptime_seconds: uptime,
@@ -100,11 +136,27 @@ pub async fn status(docker: &Docker, project: &str, json: bool) -> Result<()> {
         println!("no containers for project {project} (run `stackctl up`)");
         return Ok(());
     }
-    let w = rows.iter().map(|r| r.container.len()).max().unwrap_or(9).max(9);
-    println!("{:w$}  {:8}  {:9}  {:8}  {:30}  PORTS", "CONTAINER", "STATE", "HEALTH", "UPTIME", "IMAGE");
+    let w = rows
+        .iter()
+        .map(|r| r.container.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    println!(
+        "{:w$}  {:8}  {:9}  {:8}  {:30}  PORTS",
+        "CONTAINER", "STATE", "HEALTH", "UPTIME", "IMAGE"
+    );
     for r in &rows {
         let up = r.uptime_seconds.map(human).unwrap_or_else(|| "-".into());
-        println!("{:w$}  {:8}  {:9}  {:8}  {:30}  {}", r.container, r.state, r.health, up, r.image, r.ports.join(", "));
+        println!(
+            "{:w$}  {:8}  {:9}  {:8}  {:30}  {}",
+            r.container,
+            r.state,
+            r.health,
+            up,
+            r.image,
+            r.ports.join(", ")
+        );
     }
     Ok(())
 }
@@ -130,34 +182,61 @@ impl LineBuf {
         let mut out = Vec::new();
         while let Some(i) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=i).collect();
-            out.push(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_string());
+            out.push(
+                String::from_utf8_lossy(&line[..line.len() - 1])
+                    .trim_end_matches('\r')
+                    .to_string(),
+            );
         }
         out
     }
 
     fn rest(&mut self) -> Option<String> {
-        (!self.pending.is_empty()).then(|| String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned())
+        (!self.pending.is_empty())
+            .then(|| String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned())
     }
 }
 
-pub async fn logs(docker: &Docker, project: &str, services: &[String], follow: bool, tail: &str) -> Result<()> {
+pub async fn logs(
+    docker: &Docker,
+    project: &str,
+    services: &[String],
+    follow: bool,
+    tail: &str,
+) -> Result<()> {
     let list = docker
-        .list_containers(&[format!("{LABEL_PROJECT}={project}"), format!("{LABEL_ONEOFF}=False")])
+        .list_containers(&[
+            format!("{LABEL_PROJECT}={project}"),
+            format!("{LABEL_ONEOFF}=False"),
+        ])
         .await?;
     let mut found: Vec<(String, u32, String)> = list
         .iter()
         .filter_map(|c| {
             let l = c.labels.as_ref()?;
             let s = l.get(LABEL_SERVICE)?.clone();
-            let n = l.get(LABEL_NUMBER).and_then(|n| n.parse().ok()).unwrap_or(1);
-            let name = c.names.as_ref()?.first()?.trim_start_matches('/').to_string();
+            let n = l
+                .get(LABEL_NUMBER)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let name = c
+                .names
+                .as_ref()?
+                .first()?
+                .trim_start_matches('/')
+                .to_string();
             Some((s, n, name))
         })
         .filter(|(s, _, _)| services.is_empty() || services.contains(s))
         .collect();
     for s in services {
         if !found.iter().any(|(f, _, _)| f == s) {
-            bail!(UserError::new(format!("no container of service `{s}` in project {project}")).hint("see `stackctl status`"));
+            bail!(
+                UserError::new(format!(
+                    "no container of service `{s}` in project {project}"
+                ))
+                .hint("see `stackctl status`")
+            );
         }
     }
     found.sort();
@@ -167,12 +246,21 @@ pub async fn logs(docker: &Docker, project: &str, services: &[String], follow: b
     }
     let prefixes: Vec<String> = found
         .iter()
-        .map(|(s, n, _)| if replicas[s.as_str()] > 1 || *n > 1 { format!("{s}-{n}") } else { s.clone() })
+        .map(|(s, n, _)| {
+            if replicas[s.as_str()] > 1 || *n > 1 {
+                format!("{s}-{n}")
+            } else {
+                s.clone()
+            }
+        })
         .collect();
     let w = prefixes.iter().map(String::len).max().unwrap_or(0);
     let streams = found.iter().zip(&prefixes).map(|((_, _, name), prefix)| {
         let prefix = format!("{prefix:w$} | ");
-        docker.logs(name, follow, tail).map(move |r| (prefix.clone(), r)).boxed()
+        docker
+            .logs(name, follow, tail)
+            .map(move |r| (prefix.clone(), r))
+            .boxed()
     });
     let print = |prefix: &str, line: &str| {
         let mut out = std::io::stdout().lock();
@@ -183,7 +271,11 @@ pub async fn logs(docker: &Docker, project: &str, services: &[String], follow: b
         let mut all = futures_util::stream::select_all(streams);
         while let Some((prefix, r)) = all.next().await {
             let chunk = r?;
-            for line in bufs.entry(prefix.clone()).or_default().push(&chunk.into_bytes()) {
+            for line in bufs
+                .entry(prefix.clone())
+                .or_default()
+                .push(&chunk.into_bytes())
+            {
                 print(&prefix, &line);
             }
         }
@@ -207,17 +299,29 @@ pub async fn logs(docker: &Docker, project: &str, services: &[String], follow: b
 
 /// Runs one container of `service` once, like `docker compose run --rm SERVICE`, streaming its
 /// output; returns its exit code.
-pub async fn run_oneoff(docker: &Docker, _stack: &Stack, project: &Project, service: &str) -> Result<i64> {
+pub async fn run_oneoff(
+    docker: &Docker,
+    _stack: &Stack,
+    project: &Project,
+    service: &str,
+) -> Result<i64> {
     let svc = &project.file.services[service];
     apply::ensure_networks_and_volumes(docker, project, &[service.to_string()]).await?;
-    let image_id = docker.inspect_image(&svc.image).await?.and_then(|i| i.id).with_context(|| {
-        UserError::new(format!("image {} is not on this machine", svc.image)).hint("run `stackctl build` or `stackctl up` first")
-    })?;
+    let image_id = docker
+        .inspect_image(&svc.image)
+        .await?
+        .and_then(|i| i.id)
+        .with_context(|| {
+            UserError::new(format!("image {} is not on this machine", svc.image))
+                .hint("run `stackctl build` or `stackctl up` first")
+        })?;
     let hash = apply::config_hash(project, svc)?;
     let suffix: String = {
         use rand::Rng;
         let mut r = rand::rng();
-        (0..8).map(|_| char::from(b"0123456789abcdef"[r.random_range(0..16)])).collect()
+        (0..8)
+            .map(|_| char::from(b"0123456789abcdef"[r.random_range(0..16)]))
+            .collect()
     };
     let name = format!("{}-{service}-run-{suffix}", project.name);
     let (mut body, extra) = apply::container_body(project, service, svc, 1, &hash, &image_id, true);

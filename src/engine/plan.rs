@@ -31,11 +31,31 @@ pub struct Observed {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Create { service: String, number: u32 },
-    Keep { service: String, number: u32, id: String },
-    Start { service: String, number: u32, id: String },
-    Recreate { service: String, number: u32, old_id: String, reason: String },
-    Remove { service: String, id: String, name: String },
+    Create {
+        service: String,
+        number: u32,
+    },
+    Keep {
+        service: String,
+        number: u32,
+        id: String,
+    },
+    Start {
+        service: String,
+        number: u32,
+        id: String,
+    },
+    Recreate {
+        service: String,
+        number: u32,
+        old_id: String,
+        reason: String,
+    },
+    Remove {
+        service: String,
+        id: String,
+        name: String,
+    },
 }
 
 impl Action {
@@ -56,24 +76,52 @@ pub fn plan(desired: &[Desired], in_file: &[String], observed: &[Observed]) -> V
     let mut used: BTreeSet<&str> = BTreeSet::new();
     for d in desired {
         for number in 1..=d.replicas {
-            let mut slot = observed.iter().filter(|o| o.service == d.service && o.number == number);
+            let mut slot = observed
+                .iter()
+                .filter(|o| o.service == d.service && o.number == number);
             // Prefer a matching, running container when a slot holds several.
             let mut candidates: Vec<&Observed> = slot.by_ref().collect();
-            candidates.sort_by_key(|o| (o.config_hash != d.config_hash || o.image_id != d.image_id, !o.running));
+            candidates.sort_by_key(|o| {
+                (
+                    o.config_hash != d.config_hash || o.image_id != d.image_id,
+                    !o.running,
+                )
+            });
             let Some(o) = candidates.first() else {
-                actions.push(Action::Create { service: d.service.clone(), number });
+                actions.push(Action::Create {
+                    service: d.service.clone(),
+                    number,
+                });
                 continue;
             };
             used.insert(&o.id);
             let (service, id) = (d.service.clone(), o.id.clone());
             if o.config_hash != d.config_hash {
-                actions.push(Action::Recreate { service, number, old_id: id, reason: "configuration changed".into() });
+                actions.push(Action::Recreate {
+                    service,
+                    number,
+                    old_id: id,
+                    reason: "configuration changed".into(),
+                });
             } else if o.image_id != d.image_id {
-                actions.push(Action::Recreate { service, number, old_id: id, reason: "image changed".into() });
+                actions.push(Action::Recreate {
+                    service,
+                    number,
+                    old_id: id,
+                    reason: "image changed".into(),
+                });
             } else if o.running {
-                actions.push(Action::Keep { service, number, id });
+                actions.push(Action::Keep {
+                    service,
+                    number,
+                    id,
+                });
             } else {
-                actions.push(Action::Start { service, number, id });
+                actions.push(Action::Start {
+                    service,
+                    number,
+                    id,
+                });
             }
         }
     }
@@ -81,11 +129,16 @@ pub fn plan(desired: &[Desired], in_file: &[String], observed: &[Observed]) -> V
         if used.contains(o.id.as_str()) {
             continue;
         }
-        let in_file_but_unselected = in_file.contains(&o.service) && !desired.iter().any(|d| d.service == o.service);
+        let in_file_but_unselected =
+            in_file.contains(&o.service) && !desired.iter().any(|d| d.service == o.service);
         if in_file_but_unselected {
             continue;
         }
-        actions.push(Action::Remove { service: o.service.clone(), id: o.id.clone(), name: o.name.clone() });
+        actions.push(Action::Remove {
+            service: o.service.clone(),
+            id: o.id.clone(),
+            name: o.name.clone(),
+        });
     }
     actions
 }
@@ -95,7 +148,12 @@ mod tests {
     use super::*;
 
     fn want(s: &str, replicas: u32, hash: &str, image: &str) -> Desired {
-        Desired { service: s.into(), replicas, config_hash: hash.into(), image_id: image.into() }
+        Desired {
+            service: s.into(),
+            replicas,
+            config_hash: hash.into(),
+            image_id: image.into(),
+        }
     }
 
     fn have(id: &str, s: &str, n: u32, hash: &str, image: &str, running: bool) -> Observed {
@@ -116,37 +174,88 @@ mod tests {
 
     #[test]
     fn empty_engine_creates_every_replica() {
-        let a = plan(&[want("db", 1, "h", "i"), want("web", 2, "h", "i")], &names(&["db", "web"]), &[]);
+        let a = plan(
+            &[want("db", 1, "h", "i"), want("web", 2, "h", "i")],
+            &names(&["db", "web"]),
+            &[],
+        );
         assert_eq!(
             a,
             vec![
-                Action::Create { service: "db".into(), number: 1 },
-                Action::Create { service: "web".into(), number: 1 },
-                Action::Create { service: "web".into(), number: 2 },
+                Action::Create {
+                    service: "db".into(),
+                    number: 1
+                },
+                Action::Create {
+                    service: "web".into(),
+                    number: 1
+                },
+                Action::Create {
+                    service: "web".into(),
+                    number: 2
+                },
             ]
         );
     }
 
     #[test]
     fn unchanged_running_is_kept_and_stopped_is_started() {
-        let obs = [have("a", "db", 1, "h", "i", true), have("b", "job", 1, "h", "i", false)];
-        let a = plan(&[want("db", 1, "h", "i"), want("job", 1, "h", "i")], &names(&["db", "job"]), &obs);
+        let obs = [
+            have("a", "db", 1, "h", "i", true),
+            have("b", "job", 1, "h", "i", false),
+        ];
+        let a = plan(
+            &[want("db", 1, "h", "i"), want("job", 1, "h", "i")],
+            &names(&["db", "job"]),
+            &obs,
+        );
         assert_eq!(
             a,
             vec![
-                Action::Keep { service: "db".into(), number: 1, id: "a".into() },
-                Action::Start { service: "job".into(), number: 1, id: "b".into() },
+                Action::Keep {
+                    service: "db".into(),
+                    number: 1,
+                    id: "a".into()
+                },
+                Action::Start {
+                    service: "job".into(),
+                    number: 1,
+                    id: "b".into()
+                },
             ]
         );
     }
 
     #[test]
     fn hash_or_image_change_recreates_only_that_service() {
-        let obs = [have("a", "db", 1, "h", "i", true), have("b", "web", 1, "old", "i", true), have("c", "api", 1, "h", "old", true)];
-        let a = plan(&[want("db", 1, "h", "i"), want("web", 1, "h", "i"), want("api", 1, "h", "i")], &names(&["db", "web", "api"]), &obs);
-        assert_eq!(a[0], Action::Keep { service: "db".into(), number: 1, id: "a".into() });
-        assert!(matches!(&a[1], Action::Recreate { service, old_id, reason, .. } if service == "web" && old_id == "b" && reason.contains("configuration")));
-        assert!(matches!(&a[2], Action::Recreate { service, old_id, reason, .. } if service == "api" && old_id == "c" && reason.contains("image")));
+        let obs = [
+            have("a", "db", 1, "h", "i", true),
+            have("b", "web", 1, "old", "i", true),
+            have("c", "api", 1, "h", "old", true),
+        ];
+        let a = plan(
+            &[
+                want("db", 1, "h", "i"),
+                want("web", 1, "h", "i"),
+                want("api", 1, "h", "i"),
+            ],
+            &names(&["db", "web", "api"]),
+            &obs,
+        );
+        assert_eq!(
+            a[0],
+            Action::Keep {
+                service: "db".into(),
+                number: 1,
+                id: "a".into()
+            }
+        );
+        assert!(
+            matches!(&a[1], Action::Recreate { service, old_id, reason, .. } if service == "web" && old_id == "b" && reason.contains("configuration"))
+        );
+        assert!(
+            matches!(&a[2], Action::Recreate { service, old_id, reason, .. } if service == "api" && old_id == "c" && reason.contains("image"))
+        );
         assert_eq!(a.len(), 3);
     }
 
@@ -159,26 +268,53 @@ mod tests {
             have("d", "grafana", 1, "h", "i", true),
         ];
         // grafana is in the file but left out (--without observability): untouched.
-        let a = plan(&[want("web", 1, "h", "i")], &names(&["web", "grafana"]), &obs);
+        let a = plan(
+            &[want("web", 1, "h", "i")],
+            &names(&["web", "grafana"]),
+            &obs,
+        );
         assert_eq!(
             a,
             vec![
-                Action::Keep { service: "web".into(), number: 1, id: "a".into() },
-                Action::Remove { service: "web".into(), id: "b".into(), name: "p-web-2".into() },
-                Action::Remove { service: "gone".into(), id: "c".into(), name: "p-gone-1".into() },
+                Action::Keep {
+                    service: "web".into(),
+                    number: 1,
+                    id: "a".into()
+                },
+                Action::Remove {
+                    service: "web".into(),
+                    id: "b".into(),
+                    name: "p-web-2".into()
+                },
+                Action::Remove {
+                    service: "gone".into(),
+                    id: "c".into(),
+                    name: "p-gone-1".into()
+                },
             ]
         );
     }
 
     #[test]
     fn duplicate_slot_keeps_the_matching_one() {
-        let obs = [have("old", "db", 1, "x", "i", false), have("new", "db", 1, "h", "i", true)];
+        let obs = [
+            have("old", "db", 1, "x", "i", false),
+            have("new", "db", 1, "h", "i", true),
+        ];
         let a = plan(&[want("db", 1, "h", "i")], &names(&["db"]), &obs);
         assert_eq!(
             a,
             vec![
-                Action::Keep { service: "db".into(), number: 1, id: "new".into() },
-                Action::Remove { service: "db".into(), id: "old".into(), name: "p-db-1".into() },
+                Action::Keep {
+                    service: "db".into(),
+                    number: 1,
+                    id: "new".into()
+                },
+                Action::Remove {
+                    service: "db".into(),
+                    id: "old".into(),
+                    name: "p-db-1".into()
+                },
             ]
         );
     }
