@@ -449,3 +449,142 @@ services:
         "a second up after recovery changes nothing"
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `psql` through 127.0.0.1:`port` as `user`; returns its unaligned output.
+fn psql(port: u16, user: &str, password: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            user,
+            "-d",
+            "app",
+            "-XAtq",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql (postgresql-client) must be installed: scripts/test.sh installs it");
+    assert!(
+        out.status.success(),
+        "psql as {user} on {port}: {sql}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The README's path on a fresh machine: init → up (core only) → a row through the pooler →
+/// idempotent up → a stack.toml change recreates only its service → down → up → the row is there.
+#[test]
+fn end_to_end_core_stack_with_pgbouncer() {
+    let p = Proj::new("e2e");
+    let (pg_port, pool_port) = (free_port(), free_port());
+    p.s.cmd(["init", "--pooler", "pgbouncer", "--project", &p.name])
+        .run()
+        .success();
+    let toml = p.s.read("stack.toml");
+    let toml = toml
+        .replace("postgres = 5432", &format!("postgres = {pg_port}"))
+        .replace("pooler = 6432", &format!("pooler = {pool_port}"));
+    p.s.write("stack.toml", &toml);
+    // An application migration: the migrate job applies it as db_migrator; `app` may write to it.
+    p.s.write(
+        "db/migrations/V1__notes.sql",
+        "CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL);\n",
+    );
+    let env = p.s.read(".env");
+    let secret = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_string()
+    };
+
+    // Our images (skipped when their content hash is unchanged).
+    p.s.cmd(["build", "postgres", "pgbouncer", "stackctl"])
+        .run()
+        .success();
+    p.s.cmd([
+        "up",
+        "--without",
+        "observability",
+        "--without",
+        "apps",
+        "--wait-timeout",
+        "120",
+    ])
+    .run()
+    .success()
+    .stdout_contains("healthy");
+    let ids = p.containers();
+    assert_eq!(
+        ids.keys().collect::<Vec<_>>(),
+        ["migrate-1", "pgbouncer-1", "postgres-1"]
+    );
+
+    let app_pw = secret("APP_DB_PASSWORD");
+    psql(
+        pool_port,
+        "app",
+        &app_pw,
+        "INSERT INTO notes (body) VALUES ('through the pooler')",
+    );
+    assert_eq!(
+        psql(pool_port, "app", &app_pw, "SELECT count(*) FROM notes"),
+        "1"
+    );
+
+    // Nothing changed: the same containers.
+    p.s.cmd(["up", "--without", "observability", "--without", "apps"])
+        .run()
+        .success();
+    assert_eq!(p.containers(), ids);
+
+    // A pooler setting changes pgbouncer.ini: only pgbouncer is recreated.
+    p.s.write(
+        "stack.toml",
+        &p.s.read("stack.toml")
+            .replace("pool_size = 20", "pool_size = 10"),
+    );
+    p.s.cmd(["up", "--without", "observability", "--without", "apps"])
+        .run()
+        .success();
+    let after = p.containers();
+    assert_eq!(after["postgres-1"], ids["postgres-1"]);
+    assert_eq!(after["migrate-1"], ids["migrate-1"]);
+    assert_ne!(after["pgbouncer-1"], ids["pgbouncer-1"]);
+
+    // down keeps the data volume.
+    p.s.cmd(["down"]).run().success();
+    assert!(p.containers().is_empty());
+    p.s.cmd([
+        "up",
+        "--without",
+        "observability",
+        "--without",
+        "apps",
+        "--wait-timeout",
+        "120",
+    ])
+    .run()
+    .success();
+    assert_eq!(
+        psql(pool_port, "app", &app_pw, "SELECT body FROM notes"),
+        "through the pooler"
+    );
+}
