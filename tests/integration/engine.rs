@@ -494,6 +494,7 @@ fn psql(port: u16, user: &str, password: &str, sql: &str) -> String {
 fn end_to_end_core_stack_with_pgbouncer() {
     let p = Proj::new("e2e");
     let (pg_port, pool_port) = (free_port(), free_port());
+    std::fs::remove_file(p.s.file("stack.toml")).unwrap(); // init writes the full one
     p.s.cmd(["init", "--pooler", "pgbouncer", "--project", &p.name])
         .run()
         .success();
