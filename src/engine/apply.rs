@@ -158,7 +158,19 @@ pub fn service_networks(svc: &Service) -> Vec<(String, Vec<String>)> {
     }
 }
 
-/// sha256 of the interpolated service definition plus the contents of its config files.
+/// A run-to-completion service: `restart: "no"` and no healthcheck (like `migrate`).
+pub fn is_job(svc: &Service) -> bool {
+    svc.restart == Some(Restart::No)
+        && svc
+            .healthcheck
+            .as_ref()
+            .and_then(|h| h.exec_command())
+            .is_none()
+}
+
+/// sha256 of the interpolated service definition plus the contents of its config files, and for a
+/// job also the contents of its bind mounts (a job that succeeded is not re-run while they stay
+/// the same: see `plan`).
 pub fn config_hash(project: &Project, svc: &Service) -> Result<String> {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(svc).context("serialising a service definition")?);
@@ -169,7 +181,36 @@ pub fn config_hash(project: &Project, svc: &Service) -> Result<String> {
         h.update(format!("\0config:{}\0", c.source).as_bytes());
         h.update(&bytes);
     }
+    if is_job(svc) {
+        for v in &svc.volumes {
+            if let VolumeSource::Bind(b) = &v.source {
+                hash_tree(&mut h, &project.host_path(b), 0)?;
+            }
+        }
+    }
     Ok(hex::encode(h.finalize()))
+}
+
+/// Hashes the names and contents of the regular files under `path` (sorted, bounded depth).
+fn hash_tree(h: &mut Sha256, path: &std::path::Path, depth: usize) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if meta.is_file() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        h.update(format!("\0file:{}:{}\0", path.display(), bytes.len()).as_bytes());
+        h.update(&bytes);
+    } else if meta.is_dir() && depth < 8 {
+        let mut entries: Vec<_> = std::fs::read_dir(path)
+            .with_context(|| format!("listing {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            hash_tree(h, &e, depth + 1)?;
+        }
+    }
+    Ok(())
 }
 
 /// The tar of a service's config files, uploaded at `/` before each start.
@@ -415,35 +456,44 @@ pub async fn observe(docker: &Docker, project: &str) -> Result<Vec<Observed>> {
             format!("{LABEL_ONEOFF}=False"),
         ])
         .await?;
-    Ok(list
-        .into_iter()
-        .filter_map(|c| {
-            let labels = c.labels.unwrap_or_default();
-            Some(Observed {
-                id: c.id?,
-                name: c
-                    .names
-                    .and_then(|n| n.first().cloned())
-                    .unwrap_or_default()
-                    .trim_start_matches('/')
-                    .to_string(),
-                service: labels.get(LABEL_SERVICE)?.clone(),
-                number: labels
-                    .get(LABEL_NUMBER)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(1),
-                config_hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
-                image_id: c.image_id.unwrap_or_default(),
-                running: matches!(
-                    c.state,
-                    Some(
-                        bollard::models::ContainerSummaryStateEnum::RUNNING
-                            | bollard::models::ContainerSummaryStateEnum::RESTARTING
-                    )
-                ),
-            })
-        })
-        .collect())
+    let mut out = Vec::new();
+    for c in list {
+        let labels = c.labels.unwrap_or_default();
+        let (Some(id), Some(service)) = (c.id, labels.get(LABEL_SERVICE).cloned()) else {
+            continue;
+        };
+        use bollard::models::ContainerSummaryStateEnum as S;
+        let running = matches!(c.state, Some(S::RUNNING | S::RESTARTING));
+        // The exit code is not in the listing: inspect the (few) exited containers.
+        let exited_ok = if matches!(c.state, Some(S::EXITED)) {
+            docker
+                .inspect_container(&id)
+                .await?
+                .and_then(|i| i.state)
+                .is_some_and(|st| st.exit_code == Some(0))
+        } else {
+            false
+        };
+        out.push(Observed {
+            name: c
+                .names
+                .and_then(|n| n.first().cloned())
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            id,
+            service,
+            number: labels
+                .get(LABEL_NUMBER)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1),
+            config_hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
+            image_id: c.image_id.unwrap_or_default(),
+            running,
+            exited_ok,
+        });
+    }
+    Ok(out)
 }
 
 /// What a service's task has reached, for its dependents.
@@ -501,6 +551,7 @@ pub async fn up(
             replicas: svc.replicas(),
             config_hash: hash.clone(),
             image_id,
+            job: is_job(svc),
         });
         hashes.insert(s.clone(), hash);
     }
@@ -647,7 +698,7 @@ async fn run_service(ctx: &Ctx, service: &str, actions: Vec<Action>) -> Result<(
             .collect::<Result<Vec<()>>>()?;
         ctx.states[service].send_replace(State::Healthy);
         ctx.progress.finish(service, "healthy");
-    } else if svc.restart == Some(Restart::No) {
+    } else if is_job(svc) {
         ctx.progress.set(service, "running to completion");
         let waits = names.iter().map(|n| wait_exit(ctx, service, n));
         let codes: Vec<i64> = join_all(waits).await.into_iter().collect::<Result<_>>()?;

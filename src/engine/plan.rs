@@ -5,6 +5,11 @@
 //! hash or the image changed. Containers of services no longer in the file, replicas beyond the
 //! wanted count and duplicates of a slot are removed. Services that are in the file but not
 //! selected (`up SERVICE`, `--without GROUP`) are left alone.
+//!
+//! A job (a `restart: "no"` service without healthcheck, like `migrate`) whose container exited 0
+//! with the same config hash and image is kept, not run again: its inputs (the hash includes the
+//! contents of a job's bind mounts) have not changed since it succeeded. Compose would run it
+//! again on every `up`; `stackctl migrate` runs it on demand.
 
 use std::collections::BTreeSet;
 
@@ -15,6 +20,8 @@ pub struct Desired {
     pub replicas: u32,
     pub config_hash: String,
     pub image_id: String,
+    /// A run-to-completion service (`restart: "no"`, no healthcheck).
+    pub job: bool,
 }
 
 /// One container of the project, as Docker has it.
@@ -27,6 +34,8 @@ pub struct Observed {
     pub config_hash: String,
     pub image_id: String,
     pub running: bool,
+    /// Exited (not merely created) with code 0.
+    pub exited_ok: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +119,7 @@ pub fn plan(desired: &[Desired], in_file: &[String], observed: &[Observed]) -> V
                     old_id: id,
                     reason: "image changed".into(),
                 });
-            } else if o.running {
+            } else if o.running || (d.job && o.exited_ok) {
                 actions.push(Action::Keep {
                     service,
                     number,
@@ -153,6 +162,7 @@ mod tests {
             replicas,
             config_hash: hash.into(),
             image_id: image.into(),
+            job: false,
         }
     }
 
@@ -165,6 +175,7 @@ mod tests {
             config_hash: hash.into(),
             image_id: image.into(),
             running,
+            exited_ok: false,
         }
     }
 
@@ -292,6 +303,59 @@ mod tests {
                     name: "p-gone-1".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_job_that_succeeded_is_kept_one_that_failed_or_never_ran_runs_again() {
+        let job = |s: &str| Desired {
+            job: true,
+            ..want(s, 1, "h", "i")
+        };
+        let ok = Observed {
+            exited_ok: true,
+            ..have("a", "ok", 1, "h", "i", false)
+        };
+        let failed = have("b", "failed", 1, "h", "i", false);
+        let changed = Observed {
+            exited_ok: true,
+            ..have("c", "changed", 1, "old", "i", false)
+        };
+        let a = plan(
+            &[job("ok"), job("failed"), job("changed")],
+            &names(&["ok", "failed", "changed"]),
+            &[ok, failed, changed],
+        );
+        assert_eq!(
+            a[0],
+            Action::Keep {
+                service: "ok".into(),
+                number: 1,
+                id: "a".into()
+            }
+        );
+        assert_eq!(
+            a[1],
+            Action::Start {
+                service: "failed".into(),
+                number: 1,
+                id: "b".into()
+            }
+        );
+        assert!(matches!(&a[2], Action::Recreate { service, .. } if service == "changed"));
+        // A long-running service that exited 0 is started again.
+        let svc = Observed {
+            exited_ok: true,
+            ..have("d", "web", 1, "h", "i", false)
+        };
+        let a = plan(&[want("web", 1, "h", "i")], &names(&["web"]), &[svc]);
+        assert_eq!(
+            a[0],
+            Action::Start {
+                service: "web".into(),
+                number: 1,
+                id: "d".into()
+            }
         );
     }
 
