@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-5}"
 COLD_RUNS="${COLD_RUNS:-3}"
-cargo build -q
-BIN="$PWD/target/debug/stackctl"
+cargo build --release -q   # release: what users run (the debug build hashes SCRAM verifiers slowly)
+BIN="$PWD/target/release/stackctl"
 docker compose version >/dev/null 2>&1 || bash scripts/compose-v2.sh >/dev/null
 
 dir=$(mktemp -d /tmp/stackctl-bench.XXXXXX)
