@@ -35,67 +35,22 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
     if let Some(d) = &opts.domain {
         check_domain("--domain", d)?;
     }
-    if let Some(p) = &opts.project {
-        // Validated like stack.toml's `project.name`, before anything is written.
-        let mut file = StackFile::default();
-        file.project.name = p.clone();
-        Stack::from_file(dir, file)
-            .map_err(|e| UserError::new(format!("--project: {}", root_message(&e))))?;
-    }
-    check_existing_env(dir, opts)?;
-    if let Ok(meta) = std::fs::metadata(dir)
-        && !meta.is_dir()
-    {
-        return Err(
-            UserError::new(format!("{} is a file, not a directory", dir.display()))
-                .hint("choose another --dir")
-                .into(),
-        );
-    }
-    if let Some(file_ancestor) = dir
-        .ancestors()
-        .skip(1)
-        .find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()))
-    {
-        return Err(UserError::new(format!(
-            "cannot create the stack directory {}: {} is a file, not a directory",
-            dir.display(),
-            file_ancestor.display()
-        ))
-        .hint("choose another --dir")
-        .into());
-    }
-    let stack_path = dir.join(STACK_FILE);
-    let existing = if stack_path.exists() {
-        Some(Stack::load(dir)?)
-    } else {
-        None
-    };
     files::ensure_writable_dir(dir)?;
-    let stack = if let Some(stack) = existing {
+    let stack_path = dir.join(STACK_FILE);
+    let stack = if stack_path.exists() {
+        let stack = Stack::load(dir)?;
         let mut ignored = Vec::new();
-        if opts
-            .project
-            .as_ref()
-            .is_some_and(|p| *p != stack.file.project.name)
-        {
+        if opts.project.as_ref().is_some_and(|p| *p != stack.file.project.name) {
             ignored.push("--project");
         }
-        if opts
-            .domain
-            .as_ref()
-            .is_some_and(|d| *d != stack.file.project.domain)
-        {
+        if opts.domain.as_ref().is_some_and(|d| *d != stack.file.project.domain) {
             ignored.push("--domain");
         }
         if opts.pooler.is_some_and(|p| p != stack.file.pooler.kind) {
             ignored.push("--pooler");
         }
         if !ignored.is_empty() {
-            eprintln!(
-                "note: {STACK_FILE} exists and is kept; {} ignored (edit {STACK_FILE} to change them)",
-                ignored.join(", ")
-            );
+            eprintln!("note: {STACK_FILE} exists and is kept; {} ignored (edit {STACK_FILE} to change them)", ignored.join(", "));
         }
         stack
     } else {
@@ -110,11 +65,7 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
             file.pooler.kind = k;
         }
         let stack = Stack::from_file(dir, file)?;
-        files::write_atomic(
-            &stack_path,
-            render::stack_toml(&stack)?.as_bytes(),
-            files::PUBLIC,
-        )?;
+        files::write_atomic(&stack_path, render::stack_toml(&stack)?.as_bytes(), files::PUBLIC)?;
         println!("wrote {STACK_FILE}");
         stack
     };
@@ -131,21 +82,11 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
         }
     } else {
         if !env_path.exists() {
-            return Err(
-                UserError::new(".env does not exist, so there is nothing to rotate")
-                    .hint("run `stackctl init` first")
-                    .into(),
-            );
+            return Err(UserError::new(".env does not exist, so there is nothing to rotate").hint("run `stackctl init` first").into());
         }
         let backup = secrets::rotate(&env_path, &opts.rotate)?;
-        println!(
-            "rotated {} (old .env kept as {})",
-            opts.rotate.join(", "),
-            backup.file_name().unwrap_or_default().to_string_lossy()
-        );
-        println!(
-            "next: `stackctl migrate` (or `stackctl up`) sets the new passwords in PostgreSQL"
-        );
+        println!("rotated {} (old .env kept as {})", opts.rotate.join(", "), backup.file_name().unwrap_or_default().to_string_lossy());
+        println!("next: `stackctl migrate` (or `stackctl up`) sets the new passwords in PostgreSQL");
     }
 
     let tls = tls::ensure(dir, stack.project())?;
@@ -161,60 +102,11 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
     Ok(())
 }
 
-/// The message of the first `UserError` in a chain (without the file prefix of stack.toml errors).
-fn root_message(e: &anyhow::Error) -> String {
-    let msg = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<UserError>())
-        .map(|u| u.message.clone())
-        .unwrap_or_else(|| e.to_string());
-    msg.split_once(": ")
-        .map(|(_, m)| m.to_string())
-        .unwrap_or(msg)
-}
-
-/// Refuses, before anything is written, an `.env` that cannot be parsed, holds an empty secret
-/// (other than one being rotated), or is missing while `--rotate` asks to replace a secret.
-fn check_existing_env(dir: &Path, opts: &InitOptions) -> Result<()> {
-    for k in &opts.rotate {
-        if secrets::spec(k).is_none() {
-            let known: Vec<&str> = secrets::SECRETS.iter().map(|s| s.key).collect();
-            return Err(UserError::new(format!("unknown secret `{k}`"))
-                .hint(format!("secrets are: {}", known.join(", ")))
-                .into());
-        }
-    }
-    let path = dir.join(crate::config::ENV_FILE);
-    if !opts.rotate.is_empty() && !path.exists() {
-        return Err(
-            UserError::new(".env does not exist, so there is nothing to rotate")
-                .hint("run `stackctl init` first")
-                .into(),
-        );
-    }
-    let env = secrets::EnvFile::load(&path)?;
-    for s in secrets::SECRETS {
-        if env.get(s.key) == Some("") && !opts.rotate.iter().any(|k| k == s.key) {
-            return Err(UserError::new(format!("{} holds an empty value for {} ({})", path.display(), s.key, s.what))
-                .hint(format!(
-                    "remove the `{}=` line and run `stackctl init` to generate it, or `stackctl init --rotate {}`",
-                    s.key, s.key
-                ))
-                .into());
-        }
-    }
-    Ok(())
-}
-
 fn ensure_gitignore(dir: &Path) -> Result<()> {
     let path = dir.join(".gitignore");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
     let have: std::collections::HashSet<&str> = existing.lines().map(str::trim).collect();
-    let missing: Vec<&str> = GITIGNORE_LINES
-        .iter()
-        .copied()
-        .filter(|l| !have.contains(l))
-        .collect();
+    let missing: Vec<&str> = GITIGNORE_LINES.iter().copied().filter(|l| !have.contains(l)).collect();
     if missing.is_empty() {
         return Ok(());
     }
