@@ -5,6 +5,7 @@ mod config;
 mod engine;
 mod error;
 mod files;
+mod images;
 mod init;
 mod render;
 mod scram;
