@@ -399,6 +399,9 @@ pub mod alloy {
         Ok(out)
     }
 
+    /// A body's attributes and blocks.
+    type Body = (Vec<(String, Value)>, Vec<Block>);
+
     struct P {
         toks: Vec<(Tok, usize)>,
         i: usize,
@@ -431,7 +434,7 @@ pub mod alloy {
         }
 
         /// A body up to `}` (nested) or the end (top level).
-        fn body(&mut self, nested: bool) -> Result<(Vec<(String, Value)>, Vec<Block>), String> {
+        fn body(&mut self, nested: bool) -> Result<Body, String> {
             let mut attrs = Vec::new();
             let mut blocks = Vec::new();
             loop {
