@@ -5,5 +5,6 @@
 mod support;
 
 mod init;
+mod bad_input;
 mod configs;
 mod render;

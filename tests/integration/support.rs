@@ -604,3 +604,14 @@ pub mod alloy {
         assert!(parse("x = 1").is_err());
     }
 }
+
+/// `stackctl --dir DIR ARGS...` for a directory other than a `Stackctl`'s own.
+pub fn stackctl_in<I, S>(dir: &Path, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut c = Command::new(bin());
+    c.arg("--dir").arg(dir).args(args);
+    Run { cmd: c }
+}
