@@ -190,8 +190,13 @@ struct ConfigRef<'a> {
     path: &'a str,
 }
 
-/// The Compose file for `target`.
+/// The Compose file for `target`, written at the target's default place.
 pub fn compose(stack: &Stack, target: Target, configs: &[ConfigFile]) -> Result<String> {
+    compose_with_prefix(stack, target, configs, files_prefix(target))
+}
+
+/// The Compose file, with its config files and migrations under `files_prefix`.
+fn compose_with_prefix(stack: &Stack, target: Target, configs: &[ConfigFile], files_prefix: &str) -> Result<String> {
     let f = &stack.file;
     let mut ctx = tera::Context::new();
     ctx.insert("target", target.as_str());
@@ -204,7 +209,7 @@ pub fn compose(stack: &Stack, target: Target, configs: &[ConfigFile]) -> Result<
     ctx.insert("replicas", &f.runner.replicas);
     ctx.insert("observability", &f.observability.enabled);
     ctx.insert("migrations_dir", f.migrations.directory.trim_end_matches('/'));
-    ctx.insert("files_prefix", files_prefix(target));
+    ctx.insert("files_prefix", files_prefix);
     let role_secrets: Vec<&str> =
         SECRETS.iter().filter(|s| s.role.is_some() && s.key != "POSTGRES_PASSWORD" && s.key != "POOLER_ADMIN_PASSWORD").map(|s| s.key).collect();
     ctx.insert("role_secrets", &role_secrets);
@@ -253,13 +258,22 @@ pub struct RenderReport {
 pub fn run(stack: &Stack, target: Target, output: Option<&Path>) -> Result<RenderReport> {
     let env = stack.load_env()?;
     let configs = config_files(stack, &env)?;
-    let compose_text = compose(stack, target, &configs)?;
     let output = normalize(&match output {
         Some(p) if p.is_absolute() => p.to_path_buf(),
         Some(p) => std::env::current_dir()?.join(p),
         None => stack.dir.join(target.default_output()),
     });
     let out_dir = output.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    // A local Compose file outside the stack directory refers to the stack's files by absolute path.
+    let same_dir = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let prefix = match target {
+        Target::Local if !same_dir(&out_dir, &stack.dir) => {
+            let dir = stack.dir.canonicalize().with_context(|| format!("resolving {}", stack.dir.display()))?;
+            format!("{}/", dir.display())
+        }
+        _ => files_prefix(target).to_string(),
+    };
+    let compose_text = compose_with_prefix(stack, target, &configs, &prefix)?;
 
     // Files `init` made that render only references (certificates) must exist.
     let mut referenced = Vec::new();

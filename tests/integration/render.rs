@@ -628,3 +628,41 @@ fn interpolation_check_catches_bare_dollars() {
     );
     assert!(std::panic::catch_unwind(|| interpolated_vars("rule: 'a$`'")).is_err());
 }
+
+#[test]
+fn local_file_written_elsewhere_still_finds_the_stack_files() {
+    let s = stack("pgbouncer");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = elsewhere.path().join("compose.yml");
+    s.cmd([
+        "render",
+        "--target",
+        "local",
+        "--output",
+        out.to_str().unwrap(),
+    ])
+    .run()
+    .success();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    for (name, c) in doc["configs"].as_mapping().unwrap() {
+        let file = ystr(&c["file"]);
+        assert!(
+            elsewhere.path().join(&file).is_file(),
+            "config {} points at a missing {file}",
+            ystr(name)
+        );
+    }
+    let out = compose_v2()
+        .current_dir(elsewhere.path())
+        .args(["-f", "compose.yml", "--env-file"])
+        .arg(s.file(".env"))
+        .args(["config", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
