@@ -190,13 +190,9 @@ struct ConfigRef<'a> {
     path: &'a str,
 }
 
-/// The Compose file for `target`, written at the target's default place.
-pub fn compose(stack: &Stack, target: Target, configs: &[ConfigFile]) -> Result<String> {
-    compose_with_prefix(stack, target, configs, files_prefix(target))
-}
-
-/// The Compose file, with its config files and migrations under `files_prefix`.
-fn compose_with_prefix(stack: &Stack, target: Target, configs: &[ConfigFile], files_prefix: &str) -> Result<String> {
+/// The Compose file for `target`, with its config files and migrations under `files_prefix`
+/// (relative to the Compose file, or absolute).
+pub fn compose(stack: &Stack, target: Target, configs: &[ConfigFile], files_prefix: &str) -> Result<String> {
     let f = &stack.file;
     let mut ctx = tera::Context::new();
     ctx.insert("target", target.as_str());
@@ -273,7 +269,7 @@ pub fn run(stack: &Stack, target: Target, output: Option<&Path>) -> Result<Rende
         }
         _ => files_prefix(target).to_string(),
     };
-    let compose_text = compose_with_prefix(stack, target, &configs, &prefix)?;
+    let compose_text = compose(stack, target, &configs, &prefix)?;
 
     // Files `init` made that render only references (certificates) must exist.
     let mut referenced = Vec::new();
