@@ -555,6 +555,14 @@ fn local_file_publishes_on_loopback_only_with_ports_from_stack_toml() {
             s.edit("stack.toml", from, to);
         }
         s.cmd(["render", "--target", "local"]).run().success();
+        let text = s.read(LOCAL_FILE);
+        for (k, v) in s.env_values() {
+            assert!(
+                !text.contains(&v),
+                "the value of {k} leaked into the local Compose file"
+            );
+        }
+        interpolated_vars(&text);
         let doc = s.yaml(LOCAL_FILE);
         let services = services(&doc);
         let ports = |name: &str| -> Vec<String> {
