@@ -40,28 +40,45 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
         let mut file = StackFile::default();
         file.project.name = p.clone();
         Stack::from_file(dir, file).map_err(|_| {
-            UserError::new(format!("--project `{p}` is not a valid Compose project name"))
-                .hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit")
+            UserError::new(format!(
+                "--project `{p}` is not a valid Compose project name"
+            ))
+            .hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit")
         })?;
     }
     check_stack_dir(dir)?;
     check_existing_env(dir, opts)?;
     let stack_path = dir.join(STACK_FILE);
-    let existing = if stack_path.exists() { Some(Stack::load(dir)?) } else { None };
+    let existing = if stack_path.exists() {
+        Some(Stack::load(dir)?)
+    } else {
+        None
+    };
     files::ensure_writable_dir(dir)?;
     let stack = if let Some(stack) = existing {
         let mut ignored = Vec::new();
-        if opts.project.as_ref().is_some_and(|p| *p != stack.file.project.name) {
+        if opts
+            .project
+            .as_ref()
+            .is_some_and(|p| *p != stack.file.project.name)
+        {
             ignored.push("--project");
         }
-        if opts.domain.as_ref().is_some_and(|d| *d != stack.file.project.domain) {
+        if opts
+            .domain
+            .as_ref()
+            .is_some_and(|d| *d != stack.file.project.domain)
+        {
             ignored.push("--domain");
         }
         if opts.pooler.is_some_and(|p| p != stack.file.pooler.kind) {
             ignored.push("--pooler");
         }
         if !ignored.is_empty() {
-            eprintln!("note: {STACK_FILE} exists and is kept; {} ignored (edit {STACK_FILE} to change them)", ignored.join(", "));
+            eprintln!(
+                "note: {STACK_FILE} exists and is kept; {} ignored (edit {STACK_FILE} to change them)",
+                ignored.join(", ")
+            );
         }
         stack
     } else {
@@ -76,7 +93,11 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
             file.pooler.kind = k;
         }
         let stack = Stack::from_file(dir, file)?;
-        files::write_atomic(&stack_path, render::stack_toml(&stack)?.as_bytes(), files::PUBLIC)?;
+        files::write_atomic(
+            &stack_path,
+            render::stack_toml(&stack)?.as_bytes(),
+            files::PUBLIC,
+        )?;
         println!("wrote {STACK_FILE}");
         stack
     };
@@ -93,11 +114,21 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
         }
     } else {
         if !env_path.exists() {
-            return Err(UserError::new(".env does not exist, so there is nothing to rotate").hint("run `stackctl init` first").into());
+            return Err(
+                UserError::new(".env does not exist, so there is nothing to rotate")
+                    .hint("run `stackctl init` first")
+                    .into(),
+            );
         }
         let backup = secrets::rotate(&env_path, &opts.rotate)?;
-        println!("rotated {} (old .env kept as {})", opts.rotate.join(", "), backup.file_name().unwrap_or_default().to_string_lossy());
-        println!("next: `stackctl migrate` (or `stackctl up`) sets the new passwords in PostgreSQL");
+        println!(
+            "rotated {} (old .env kept as {})",
+            opts.rotate.join(", "),
+            backup.file_name().unwrap_or_default().to_string_lossy()
+        );
+        println!(
+            "next: `stackctl migrate` (or `stackctl up`) sets the new passwords in PostgreSQL"
+        );
     }
 
     let tls = tls::ensure(dir, stack.project())?;
@@ -115,11 +146,18 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
 
 /// Refuses a stack directory that is a file or lies under one (creating it would fail half-way).
 fn check_stack_dir(dir: &Path) -> Result<()> {
-    if let Some(file) = dir.ancestors().find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir())) {
+    if let Some(file) = dir
+        .ancestors()
+        .find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()))
+    {
         let msg = if file == dir {
             format!("{} is a file, not a directory", dir.display())
         } else {
-            format!("cannot create the stack directory {}: {} is a file, not a directory", dir.display(), file.display())
+            format!(
+                "cannot create the stack directory {}: {} is a file, not a directory",
+                dir.display(),
+                file.display()
+            )
         };
         bail!(UserError::new(msg).hint("choose another --dir"));
     }
@@ -132,12 +170,18 @@ fn check_existing_env(dir: &Path, opts: &InitOptions) -> Result<()> {
     for k in &opts.rotate {
         if secrets::spec(k).is_none() {
             let known: Vec<&str> = secrets::SECRETS.iter().map(|s| s.key).collect();
-            bail!(UserError::new(format!("unknown secret `{k}`")).hint(format!("secrets are: {}", known.join(", "))));
+            bail!(
+                UserError::new(format!("unknown secret `{k}`"))
+                    .hint(format!("secrets are: {}", known.join(", ")))
+            );
         }
     }
     let path = dir.join(crate::config::ENV_FILE);
     if !opts.rotate.is_empty() && !path.exists() {
-        bail!(UserError::new(".env does not exist, so there is nothing to rotate").hint("run `stackctl init` first"));
+        bail!(
+            UserError::new(".env does not exist, so there is nothing to rotate")
+                .hint("run `stackctl init` first")
+        );
     }
     let env = secrets::EnvFile::load(&path)?;
     for s in secrets::SECRETS {
@@ -155,7 +199,11 @@ fn ensure_gitignore(dir: &Path) -> Result<()> {
     let path = dir.join(".gitignore");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
     let have: std::collections::HashSet<&str> = existing.lines().map(str::trim).collect();
-    let missing: Vec<&str> = GITIGNORE_LINES.iter().copied().filter(|l| !have.contains(l)).collect();
+    let missing: Vec<&str> = GITIGNORE_LINES
+        .iter()
+        .copied()
+        .filter(|l| !have.contains(l))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }

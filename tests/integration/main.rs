@@ -4,7 +4,7 @@
 
 mod support;
 
-mod init;
 mod bad_input;
 mod configs;
+mod init;
 mod render;

@@ -24,7 +24,12 @@ impl Default for Stackctl {
 
 impl Stackctl {
     pub fn new() -> Self {
-        Self { dir: tempfile::Builder::new().prefix("stackctl-test-").tempdir().expect("temp dir") }
+        Self {
+            dir: tempfile::Builder::new()
+                .prefix("stackctl-test-")
+                .tempdir()
+                .expect("temp dir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -89,26 +94,47 @@ impl Done {
     }
 
     fn show(&self) -> String {
-        format!("exit: {:?}\n--- stdout\n{}\n--- stderr\n{}", self.out.status.code(), self.stdout(), self.stderr())
+        format!(
+            "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.out.status.code(),
+            self.stdout(),
+            self.stderr()
+        )
     }
 
     pub fn success(self) -> Self {
-        assert!(self.out.status.success(), "expected success\n{}", self.show());
+        assert!(
+            self.out.status.success(),
+            "expected success\n{}",
+            self.show()
+        );
         self
     }
 
     pub fn failure(self) -> Self {
-        assert!(!self.out.status.success(), "expected failure\n{}", self.show());
+        assert!(
+            !self.out.status.success(),
+            "expected failure\n{}",
+            self.show()
+        );
         self
     }
 
     pub fn stdout_contains(self, s: &str) -> Self {
-        assert!(self.stdout().contains(s), "stdout lacks {s:?}\n{}", self.show());
+        assert!(
+            self.stdout().contains(s),
+            "stdout lacks {s:?}\n{}",
+            self.show()
+        );
         self
     }
 
     pub fn stderr_contains(self, s: &str) -> Self {
-        assert!(self.stderr().contains(s), "stderr lacks {s:?}\n{}", self.show());
+        assert!(
+            self.stderr().contains(s),
+            "stderr lacks {s:?}\n{}",
+            self.show()
+        );
         self
     }
 }
@@ -116,8 +142,15 @@ impl Done {
 /// Fails the test loudly when the Docker Engine cannot be reached: tests that need Docker never
 /// pass by skipping.
 pub fn require_docker() {
-    let ok = Command::new("docker").arg("info").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(ok, "this test needs a running Docker Engine (`docker info` failed); see README, section Tests");
+    let ok = Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "this test needs a running Docker Engine (`docker info` failed); see README, section Tests"
+    );
 }
 
 /// `docker compose` v2 (installed by scripts/compose-v2.sh), or panics with how to get it.
@@ -127,7 +160,10 @@ pub fn compose_v2() -> Command {
         .output()
         .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(" 2."))
         .unwrap_or(false);
-    assert!(ok, "this test needs Docker Compose v2 as `docker compose`: run scripts/compose-v2.sh");
+    assert!(
+        ok,
+        "this test needs Docker Compose v2 as `docker compose`: run scripts/compose-v2.sh"
+    );
     let mut c = Command::new("docker");
     c.arg("compose");
     c
@@ -136,7 +172,11 @@ pub fn compose_v2() -> Command {
 /// Mode bits of a file.
 pub fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 impl Stackctl {
