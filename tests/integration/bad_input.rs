@@ -238,3 +238,23 @@ fn unwritable_dokploy_directories_for_render() {
         &["dokploy/files is a file, not a directory"],
     );
 }
+
+#[test]
+fn init_refuses_bad_flags_before_writing_anything() {
+    let s = Stackctl::new();
+    refused(
+        s.path(),
+        s.cmd(["init", "--project", "Bad Name"]),
+        &["--project `Bad Name` is not a valid Compose project name"],
+    );
+    refused(
+        s.path(),
+        s.cmd(["init", "--rotate", "NOPE"]),
+        &["unknown secret `NOPE`", "APP_DB_PASSWORD"],
+    );
+    refused(
+        s.path(),
+        s.cmd(["init", "--rotate", "APP_DB_PASSWORD"]),
+        &[".env does not exist"],
+    );
+}
