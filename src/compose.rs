@@ -1234,4 +1234,48 @@ configs:
         );
         assert!(p.select(&["x".into()], &[]).is_err());
     }
+
+    /// The contract: every file `render` can produce is inside the subset the engine runs.
+    #[test]
+    fn every_rendered_compose_file_parses() {
+        use crate::config::{PoolerKind, StackFile};
+        use crate::render::{Target, compose, config_files};
+        use crate::secrets::{EnvFile, SECRETS};
+        let values: BTreeMap<String, String> = SECRETS
+            .iter()
+            .map(|s| (s.key.to_string(), "secretvalue123".to_string()))
+            .collect();
+        let env = EnvFile {
+            values: values.clone(),
+            ..Default::default()
+        };
+        for pooler in [PoolerKind::Pgbouncer, PoolerKind::Pgcat] {
+            for target in [Target::Local, Target::Dokploy] {
+                let mut file = StackFile::default();
+                file.pooler.kind = pooler;
+                let stack = crate::config::Stack::from_file(Path::new("/tmp/x"), file).unwrap();
+                let configs = config_files(&stack, &env).unwrap();
+                let text = compose(&stack, target, &configs, "./").unwrap();
+                let f = parse(&text, &values)
+                    .unwrap_or_else(|e| panic!("{pooler:?} {target:?}: {e:#}"));
+                assert!(f.services.contains_key(pooler.service_name()));
+                assert_eq!(f.services["runner"].replicas(), 3);
+                assert_eq!(
+                    f.services["migrate"].environment["PGPASSWORD"].as_deref(),
+                    Some("secretvalue123")
+                );
+                if target == Target::Dokploy {
+                    assert!(f.networks["dokploy-network"].external);
+                    assert!(f.services["postgres"].ports.is_empty());
+                    let rule = f.services["runner"]
+                        .labels
+                        .iter()
+                        .find(|(k, _)| k.ends_with("-workers.rule"))
+                        .unwrap()
+                        .1;
+                    assert!(rule.ends_with("$`)"), "$$ is a literal $: {rule}");
+                }
+            }
+        }
+    }
 }
