@@ -890,6 +890,18 @@ async fn wait_healthy(ctx: &Ctx, service: &str, name: &str) -> Result<()> {
                 )
                 .await);
             }
+            // A crash loop under a restart policy: fail now rather than at the deadline.
+            Some(ContainerStateStatusEnum::RESTARTING) => {
+                let code = state.exit_code.unwrap_or(-1);
+                return Err(failure(
+                    ctx,
+                    service,
+                    name,
+                    cond,
+                    &format!("exited with code {code} and is restarting, before it became healthy"),
+                )
+                .await);
+            }
             Some(ContainerStateStatusEnum::RUNNING) => {
                 match state.health.and_then(|h| h.status) {
                     Some(HealthStatusEnum::HEALTHY) => return Ok(()),

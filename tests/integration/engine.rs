@@ -377,6 +377,18 @@ services:
         "a dependent of an unhealthy service must not start"
     );
 
+    // A crash loop under a restart policy fails at once, not at the deadline.
+    p.compose(
+        "name: NAME\nservices:\n  crashy:\n    image: debian:trixie-slim\n    command: [\"sh\", \"-c\", \"echo config is broken; exit 2\"]\n    restart: unless-stopped\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n",
+    );
+    let started = Instant::now();
+    p.up(&["--wait-timeout", "60"])
+        .run()
+        .failure()
+        .stderr_contains("service `crashy` failed (service_healthy)")
+        .stderr_contains("config is broken");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
     // A one-off that exits non-zero fails `up` with its log.
     p.compose("name: NAME\nservices:\n  job:\n    image: debian:trixie-slim\n    command: [\"sh\", \"-c\", \"echo migration 7 broke; exit 3\"]\n    restart: \"no\"\n");
     p.up(&[])
