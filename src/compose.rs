@@ -303,6 +303,18 @@ impl Project {
                 );
             }
         }
+        let mut groups: Vec<&str> = vec!["core", "apps", "observability"];
+        groups.extend(services.values().filter_map(Service::group));
+        for w in without {
+            if !groups.contains(&w.as_str()) {
+                groups.sort();
+                groups.dedup();
+                bail!(
+                    UserError::new(format!("--without {w}: there is no group `{w}`"))
+                        .hint(format!("groups: {}", groups.join(", ")))
+                );
+            }
+        }
         let mut chosen: Vec<String> = Vec::new();
         let mut stack: Vec<String> = if only.is_empty() {
             services.keys().cloned().collect()
@@ -1233,6 +1245,16 @@ configs:
                 .contains("depends on `db`")
         );
         assert!(p.select(&["x".into()], &[]).is_err());
+        assert_eq!(
+            p.select(&[], &["observability".into()]).unwrap(),
+            ["db", "job"]
+        );
+        assert!(
+            p.select(&[], &["observabilty".into()])
+                .unwrap_err()
+                .to_string()
+                .contains("no group")
+        );
     }
 
     /// The contract: every file `render` can produce is inside the subset the engine runs.

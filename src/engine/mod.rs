@@ -2,6 +2,13 @@
 //!
 //! `up` renders the local Compose file (the single source of truth), reads it back through
 //! `compose`, plans (`plan`, pure) and applies (`apply`) through the one Docker facade (`docker`).
+//!
+//! Interplay with Docker Compose: containers, networks and volumes carry Compose's labels and
+//! names, so `docker compose -p NAME ps | logs | down` see the stack. Our config hash (sha256 of
+//! the interpolated service as JSON plus its config files) is not Compose's Go hash, so a
+//! `docker compose up` on the same project recreates every container once (and vice versa).
+//! Config files are uploaded into the container before each start rather than bind-mounted, so
+//! their declared `mode`/`uid`/`gid` apply whatever the host file's mode (e.g. 0600 secrets).
 
 mod apply;
 mod docker;
