@@ -733,6 +733,24 @@ async fn apply_slot(ctx: &Ctx, service: &str, action: &Action) -> Result<String>
         Action::Start { number, id, .. } => {
             let name = container_name(p, service, *number);
             ctx.progress.set(service, "starting");
+            // An interrupted run may have created it without its other networks.
+            let svc = &ctx.project.file.services[service];
+            let (_, extra) = container_body(&ctx.project, service, svc, *number, "", "", false);
+            if !extra.is_empty() {
+                let joined: Vec<String> = ctx
+                    .docker
+                    .inspect_container(id)
+                    .await?
+                    .and_then(|c| c.network_settings)
+                    .and_then(|n| n.networks)
+                    .map(|n| n.into_keys().collect())
+                    .unwrap_or_default();
+                for (net, aliases) in extra {
+                    if !joined.contains(&net) {
+                        ctx.docker.connect_network(&net, id, aliases).await?;
+                    }
+                }
+            }
             start(ctx, service, id, &name).await?;
             Ok(name)
         }
