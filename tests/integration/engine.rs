@@ -326,12 +326,13 @@ fn published_port_already_taken_names_the_port() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     p.compose(&format!(
-        "name: NAME\nservices:\n  web:\n    image: debian:trixie-slim\n    command: [\"sleep\", \"infinity\"]\n    ports: [\"127.0.0.1:{port}:80\"]\n"
+        "name: NAME\nservices:\n  web:\n    image: debian:trixie-slim\n    command: [\"sleep\", \"infinity\"]\n    stop_grace_period: 1s\n    ports: [\"127.0.0.1:{port}:80\"]\n"
     ));
     p.up(&[])
         .run()
         .failure()
-        .stderr_contains(&format!("port 127.0.0.1:{port} is already in use"));
+        .stderr_contains(&format!("port 127.0.0.1:{port} is already in use"))
+        .stderr_contains("hint: stop what holds it");
     drop(listener);
     p.up(&[]).run().success();
 }
@@ -601,4 +602,19 @@ fn end_to_end_core_stack_with_pgbouncer() {
         psql(pool_port, "app", &app_pw, "SELECT body FROM notes"),
         "through the pooler"
     );
+}
+
+#[test]
+fn an_image_that_cannot_be_pulled_is_named_with_how_to_provide_it() {
+    let p = Proj::new("pull");
+    p.compose("name: NAME\nservices:\n  web:\n    image: registry.invalid/nobody/nothing:1.0\n    command: [\"true\"]\n");
+    p.up(&[])
+        .run()
+        .failure()
+        .stderr_contains(
+            "image registry.invalid/nobody/nothing:1.0 is not on this machine and cannot be pulled",
+        )
+        .stderr_contains("docker load")
+        .stderr_contains("[images] in stack.toml");
+    assert!(p.containers().is_empty());
 }
