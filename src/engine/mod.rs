@@ -60,10 +60,18 @@ pub fn cmd_up(stack: &Stack, a: UpArgs) -> Result<()> {
         without: a.without,
         wait_timeout: Duration::from_secs(a.wait_timeout),
     };
+    let started = std::time::Instant::now();
     runtime()?.block_on(async {
         let docker = docker::Docker::connect().await?;
         up(&docker, stack, &project, &opts).await
-    })
+    })?;
+    let n = project.select(&opts.only, &opts.without)?.len();
+    println!(
+        "project {} is up: {n} services ready in {:.1}s (`stackctl status` for ports)",
+        project.name,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn up(
