@@ -70,7 +70,9 @@ impl Docker {
                     .hint("start Docker, or point DOCKER_HOST at a running engine (`docker info` should work)")
             )
         };
-        let inner = bollard::Docker::connect_with_local_defaults().map_err(|e| unreachable(&e))?;
+        // Not `connect_with_local_defaults`: it honours DOCKER_HOST only when it is `unix://` and
+        // silently falls back to the default socket for `tcp://`. This one honours every scheme.
+        let inner = bollard::Docker::connect_with_defaults().map_err(|e| unreachable(&e))?;
         let inner = tokio::time::timeout(Duration::from_secs(10), inner.negotiate_version())
             .await
             .map_err(|_| unreachable(&"no answer within 10 s"))?

@@ -318,6 +318,12 @@ fn docker_unreachable_is_one_clear_line() {
         .run()
         .failure()
         .stderr_contains("cannot reach the Docker Engine");
+    // A tcp:// DOCKER_HOST is honoured too (not silently replaced by the default socket).
+    p.s.cmd(["status"])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+        .run()
+        .failure()
+        .stderr_contains("cannot reach the Docker Engine at DOCKER_HOST=tcp://127.0.0.1:1");
 }
 
 #[test]
