@@ -576,6 +576,19 @@ fn end_to_end_core_stack_with_pgbouncer() {
         .success();
     assert_eq!(p.containers(), ids);
 
+    // `stackctl migrate` runs the migrate service once more in a one-off container, removed after.
+    p.s.cmd(["migrate"]).run().success();
+    assert_eq!(p.containers(), ids);
+    let leftovers = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", p.name),
+        "--filter",
+        "label=com.docker.compose.oneoff=True",
+    ]);
+    assert!(leftovers.is_empty(), "one-off containers left: {leftovers}");
+
     // A pooler setting changes pgbouncer.ini: only pgbouncer is recreated.
     p.s.write(
         "stack.toml",
