@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod db;
 mod engine;
 mod error;
 mod files;
