@@ -266,7 +266,7 @@ impl Stack {
 /// Parses `stack.toml` text; errors name the key and the line.
 pub fn parse_stack_file(text: &str, path: &Path) -> Result<StackFile> {
     toml::from_str::<StackFile>(text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
         let at = line.map(|l| format!(":{l}")).unwrap_or_default();
         UserError::new(format!("{}{at}: {}", path.display(), e.message().trim_end()))
             .hint("fix or remove that line; `stackctl init` in an empty directory writes a stack.toml with every key")

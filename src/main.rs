@@ -6,6 +6,7 @@ mod db;
 mod engine;
 mod error;
 mod files;
+mod images;
 mod init;
 mod render;
 mod scram;

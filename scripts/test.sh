@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (`.ci/run` calls this file).
+# Prepares what the tests need on a fresh machine, then runs every test against the real Docker
+# Engine and real PostgreSQL. Nothing is pulled from a registry: the base image is made with
+# debootstrap and our images are built by `stackctl build` inside the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v psql >/dev/null || need_apt+=(postgresql-client)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+docker info >/dev/null 2>&1 || { echo "the tests need a running Docker Engine (docker info failed)" >&2; exit 1; }
+bash scripts/base-image.sh
+bash scripts/compose-v2.sh
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Entrypoint of stackctl's PostgreSQL image, modelled on the official image's:
+# first start initialises $PGDATA from POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB and runs
+# /docker-entrypoint-initdb.d/*.{sh,sql,sql.gz}; every start runs the server as `postgres`.
+set -Eeuo pipefail
+
+PGDATA="${PGDATA:-/var/lib/postgresql/data}"
+POSTGRES_USER="${POSTGRES_USER:-postgres}"
+POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
+TLS_SRC=/etc/postgresql/tls
+TLS_DIR=/var/lib/postgresql/tls
+
+log() { echo "entrypoint: $*" >&2; }
+
+if [ "${1:-}" = postgres ] && [ "$(id -u)" = 0 ]; then
+  mkdir -p "$PGDATA" /var/run/postgresql
+  [ "$(stat -c %U "$PGDATA")" = postgres ] || chown -R postgres:postgres "$PGDATA"
+  chmod 700 "$PGDATA"
+  chown postgres:postgres /var/run/postgresql
+  # PostgreSQL wants its key owned by itself and private: copy the mounted material.
+  if [ -f "$TLS_SRC/server.crt" ] && [ -f "$TLS_SRC/server.key" ]; then
+    install -d -o postgres -g postgres -m 0700 "$TLS_DIR"
+    install -o postgres -g postgres -m 0644 "$TLS_SRC/server.crt" "$TLS_DIR/server.crt"
+    install -o postgres -g postgres -m 0600 "$TLS_SRC/server.key" "$TLS_DIR/server.key"
+  fi
+  exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
+fi
+
+if [ "${1:-}" != postgres ]; then
+  exec "$@"
+fi
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+    log "error: the database is uninitialised and POSTGRES_PASSWORD is not set"
+    log "set POSTGRES_PASSWORD (stackctl puts it in .env) and start again"
+    exit 1
+  fi
+  log "initialising $PGDATA for user $POSTGRES_USER, database $POSTGRES_DB"
+  initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") \
+    --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 \
+    -D "$PGDATA" >/dev/null
+  {
+    echo
+    echo "# added by stackctl's entrypoint"
+    echo "listen_addresses = '*'"
+    echo "password_encryption = scram-sha-256"
+    echo "shared_preload_libraries = 'pg_cron,pgaudit'"
+    echo "cron.database_name = '$POSTGRES_DB'"
+    echo "pgaudit.log = 'role, ddl'"
+    echo "log_line_prefix = '%m [%p] %q%u@%d '"
+  } >> "$PGDATA/postgresql.conf"
+  echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+
+  pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p 5432" -w start >/dev/null
+  psql=(psql -v ON_ERROR_STOP=1 --no-psqlrc --username "$POSTGRES_USER" --dbname postgres)
+  if [ "$POSTGRES_DB" != postgres ]; then
+    "${psql[@]}" --set db="$POSTGRES_DB" -q <<<'CREATE DATABASE :"db";'
+  fi
+  for f in /docker-entrypoint-initdb.d/*; do
+    case "$f" in
+      *.sh) log "running $f"; if [ -x "$f" ]; then "$f"; else . "$f"; fi ;;
+      *.sql) log "running $f"; "${psql[@]}" --dbname "$POSTGRES_DB" -f "$f" ;;
+      *.sql.gz) log "running $f"; gunzip -c "$f" | "${psql[@]}" --dbname "$POSTGRES_DB" ;;
+      *) [ -e "$f" ] && log "ignoring $f" ;;
+    esac
+  done
+  pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+  log "initialised; starting"
+fi
+
+tls=()
+if [ -f "$TLS_DIR/server.crt" ] && [ -f "$TLS_DIR/server.key" ]; then
+  tls=(-c ssl=on -c "ssl_cert_file=$TLS_DIR/server.crt" -c "ssl_key_file=$TLS_DIR/server.key")
+fi
+exec postgres "${tls[@]}" "${@:2}"
