@@ -57,7 +57,10 @@ pub struct ProjectSection {
 
 impl Default for ProjectSection {
     fn default() -> Self {
-        Self { name: "stack".into(), domain: "localhost".into() }
+        Self {
+            name: "stack".into(),
+            domain: "localhost".into(),
+        }
     }
 }
 
@@ -79,7 +82,9 @@ pub struct PostgresSection {
 
 impl Default for PostgresSection {
     fn default() -> Self {
-        Self { database: "app".into() }
+        Self {
+            database: "app".into(),
+        }
     }
 }
 
@@ -132,7 +137,9 @@ pub struct MigrationsSection {
 
 impl Default for MigrationsSection {
     fn default() -> Self {
-        Self { directory: "db/migrations".into() }
+        Self {
+            directory: "db/migrations".into(),
+        }
     }
 }
 
@@ -145,7 +152,10 @@ pub struct ObservabilitySection {
 
 impl Default for ObservabilitySection {
     fn default() -> Self {
-        Self { enabled: true, log_retention: "744h".into() }
+        Self {
+            enabled: true,
+            log_retention: "744h".into(),
+        }
     }
 }
 
@@ -161,7 +171,12 @@ pub struct PortsSection {
 
 impl Default for PortsSection {
     fn default() -> Self {
-        Self { postgres: 5432, pooler: 6432, postgate: 8080, grafana: 3000 }
+        Self {
+            postgres: 5432,
+            pooler: 6432,
+            postgate: 8080,
+            grafana: 3000,
+        }
     }
 }
 
@@ -230,17 +245,28 @@ impl Stack {
     pub fn from_file(dir: &Path, file: StackFile) -> Result<Self> {
         let where_ = dir.join(STACK_FILE);
         validate(&file).map_err(|e| {
-            UserError::new(format!("{}: {}", where_.display(), e.message)).hint(e.hint.unwrap_or_default())
+            UserError::new(format!("{}: {}", where_.display(), e.message))
+                .hint(e.hint.unwrap_or_default())
         })?;
         let d = &file.project.domain;
-        let pick = |set: &str, default: String| if set.is_empty() { default } else { set.to_string() };
+        let pick = |set: &str, default: String| {
+            if set.is_empty() {
+                default
+            } else {
+                set.to_string()
+            }
+        };
         let hosts = Hosts {
             postgate: pick(&file.domains.postgate, format!("postgate.{d}")),
             runner: pick(&file.domains.runner, format!("runner.{d}")),
             workers: pick(&file.domains.workers, format!("workers.{d}")),
             grafana: pick(&file.domains.grafana, format!("grafana.{d}")),
         };
-        Ok(Self { dir: dir.to_path_buf(), file, hosts })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            file,
+            hosts,
+        })
     }
 
     pub fn env_path(&self) -> PathBuf {
@@ -277,11 +303,18 @@ pub fn parse_stack_file(text: &str, path: &Path) -> Result<StackFile> {
 fn validate(f: &StackFile) -> std::result::Result<(), UserError> {
     let name = &f.project.name;
     let name_ok = !name.is_empty()
-        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !name_ok {
-        return Err(UserError::new(format!("project.name `{name}` is not a valid Compose project name"))
-            .hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit"));
+        return Err(UserError::new(format!(
+            "project.name `{name}` is not a valid Compose project name"
+        ))
+        .hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit"));
     }
     check_domain("project.domain", &f.project.domain)?;
     for (key, value) in [
@@ -303,7 +336,10 @@ fn validate(f: &StackFile) -> std::result::Result<(), UserError> {
         )));
     }
     if !(1..=64).contains(&f.runner.replicas) {
-        return Err(UserError::new(format!("runner.replicas is {}; it must be between 1 and 64", f.runner.replicas)));
+        return Err(UserError::new(format!(
+            "runner.replicas is {}; it must be between 1 and 64",
+            f.runner.replicas
+        )));
     }
     let ports = [
         ("ports.postgres", f.ports.postgres),
@@ -313,10 +349,14 @@ fn validate(f: &StackFile) -> std::result::Result<(), UserError> {
     ];
     for (i, (k, v)) in ports.iter().enumerate() {
         if *v == 0 {
-            return Err(UserError::new(format!("{k} is 0; choose a port from 1 to 65535")));
+            return Err(UserError::new(format!(
+                "{k} is 0; choose a port from 1 to 65535"
+            )));
         }
         if let Some((k2, _)) = ports[..i].iter().find(|(_, v2)| v2 == v) {
-            return Err(UserError::new(format!("{k} and {k2} are both {v}; each service needs its own port")));
+            return Err(UserError::new(format!(
+                "{k} and {k2} are both {v}; each service needs its own port"
+            )));
         }
     }
     let images = &f.images;
@@ -332,8 +372,10 @@ fn validate(f: &StackFile) -> std::result::Result<(), UserError> {
         ("images.grafana", &images.grafana),
     ] {
         if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '$') || !v.contains(':') {
-            return Err(UserError::new(format!("{k} `{v}` is not a pinned image reference"))
-                .hint("write it as `repository:tag`, e.g. `grafana/loki:3.7.0`"));
+            return Err(
+                UserError::new(format!("{k} `{v}` is not a pinned image reference"))
+                    .hint("write it as `repository:tag`, e.g. `grafana/loki:3.7.0`"),
+            );
         }
     }
     if f.migrations.directory.is_empty() || Path::new(&f.migrations.directory).is_absolute() {
@@ -344,7 +386,9 @@ fn validate(f: &StackFile) -> std::result::Result<(), UserError> {
     }
     let r = &f.observability.log_retention;
     if !(r.len() > 1 && r.ends_with('h') && r[..r.len() - 1].bytes().all(|b| b.is_ascii_digit())) {
-        return Err(UserError::new(format!("observability.log_retention `{r}` must be a number of hours, like `744h`")));
+        return Err(UserError::new(format!(
+            "observability.log_retention `{r}` must be a number of hours, like `744h`"
+        )));
     }
     Ok(())
 }
@@ -365,7 +409,10 @@ pub fn check_domain(key: &str, value: &str) -> std::result::Result<(), UserError
         if label.starts_with('-') || label.ends_with('-') {
             return Err(bad("a label cannot start or end with `-`"));
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(bad("only letters, digits and `-` are allowed"));
         }
     }
@@ -375,12 +422,19 @@ pub fn check_domain(key: &str, value: &str) -> std::result::Result<(), UserError
 fn check_ident(key: &str, value: &str) -> std::result::Result<(), UserError> {
     let ok = !value.is_empty()
         && value.len() <= 63
-        && value.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(UserError::new(format!("{key} `{value}` must be a lowercase SQL identifier ([a-z_][a-z0-9_]*)")))
+        Err(UserError::new(format!(
+            "{key} `{value}` must be a lowercase SQL identifier ([a-z_][a-z0-9_]*)"
+        )))
     }
 }
 
@@ -399,7 +453,9 @@ mod tests {
     #[test]
     fn unknown_key_names_key_and_line() {
         let text = "[project]\nname = \"a\"\n\n[pooler]\nkind = \"pgcat\"\nsizes = 3\n";
-        let err = parse_stack_file(text, Path::new("stack.toml")).unwrap_err().to_string();
+        let err = parse_stack_file(text, Path::new("stack.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("stack.toml:6"), "{err}");
         assert!(err.contains("sizes"), "{err}");
     }

@@ -40,17 +40,28 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
     let stack = if stack_path.exists() {
         let stack = Stack::load(dir)?;
         let mut ignored = Vec::new();
-        if opts.project.as_ref().is_some_and(|p| *p != stack.file.project.name) {
+        if opts
+            .project
+            .as_ref()
+            .is_some_and(|p| *p != stack.file.project.name)
+        {
             ignored.push("--project");
         }
-        if opts.domain.as_ref().is_some_and(|d| *d != stack.file.project.domain) {
+        if opts
+            .domain
+            .as_ref()
+            .is_some_and(|d| *d != stack.file.project.domain)
+        {
             ignored.push("--domain");
         }
         if opts.pooler.is_some_and(|p| p != stack.file.pooler.kind) {
             ignored.push("--pooler");
         }
         if !ignored.is_empty() {
-            eprintln!("note: {STACK_FILE} exists and is kept; {} ignored (edit {STACK_FILE} to change them)", ignored.join(", "));
+            eprintln!(
+                "note: {STACK_FILE} exists and is kept; {} ignored (edit {STACK_FILE} to change them)",
+                ignored.join(", ")
+            );
         }
         stack
     } else {
@@ -65,7 +76,11 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
             file.pooler.kind = k;
         }
         let stack = Stack::from_file(dir, file)?;
-        files::write_atomic(&stack_path, render::stack_toml(&stack)?.as_bytes(), files::PUBLIC)?;
+        files::write_atomic(
+            &stack_path,
+            render::stack_toml(&stack)?.as_bytes(),
+            files::PUBLIC,
+        )?;
         println!("wrote {STACK_FILE}");
         stack
     };
@@ -82,11 +97,21 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
         }
     } else {
         if !env_path.exists() {
-            return Err(UserError::new(".env does not exist, so there is nothing to rotate").hint("run `stackctl init` first").into());
+            return Err(
+                UserError::new(".env does not exist, so there is nothing to rotate")
+                    .hint("run `stackctl init` first")
+                    .into(),
+            );
         }
         let backup = secrets::rotate(&env_path, &opts.rotate)?;
-        println!("rotated {} (old .env kept as {})", opts.rotate.join(", "), backup.file_name().unwrap_or_default().to_string_lossy());
-        println!("next: `stackctl migrate` (or `stackctl up`) sets the new passwords in PostgreSQL");
+        println!(
+            "rotated {} (old .env kept as {})",
+            opts.rotate.join(", "),
+            backup.file_name().unwrap_or_default().to_string_lossy()
+        );
+        println!(
+            "next: `stackctl migrate` (or `stackctl up`) sets the new passwords in PostgreSQL"
+        );
     }
 
     let tls = tls::ensure(dir, stack.project())?;
@@ -106,7 +131,11 @@ fn ensure_gitignore(dir: &Path) -> Result<()> {
     let path = dir.join(".gitignore");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
     let have: std::collections::HashSet<&str> = existing.lines().map(str::trim).collect();
-    let missing: Vec<&str> = GITIGNORE_LINES.iter().copied().filter(|l| !have.contains(l)).collect();
+    let missing: Vec<&str> = GITIGNORE_LINES
+        .iter()
+        .copied()
+        .filter(|l| !have.contains(l))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }

@@ -82,7 +82,9 @@ fn templates() -> Result<Tera> {
 }
 
 fn render_one(name: &str, ctx: &tera::Context) -> Result<String> {
-    templates()?.render(name, ctx).with_context(|| format!("rendering the {name} template"))
+    templates()?
+        .render(name, ctx)
+        .with_context(|| format!("rendering the {name} template"))
 }
 
 /// `stack.toml` with every setting written out and commented.
@@ -108,7 +110,11 @@ fn pooled_users(env: &EnvFile) -> Vec<PoolUser<'_>> {
         .filter_map(|s| {
             let role = s.role?;
             let password = env.get(s.key)?;
-            Some(PoolUser { role, password, verifier: scram::verifier(role, password) })
+            Some(PoolUser {
+                role,
+                password,
+                verifier: scram::verifier(role, password),
+            })
         })
         .collect()
 }
@@ -117,22 +123,38 @@ fn pool_context(stack: &Stack, env: &EnvFile) -> tera::Context {
     let p = &stack.file.pooler;
     let mut ctx = tera::Context::new();
     ctx.insert("database", &stack.file.postgres.database);
-    ctx.insert("pool_mode", match p.pool_mode {
-        PoolMode::Transaction => "transaction",
-        PoolMode::Session => "session",
-    });
+    ctx.insert(
+        "pool_mode",
+        match p.pool_mode {
+            PoolMode::Transaction => "transaction",
+            PoolMode::Session => "session",
+        },
+    );
     ctx.insert("pool_size", &p.pool_size);
     ctx.insert("min_pool_size", &p.min_pool_size);
     ctx.insert("max_client_conn", &p.max_client_conn);
-    ctx.insert("admin_password", env.get("POOLER_ADMIN_PASSWORD").unwrap_or_default());
+    ctx.insert(
+        "admin_password",
+        env.get("POOLER_ADMIN_PASSWORD").unwrap_or_default(),
+    );
     ctx
 }
 
 /// Every config file the Compose file mounts, rendered from the stack and its secrets.
 pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
     let mut out = vec![
-        ConfigFile { name: "postgres_server_crt", path: "certs/server.crt", contents: None, mode: files::PUBLIC },
-        ConfigFile { name: "postgres_server_key", path: "certs/server.key", contents: None, mode: files::SECRET },
+        ConfigFile {
+            name: "postgres_server_crt",
+            path: "certs/server.crt",
+            contents: None,
+            mode: files::PUBLIC,
+        },
+        ConfigFile {
+            name: "postgres_server_key",
+            path: "certs/server.key",
+            contents: None,
+            mode: files::SECRET,
+        },
     ];
     let mut ctx = pool_context(stack, env);
     match stack.pooler() {
@@ -148,7 +170,11 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
         PoolerKind::Pgbouncer => {
             let mut users = pooled_users(env);
             if let Some(pw) = env.get("POOLER_ADMIN_PASSWORD") {
-                users.push(PoolUser { role: "pooler_admin", password: pw, verifier: scram::verifier("pooler_admin", pw) });
+                users.push(PoolUser {
+                    role: "pooler_admin",
+                    password: pw,
+                    verifier: scram::verifier("pooler_admin", pw),
+                });
             }
             ctx.insert("users", &users);
             out.push(ConfigFile {
@@ -168,17 +194,38 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
     if stack.file.observability.enabled {
         let mut lctx = tera::Context::new();
         lctx.insert("retention", &stack.file.observability.log_retention);
-        let stat = |name, path, text: &str| ConfigFile { name, path, contents: Some(text.as_bytes().to_vec()), mode: files::PUBLIC };
+        let stat = |name, path, text: &str| ConfigFile {
+            name,
+            path,
+            contents: Some(text.as_bytes().to_vec()),
+            mode: files::PUBLIC,
+        };
         out.push(ConfigFile {
             name: "loki_yaml",
             path: "observability/loki.yaml",
             contents: Some(render_one("loki.yaml", &lctx)?.into_bytes()),
             mode: files::PUBLIC,
         });
-        out.push(stat("alloy_config", "observability/config.alloy", ALLOY_CONFIG));
-        out.push(stat("grafana_datasources", "observability/grafana/datasources.yaml", GRAFANA_DATASOURCES));
-        out.push(stat("grafana_dashboards", "observability/grafana/dashboards.yaml", GRAFANA_DASHBOARDS));
-        out.push(stat("grafana_dashboard_logs", "observability/grafana/stack-logs.json", GRAFANA_DASHBOARD_LOGS));
+        out.push(stat(
+            "alloy_config",
+            "observability/config.alloy",
+            ALLOY_CONFIG,
+        ));
+        out.push(stat(
+            "grafana_datasources",
+            "observability/grafana/datasources.yaml",
+            GRAFANA_DATASOURCES,
+        ));
+        out.push(stat(
+            "grafana_dashboards",
+            "observability/grafana/dashboards.yaml",
+            GRAFANA_DASHBOARDS,
+        ));
+        out.push(stat(
+            "grafana_dashboard_logs",
+            "observability/grafana/stack-logs.json",
+            GRAFANA_DASHBOARD_LOGS,
+        ));
     }
     Ok(out)
 }
@@ -202,12 +249,26 @@ pub fn compose(stack: &Stack, target: Target, configs: &[ConfigFile]) -> Result<
     ctx.insert("ports", &f.ports);
     ctx.insert("replicas", &f.runner.replicas);
     ctx.insert("observability", &f.observability.enabled);
-    ctx.insert("migrations_dir", f.migrations.directory.trim_end_matches('/'));
+    ctx.insert(
+        "migrations_dir",
+        f.migrations.directory.trim_end_matches('/'),
+    );
     ctx.insert("files_prefix", files_prefix(target));
-    let role_secrets: Vec<&str> =
-        SECRETS.iter().filter(|s| s.role.is_some() && s.key != "POSTGRES_PASSWORD" && s.key != "POOLER_ADMIN_PASSWORD").map(|s| s.key).collect();
+    let role_secrets: Vec<&str> = SECRETS
+        .iter()
+        .filter(|s| {
+            s.role.is_some() && s.key != "POSTGRES_PASSWORD" && s.key != "POOLER_ADMIN_PASSWORD"
+        })
+        .map(|s| s.key)
+        .collect();
     ctx.insert("role_secrets", &role_secrets);
-    let refs: Vec<ConfigRef> = configs.iter().map(|c| ConfigRef { name: c.name, path: c.path }).collect();
+    let refs: Vec<ConfigRef> = configs
+        .iter()
+        .map(|c| ConfigRef {
+            name: c.name,
+            path: c.path,
+        })
+        .collect();
     ctx.insert("configs", &refs);
     render_one("docker-compose.yml", &ctx)
 }
@@ -251,11 +312,17 @@ pub fn run(stack: &Stack, target: Target, output: Option<&Path>) -> Result<Rende
         Some(p) => std::env::current_dir()?.join(p),
         None => stack.dir.join(target.default_output()),
     };
-    let out_dir = output.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let out_dir = output
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     files::ensure_writable_dir(&out_dir)?;
     let compose_text = compose(stack, target, &configs)?;
 
-    let mut changed: Vec<String> = write_config_files(stack, &configs)?.into_iter().map(String::from).collect();
+    let mut changed: Vec<String> = write_config_files(stack, &configs)?
+        .into_iter()
+        .map(String::from)
+        .collect();
     let files_dir = match target {
         Target::Local => out_dir.clone(),
         Target::Dokploy => {
@@ -264,28 +331,39 @@ pub fn run(stack: &Stack, target: Target, output: Option<&Path>) -> Result<Rende
             for c in &configs {
                 let bytes = match &c.contents {
                     Some(b) => b.clone(),
-                    None => std::fs::read(stack.dir.join(c.path))
-                        .with_context(|| format!("reading {} (run `stackctl init` to create it)", c.path))?,
+                    None => std::fs::read(stack.dir.join(c.path)).with_context(|| {
+                        format!("reading {} (run `stackctl init` to create it)", c.path)
+                    })?,
                 };
                 if files::write_if_changed(&files_dir.join(c.path), &bytes, c.mode)? {
                     changed.push(format!("files/{}", c.path));
                 }
             }
-            copy_migrations(&stack.dir.join(&stack.file.migrations.directory), &files_dir.join(&stack.file.migrations.directory))?;
+            copy_migrations(
+                &stack.dir.join(&stack.file.migrations.directory),
+                &files_dir.join(&stack.file.migrations.directory),
+            )?;
             files_dir
         }
     };
     if target == Target::Local {
         for c in &configs {
             if c.contents.is_none() && !stack.dir.join(c.path).exists() {
-                anyhow::bail!(crate::error::UserError::new(format!("{} is missing", c.path)).hint("run `stackctl init` to create it"));
+                anyhow::bail!(
+                    crate::error::UserError::new(format!("{} is missing", c.path))
+                        .hint("run `stackctl init` to create it")
+                );
             }
         }
     }
     if files::write_if_changed(&output, compose_text.as_bytes(), files::PUBLIC)? {
         changed.push(output.display().to_string());
     }
-    Ok(RenderReport { compose_path: output, files_dir, changed })
+    Ok(RenderReport {
+        compose_path: output,
+        files_dir,
+        changed,
+    })
 }
 
 fn copy_migrations(from: &Path, to: &Path) -> Result<()> {

@@ -37,23 +37,46 @@ pub const ROLES: &[&str] = &[
 
 /// Runs the bootstrap in one transaction; returns what it changed (empty when all was in order).
 /// `passwords` maps each login to its plain password; only SCRAM verifiers are sent.
-pub async fn run(client: &mut Client, passwords: &BTreeMap<String, String>, lock_timeout: Duration) -> Result<Vec<String>> {
+pub async fn run(
+    client: &mut Client,
+    passwords: &BTreeMap<String, String>,
+    lock_timeout: Duration,
+) -> Result<Vec<String>> {
     let verifiers: serde_json::Map<String, serde_json::Value> = LOGINS
         .iter()
         .map(|(role, _)| {
             let pw = passwords.get(*role).map(String::as_str).unwrap_or_default();
-            (role.to_string(), serde_json::Value::String(scram::verifier(role, pw)))
+            (
+                role.to_string(),
+                serde_json::Value::String(scram::verifier(role, pw)),
+            )
         })
         .collect();
     let verifiers = serde_json::Value::Object(verifiers).to_string();
-    let tx = client.transaction().await.context("starting the role bootstrap")?;
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = {}", lock_timeout.as_millis().max(1))).await?;
-    tx.batch_execute(SQL).await.context("defining the role bootstrap")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("starting the role bootstrap")?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        lock_timeout.as_millis().max(1)
+    ))
+    .await?;
+    tx.batch_execute(SQL)
+        .await
+        .context("defining the role bootstrap")?;
     let rows = tx
-        .query("SELECT * FROM pg_temp.stackctl_bootstrap($1::text::jsonb)", &[&verifiers])
+        .query(
+            "SELECT * FROM pg_temp.stackctl_bootstrap($1::text::jsonb)",
+            &[&verifiers],
+        )
         .await
         .map_err(|e| match e.as_db_error() {
-            Some(db) => anyhow::anyhow!("the role bootstrap failed: {} (SQLSTATE {})", db.message(), db.code().code()),
+            Some(db) => anyhow::anyhow!(
+                "the role bootstrap failed: {} (SQLSTATE {})",
+                db.message(),
+                db.code().code()
+            ),
             None => anyhow::Error::new(e).context("running the role bootstrap"),
         })?;
     tx.commit().await.context("committing the role bootstrap")?;

@@ -118,20 +118,33 @@ impl Target {
                 UserError::new(format!("PostgreSQL at {addr} has no database {db}: {msg}"))
                     .hint(format!("create it (`createdb -h HOST -U {user} {db}`) or name an existing one in the URL"))
             } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
-                UserError::new(format!("PostgreSQL at {addr} does not let {user} connect to {db}: {msg}"))
-                    .hint("check pg_hba.conf on the server, or the user in the URL")
+                UserError::new(format!(
+                    "PostgreSQL at {addr} does not let {user} connect to {db}: {msg}"
+                ))
+                .hint("check pg_hba.conf on the server, or the user in the URL")
             } else if *code == SqlState::CANNOT_CONNECT_NOW {
-                UserError::new(format!("PostgreSQL at {addr} is not accepting connections yet: {msg}"))
-                    .hint("wait until it is ready (`pg_isready`), then run again")
+                UserError::new(format!(
+                    "PostgreSQL at {addr} is not accepting connections yet: {msg}"
+                ))
+                .hint("wait until it is ready (`pg_isready`), then run again")
             } else {
-                UserError::new(format!("connecting to PostgreSQL at {addr} as {user} (database {db}) failed: {msg} (SQLSTATE {})", code.code()))
+                UserError::new(format!(
+                    "connecting to PostgreSQL at {addr} as {user} (database {db}) failed: {msg} (SQLSTATE {})",
+                    code.code()
+                ))
             };
             return err.into();
         }
-        anyhow::Error::new(e).context(
-            UserError::new(format!("cannot reach PostgreSQL at {addr} (as {user}, database {db})"))
-                .hint("is the server running and listening there? Check the host and port of --database-url (or PGHOST/PGPORT)"),
-        )
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            why.push_str(": ");
+            why.push_str(&s.to_string());
+            source = s.source();
+        }
+        UserError::new(format!("cannot reach PostgreSQL at {addr} (as {user}, database {db}): {why}"))
+            .hint("is the server running and listening there? Check the host and port of --database-url (or PGHOST/PGPORT)")
+            .into()
     }
 }
 

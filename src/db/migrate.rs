@@ -33,9 +33,17 @@ impl History {
 
 /// Takes the migration lock, waiting at most `wait` (PostgreSQL's lock_timeout bounds the wait).
 pub async fn lock(client: &Client, wait: Duration) -> Result<()> {
-    client.batch_execute(&format!("SET lock_timeout = {}", wait.as_millis().max(1))).await.context("setting lock_timeout")?;
-    let taken = client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY]).await;
-    client.batch_execute("RESET lock_timeout").await.context("resetting lock_timeout")?;
+    client
+        .batch_execute(&format!("SET lock_timeout = {}", wait.as_millis().max(1)))
+        .await
+        .context("setting lock_timeout")?;
+    let taken = client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await;
+    client
+        .batch_execute("RESET lock_timeout")
+        .await
+        .context("resetting lock_timeout")?;
     match taken {
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
@@ -64,13 +72,18 @@ pub async fn lock(client: &Client, wait: Duration) -> Result<()> {
 
 /// Creates the `stackctl` schema and both history tables (refinery's format) when missing.
 pub async fn ensure_history(client: &Client) -> Result<()> {
-    let mut sql = String::from("CREATE SCHEMA IF NOT EXISTS stackctl; REVOKE ALL ON SCHEMA stackctl FROM PUBLIC;");
+    let mut sql = String::from(
+        "CREATE SCHEMA IF NOT EXISTS stackctl; REVOKE ALL ON SCHEMA stackctl FROM PUBLIC;",
+    );
     for t in [History::Platform.table(), History::App.table()] {
         sql.push_str(&format!(
             "CREATE TABLE IF NOT EXISTS {t} (version int4 PRIMARY KEY, name varchar(255), applied_on varchar(255), checksum varchar(255));"
         ));
     }
-    client.batch_execute(&sql).await.context("creating the migration history tables in schema stackctl")
+    client
+        .batch_execute(&sql)
+        .await
+        .context("creating the migration history tables in schema stackctl")
 }
 
 /// The history rows, or none when the table does not exist yet.
@@ -95,7 +108,12 @@ pub async fn applied(client: &Client, history: History) -> Result<Vec<Applied>> 
                 version: r.get(0),
                 name: r.get(1),
                 applied_on: r.get(2),
-                checksum: checksum.parse().with_context(|| format!("{table}: version {} has checksum `{checksum}`", r.get::<_, i32>(0)))?,
+                checksum: checksum.parse().with_context(|| {
+                    format!(
+                        "{table}: version {} has checksum `{checksum}`",
+                        r.get::<_, i32>(0)
+                    )
+                })?,
             })
         })
         .collect()
@@ -104,10 +122,24 @@ pub async fn applied(client: &Client, history: History) -> Result<Vec<Applied>> 
 /// Applies one migration in its own transaction, with `lock_timeout`; records it in `history`.
 /// On failure the transaction rolls back and the error names the file, the line and Postgres's
 /// message.
-pub async fn apply(client: &mut Client, m: &MigrationFile, stmts: &[Statement], history: History, lock_timeout: Duration) -> Result<Duration> {
+pub async fn apply(
+    client: &mut Client,
+    m: &MigrationFile,
+    stmts: &[Statement],
+    history: History,
+    lock_timeout: Duration,
+) -> Result<Duration> {
     let started = Instant::now();
-    let tx = client.transaction().await.with_context(|| format!("starting the transaction of {}", m.file))?;
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = {}", lock_timeout.as_millis().max(1))).await.context("setting lock_timeout")?;
+    let tx = client
+        .transaction()
+        .await
+        .with_context(|| format!("starting the transaction of {}", m.file))?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        lock_timeout.as_millis().max(1)
+    ))
+    .await
+    .context("setting lock_timeout")?;
     for s in stmts {
         if let Err(e) = tx.batch_execute(&s.text).await {
             let _ = tx.rollback().await;
@@ -116,18 +148,29 @@ pub async fn apply(client: &mut Client, m: &MigrationFile, stmts: &[Statement], 
     }
     let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     tx.execute(
-        &format!("INSERT INTO {} (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)", history.table()),
+        &format!(
+            "INSERT INTO {} (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)",
+            history.table()
+        ),
         &[&m.version, &m.name, &applied_on, &m.checksum.to_string()],
     )
     .await
     .with_context(|| format!("recording {} in {}", m.file, history.table()))?;
-    tx.commit().await.with_context(|| format!("committing {}", m.file))?;
+    tx.commit()
+        .await
+        .with_context(|| format!("committing {}", m.file))?;
     Ok(started.elapsed())
 }
 
-fn statement_error(m: &MigrationFile, s: &Statement, e: &tokio_postgres::Error, lock_timeout: Duration) -> anyhow::Error {
+fn statement_error(
+    m: &MigrationFile,
+    s: &Statement,
+    e: &tokio_postgres::Error,
+    lock_timeout: Duration,
+) -> anyhow::Error {
     let Some(db) = e.as_db_error() else {
-        return anyhow::anyhow!("{}:{}: {e}", m.file, s.line).context(format!("migration {} failed; it was rolled back", m.file));
+        return anyhow::anyhow!("{}:{}: {e}", m.file, s.line)
+            .context(format!("migration {} failed; it was rolled back", m.file));
     };
     let line = match db.position() {
         Some(ErrorPosition::Original(p)) => sql::line_of_position(s, *p as usize),

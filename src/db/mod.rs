@@ -64,7 +64,10 @@ pub fn run(stack_dir: &Path, args: MigrateArgs) -> Result<()> {
     if let Some(MigrateAction::New { name }) = &args.action {
         return new_file(&settings, name);
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     rt.block_on(async {
         match &args.action {
             Some(MigrateAction::Status { json }) => status(&settings, *json).await,
@@ -78,7 +81,9 @@ fn resolve(stack_dir: &Path, args: &MigrateArgs) -> Result<Settings> {
     let lock_timeout = Duration::from_secs(args.lock_timeout.max(1));
     if args.from_env {
         let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let dir = get(MIGRATIONS_DIR_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/migrations"));
+        let dir = get(MIGRATIONS_DIR_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/migrations"));
         return Ok(Settings {
             target: Some(Target::from_env(get)),
             passwords: PasswordSource::Env,
@@ -88,7 +93,12 @@ fn resolve(stack_dir: &Path, args: &MigrateArgs) -> Result<Settings> {
         });
     }
     let stack = Stack::load(stack_dir)?;
-    let rel = stack.file.migrations.directory.trim_end_matches('/').to_string();
+    let rel = stack
+        .file
+        .migrations
+        .directory
+        .trim_end_matches('/')
+        .to_string();
     let target = match &args.database_url {
         Some(url) => Some(Target::from_url(url)?),
         None if matches!(args.action, Some(MigrateAction::New { .. })) => None,
@@ -98,12 +108,20 @@ fn resolve(stack_dir: &Path, args: &MigrateArgs) -> Result<Settings> {
                 .into());
         }
     };
-    Ok(Settings { target, dir: stack.dir.join(&rel), dir_shown: rel, passwords: PasswordSource::DotEnv(stack), lock_timeout })
+    Ok(Settings {
+        target,
+        dir: stack.dir.join(&rel),
+        dir_shown: rel,
+        passwords: PasswordSource::DotEnv(stack),
+        lock_timeout,
+    })
 }
 
 impl Settings {
     fn target(&self) -> &Target {
-        self.target.as_ref().expect("resolve() sets a target for every action that connects")
+        self.target
+            .as_ref()
+            .expect("resolve() sets a target for every action that connects")
     }
 
     fn app_files(&self) -> Result<Vec<MigrationFile>> {
@@ -171,21 +189,31 @@ async fn apply_all(s: &Settings) -> Result<Report> {
 
     let done = migrate::applied(&su, History::App).await?;
     let pending = plan::pending(&app, &done, &s.dir_shown)?;
-    let stmts: Vec<_> = pending.iter().map(|m| m.statements()).collect::<Result<_, _>>()?;
+    let stmts: Vec<_> = pending
+        .iter()
+        .map(|m| m.statements())
+        .collect::<Result<_, _>>()?;
     if !pending.is_empty() {
         let migrator = target.as_login("db_migrator", &passwords["db_migrator"]);
-        let mut mc = migrator.connect().await.context("connecting as db_migrator to apply the application's migrations")?;
+        let mut mc = migrator
+            .connect()
+            .await
+            .context("connecting as db_migrator to apply the application's migrations")?;
         for (i, (m, st)) in pending.iter().zip(&stmts).enumerate() {
             if i > 0 {
                 // Each migration starts from a clean session, as with one `psql -f` per file.
-                mc.batch_execute("DISCARD ALL").await.context("resetting the session between migrations")?;
+                mc.batch_execute("DISCARD ALL")
+                    .await
+                    .context("resetting the session between migrations")?;
             }
             let took = migrate::apply(&mut mc, m, st, History::App, s.lock_timeout).await?;
             println!("app: applied {} ({} ms)", m.file, took.as_millis());
             report.app_applied.push(m.file.clone());
         }
     }
-    su.execute("SELECT pg_advisory_unlock($1)", &[&migrate::LOCK_KEY]).await.context("releasing the migration lock")?;
+    su.execute("SELECT pg_advisory_unlock($1)", &[&migrate::LOCK_KEY])
+        .await
+        .context("releasing the migration lock")?;
 
     if report.platform_applied.is_empty() && report.app_applied.is_empty() {
         println!(
@@ -193,7 +221,11 @@ async fn apply_all(s: &Settings) -> Result<Report> {
             target.describe(),
             platform.len(),
             app.len(),
-            if report.role_changes.is_empty() { "unchanged" } else { "updated" }
+            if report.role_changes.is_empty() {
+                "unchanged"
+            } else {
+                "updated"
+            }
         );
     } else {
         println!(
@@ -217,7 +249,10 @@ struct StatusJson {
 async fn read_status(s: &Settings) -> Result<(Vec<Entry>, Vec<Entry>)> {
     let app_files = s.app_files()?;
     let client = s.target().connect().await?;
-    let platform = plan::status(&plan::platform_migrations(), &migrate::applied(&client, History::Platform).await?);
+    let platform = plan::status(
+        &plan::platform_migrations(),
+        &migrate::applied(&client, History::Platform).await?,
+    );
     let app = plan::status(&app_files, &migrate::applied(&client, History::App).await?);
     Ok((platform, app))
 }
@@ -225,12 +260,19 @@ async fn read_status(s: &Settings) -> Result<(Vec<Entry>, Vec<Entry>)> {
 async fn status(s: &Settings, json: bool) -> Result<()> {
     let (platform, app) = read_status(s).await?;
     if json {
-        let out = StatusJson { database: s.target().describe(), platform, app };
+        let out = StatusJson {
+            database: s.target().describe(),
+            platform,
+            app,
+        };
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     println!("database {}", s.target().describe());
-    for (title, entries) in [("platform migrations (built in)".to_string(), &platform), (format!("app migrations ({})", s.dir_shown), &app)] {
+    for (title, entries) in [
+        ("platform migrations (built in)".to_string(), &platform),
+        (format!("app migrations ({})", s.dir_shown), &app),
+    ] {
         println!("{title}:");
         if entries.is_empty() {
             println!("  (none)");
@@ -258,16 +300,31 @@ async fn dry_run(s: &Settings) -> Result<()> {
     let a_done = migrate::applied(&client, History::App).await?;
     let p = plan::pending(&platform, &p_done, "the stackctl binary")?;
     let a = plan::pending(&app, &a_done, &s.dir_shown)?;
-    println!("dry run against {}: nothing will be changed", s.target().describe());
+    println!(
+        "dry run against {}: nothing will be changed",
+        s.target().describe()
+    );
     for m in &p {
-        println!("would apply platform {} ({} statements)", m.file, m.statements()?.len());
+        println!(
+            "would apply platform {} ({} statements)",
+            m.file,
+            m.statements()?.len()
+        );
     }
-    println!("would run the role bootstrap ({} roles; passwords from {})", bootstrap::ROLES.len(), match s.passwords {
-        PasswordSource::Env => "the environment",
-        PasswordSource::DotEnv(_) => ".env",
-    });
+    println!(
+        "would run the role bootstrap ({} roles; passwords from {})",
+        bootstrap::ROLES.len(),
+        match s.passwords {
+            PasswordSource::Env => "the environment",
+            PasswordSource::DotEnv(_) => ".env",
+        }
+    );
     for m in &a {
-        println!("would apply app {} ({} statements, as db_migrator)", m.file, m.statements()?.len());
+        println!(
+            "would apply app {} ({} statements, as db_migrator)",
+            m.file,
+            m.statements()?.len()
+        );
     }
     if p.is_empty() && a.is_empty() {
         println!("no migrations pending");
@@ -284,8 +341,13 @@ fn new_file(s: &Settings, name: &str) -> Result<()> {
         "-- {file_name}: applied once, in its own transaction, as db_migrator (which then owns what it creates).\n\
          -- Never edit this file after it was applied; add a new migration instead.\n\n"
     );
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).with_context(|| format!("creating {}", path.display()))?;
-    std::io::Write::write_all(&mut f, body.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut f, body.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     println!("created {}/{file_name}", s.dir_shown);
     Ok(())
 }

@@ -37,15 +37,27 @@ impl MigrationFile {
         let checksum = refinery::Migration::unapplied(&stem, &sql)
             .map_err(|e| UserError::new(format!("{shown}: {e}")))?
             .checksum();
-        Ok(Self { version, name, file: shown, sql, checksum })
+        Ok(Self {
+            version,
+            name,
+            file: shown,
+            sql,
+            checksum,
+        })
     }
 
     /// The file's statements, each with its line.
     pub fn statements(&self) -> Result<Vec<Statement>, UserError> {
-        let stmts = sql::split(&self.sql).map_err(|e| UserError::new(format!("{}:{}: {}", self.file, e.line, e.message)))?;
+        let stmts = sql::split(&self.sql)
+            .map_err(|e| UserError::new(format!("{}:{}: {}", self.file, e.line, e.message)))?;
         for s in &stmts {
             let kw = sql::first_keyword(&s.text);
-            let second = s.text.split_whitespace().nth(1).unwrap_or("").to_ascii_lowercase();
+            let second = s
+                .text
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_ascii_lowercase();
             let ends_tx = matches!(kw.as_str(), "begin" | "commit" | "start" | "end" | "abort")
                 || (kw == "rollback" && !second.starts_with("to"));
             if ends_tx {
@@ -103,12 +115,19 @@ pub fn load_dir(dir: &Path, shown: &str) -> Result<Vec<MigrationFile>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading the migrations directory {}", dir.display())),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("reading the migrations directory {}", dir.display()));
+        }
     };
     let mut files: Vec<PathBuf> = Vec::new();
     for entry in entries {
-        let path = entry.with_context(|| format!("reading {}", dir.display()))?.path();
-        let is_sql = path.extension().is_some_and(|x| x.eq_ignore_ascii_case("sql"));
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        let is_sql = path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("sql"));
         if path.is_file() && is_sql {
             files.push(path);
         }
@@ -116,14 +135,21 @@ pub fn load_dir(dir: &Path, shown: &str) -> Result<Vec<MigrationFile>> {
     files.sort();
     let mut out: Vec<MigrationFile> = Vec::new();
     for path in files {
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let shown_file = format!("{}/{}", shown.trim_end_matches('/'), file_name);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {shown_file}"))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("reading {shown_file}"))?;
         let m = MigrationFile::new(&file_name, shown_file, text)?;
         if let Some(other) = out.iter().find(|o| o.version == m.version) {
-            return Err(UserError::new(format!("{} and {} have the same version {}", other.file, m.file, m.version))
-                .hint("give one of them the next free version: `stackctl migrate new NAME` prints it")
-                .into());
+            return Err(UserError::new(format!(
+                "{} and {} have the same version {}",
+                other.file, m.file, m.version
+            ))
+            .hint("give one of them the next free version: `stackctl migrate new NAME` prints it")
+            .into());
         }
         out.push(m);
     }
@@ -204,7 +230,9 @@ pub fn status(files: &[MigrationFile], applied: &[Applied]) -> Vec<Entry> {
             file: f.file.clone(),
             state,
             checksum: hex(f.checksum),
-            applied_checksum: a.filter(|_| state == State::Changed).map(|a| hex(a.checksum)),
+            applied_checksum: a
+                .filter(|_| state == State::Changed)
+                .map(|a| hex(a.checksum)),
             applied_on: a.map(|a| a.applied_on.clone()),
         });
     }
@@ -226,9 +254,16 @@ pub fn status(files: &[MigrationFile], applied: &[Applied]) -> Vec<Entry> {
 }
 
 /// The migrations to apply, in order; an error names the first file that makes the history wrong.
-pub fn pending<'a>(files: &'a [MigrationFile], applied: &[Applied], dir_shown: &str) -> Result<Vec<&'a MigrationFile>, UserError> {
+pub fn pending<'a>(
+    files: &'a [MigrationFile],
+    applied: &[Applied],
+    dir_shown: &str,
+) -> Result<Vec<&'a MigrationFile>, UserError> {
     let entries = status(files, applied);
-    if let Some(e) = entries.iter().find(|e| e.state != State::Applied && e.state != State::Pending) {
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.state != State::Applied && e.state != State::Pending)
+    {
         return Err(match e.state {
             State::Changed => UserError::new(format!(
                 "{} was changed after it was applied (checksum {} now, {} when applied on {})",
@@ -251,8 +286,15 @@ pub fn pending<'a>(files: &'a [MigrationFile], applied: &[Applied], dir_shown: &
             .hint("rename it to the next free version: `stackctl migrate new NAME` prints it"),
         });
     }
-    let wanted: Vec<i32> = entries.iter().filter(|e| e.state == State::Pending).map(|e| e.version).collect();
-    Ok(files.iter().filter(|f| wanted.contains(&f.version)).collect())
+    let wanted: Vec<i32> = entries
+        .iter()
+        .filter(|e| e.state == State::Pending)
+        .map(|e| e.version)
+        .collect();
+    Ok(files
+        .iter()
+        .filter(|f| wanted.contains(&f.version))
+        .collect())
 }
 
 /// The file name for `migrate new NAME`: the next version after every file in the directory.
@@ -260,18 +302,32 @@ pub fn next_file_name(files: &[MigrationFile], name: &str) -> Result<String, Use
     let clean: String = name
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect::<String>()
         .split('_')
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join("_");
     if clean.is_empty() {
-        return Err(UserError::new(format!("`{name}` has no letters or digits to name a migration with")));
+        return Err(UserError::new(format!(
+            "`{name}` has no letters or digits to name a migration with"
+        )));
     }
-    let next = files.iter().map(|f| f.version).max().unwrap_or(0).checked_add(1).ok_or_else(|| {
-        UserError::new("the highest migration version is already 2147483647".to_string())
-    })?;
+    let next = files
+        .iter()
+        .map(|f| f.version)
+        .max()
+        .unwrap_or(0)
+        .checked_add(1)
+        .ok_or_else(|| {
+            UserError::new("the highest migration version is already 2147483647".to_string())
+        })?;
     Ok(format!("V{next}__{clean}.sql"))
 }
 
@@ -280,18 +336,40 @@ mod tests {
     use super::*;
 
     fn file(v: i32, name: &str, sql: &str) -> MigrationFile {
-        MigrationFile::new(&format!("V{v}__{name}.sql"), format!("db/V{v}__{name}.sql"), sql.into()).unwrap()
+        MigrationFile::new(
+            &format!("V{v}__{name}.sql"),
+            format!("db/V{v}__{name}.sql"),
+            sql.into(),
+        )
+        .unwrap()
     }
 
     fn applied(m: &MigrationFile) -> Applied {
-        Applied { version: m.version, name: m.name.clone(), applied_on: "t".into(), checksum: m.checksum }
+        Applied {
+            version: m.version,
+            name: m.name.clone(),
+            applied_on: "t".into(),
+            checksum: m.checksum,
+        }
     }
 
     #[test]
     fn names() {
         assert_eq!(parse_file_name("V1__init.sql"), Some((1, "init".into())));
-        assert_eq!(parse_file_name("V0012__add_Orders2.sql"), Some((12, "add_Orders2".into())));
-        for bad in ["v1__x.sql", "V1_x.sql", "V__x.sql", "V1__.sql", "V1__a-b.sql", "V1__x.txt", "1__x.sql", "V99999999999__x.sql"] {
+        assert_eq!(
+            parse_file_name("V0012__add_Orders2.sql"),
+            Some((12, "add_Orders2".into()))
+        );
+        for bad in [
+            "v1__x.sql",
+            "V1_x.sql",
+            "V__x.sql",
+            "V1__.sql",
+            "V1__a-b.sql",
+            "V1__x.txt",
+            "1__x.sql",
+            "V99999999999__x.sql",
+        ] {
             assert_eq!(parse_file_name(bad), None, "{bad}");
         }
         assert!(MigrationFile::new("init.sql", "db/init.sql".into(), String::new()).is_err());
@@ -300,7 +378,12 @@ mod tests {
     #[test]
     fn checksums_match_refinery() {
         let m = file(3, "x", "select 1;");
-        assert_eq!(m.checksum, refinery::Migration::unapplied("V3__x", "select 1;").unwrap().checksum());
+        assert_eq!(
+            m.checksum,
+            refinery::Migration::unapplied("V3__x", "select 1;")
+                .unwrap()
+                .checksum()
+        );
         assert_ne!(m.checksum, file(3, "x", "select 2;").checksum);
     }
 
@@ -324,22 +407,39 @@ mod tests {
 
         let h = vec![applied(&files[0]), applied(&file(5, "gone", "x"))];
         let st = status(&files, &h);
-        assert_eq!(st.iter().map(|e| e.state).collect::<Vec<_>>(), vec![State::Applied, State::OutOfOrder, State::Missing]);
+        assert_eq!(
+            st.iter().map(|e| e.state).collect::<Vec<_>>(),
+            vec![State::Applied, State::OutOfOrder, State::Missing]
+        );
         let e = pending(&files, &h, "db").unwrap_err().to_string();
         assert!(e.contains("V2__b.sql") && e.contains("order"), "{e}");
     }
 
     #[test]
     fn transaction_control_is_refused() {
-        let e = file(1, "a", "select 1;\nCOMMIT;").statements().unwrap_err().to_string();
+        let e = file(1, "a", "select 1;\nCOMMIT;")
+            .statements()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("db/V1__a.sql:2") && e.contains("COMMIT"), "{e}");
-        assert!(file(1, "a", "create function f() returns int language sql begin atomic select 1; end;").statements().is_ok());
+        assert!(
+            file(
+                1,
+                "a",
+                "create function f() returns int language sql begin atomic select 1; end;"
+            )
+            .statements()
+            .is_ok()
+        );
     }
 
     #[test]
     fn next_name() {
         let files = vec![file(1, "a", ""), file(7, "b", "")];
-        assert_eq!(next_file_name(&files, "Add orders-table").unwrap(), "V8__add_orders_table.sql");
+        assert_eq!(
+            next_file_name(&files, "Add orders-table").unwrap(),
+            "V8__add_orders_table.sql"
+        );
         assert_eq!(next_file_name(&[], "init").unwrap(), "V1__init.sql");
         assert!(next_file_name(&[], " -- ").is_err());
     }

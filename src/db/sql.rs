@@ -60,7 +60,12 @@ pub fn split(src: &str) -> Result<Vec<Statement>, SplitError> {
                 i += 2;
                 while depth > 0 {
                     match (b.get(i), b.get(i + 1)) {
-                        (None, _) => return Err(SplitError { line: open_line, message: "unterminated /* comment".into() }),
+                        (None, _) => {
+                            return Err(SplitError {
+                                line: open_line,
+                                message: "unterminated /* comment".into(),
+                            });
+                        }
                         (Some(b'/'), Some(b'*')) => {
                             depth += 1;
                             i += 2;
@@ -80,12 +85,16 @@ pub fn split(src: &str) -> Result<Vec<Statement>, SplitError> {
             b'\\' if start.is_none() => {
                 return Err(SplitError {
                     line,
-                    message: "psql meta-commands (lines starting with `\\`) are not SQL; remove them".into(),
+                    message:
+                        "psql meta-commands (lines starting with `\\`) are not SQL; remove them"
+                            .into(),
                 });
             }
             b'\'' => {
                 begin_token(&mut start, i, line);
-                let escapes = i > 0 && matches!(b[i - 1], b'e' | b'E') && !is_ident_byte(b.get(i.wrapping_sub(2)).copied());
+                let escapes = i > 0
+                    && matches!(b[i - 1], b'e' | b'E')
+                    && !is_ident_byte(b.get(i.wrapping_sub(2)).copied());
                 i = skip_quoted(b, i, b'\'', escapes, &mut line)?;
             }
             b'"' => {
@@ -106,7 +115,10 @@ pub fn split(src: &str) -> Result<Vec<Statement>, SplitError> {
                     None => {
                         return Err(SplitError {
                             line: open_line,
-                            message: format!("unterminated dollar-quoted string {}", String::from_utf8_lossy(tag)),
+                            message: format!(
+                                "unterminated dollar-quoted string {}",
+                                String::from_utf8_lossy(tag)
+                            ),
                         });
                     }
                 }
@@ -125,7 +137,10 @@ pub fn split(src: &str) -> Result<Vec<Statement>, SplitError> {
                 i += 1;
                 if paren <= 0 && begin_depth == 0 {
                     if let Some((s, l)) = start.take() {
-                        out.push(Statement { text: src[s..i].to_string(), line: l });
+                        out.push(Statement {
+                            text: src[s..i].to_string(),
+                            line: l,
+                        });
                     }
                     paren = 0;
                     idents.clear();
@@ -167,7 +182,8 @@ fn track_begin_end(word: &str, idents: &mut Vec<String>, paren: i32, begin_depth
     }
     let is = |n: usize, w: &str| idents.get(n).is_some_and(|x| x == w);
     let routine = |n: usize| is(n, "function") || is(n, "procedure");
-    let in_routine = is(0, "create") && (routine(1) || (is(1, "or") && is(2, "replace") && routine(3)));
+    let in_routine =
+        is(0, "create") && (routine(1) || (is(1, "or") && is(2, "replace") && routine(3)));
     if !in_routine || paren != 0 {
         return;
     }
@@ -185,14 +201,27 @@ fn is_ident_byte(c: Option<u8>) -> bool {
 
 /// Skips a quoted string or identifier starting at `i` (the opening quote); returns the index after
 /// the closing quote. A doubled quote is an escaped quote; with `escapes`, so is a backslash.
-fn skip_quoted(b: &[u8], mut i: usize, q: u8, escapes: bool, line: &mut usize) -> Result<usize, SplitError> {
+fn skip_quoted(
+    b: &[u8],
+    mut i: usize,
+    q: u8,
+    escapes: bool,
+    line: &mut usize,
+) -> Result<usize, SplitError> {
     let open_line = *line;
     i += 1;
     loop {
         match b.get(i) {
             None => {
-                let what = if q == b'"' { "quoted identifier" } else { "string" };
-                return Err(SplitError { line: open_line, message: format!("unterminated {what}") });
+                let what = if q == b'"' {
+                    "quoted identifier"
+                } else {
+                    "string"
+                };
+                return Err(SplitError {
+                    line: open_line,
+                    message: format!("unterminated {what}"),
+                });
             }
             Some(b'\\') if escapes => i += 2,
             Some(&c) if c == q => {
@@ -228,18 +257,31 @@ fn dollar_tag(b: &[u8], i: usize) -> Option<&[u8]> {
 }
 
 fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
 }
 
 /// The first keyword of a statement, lowercased (comments skipped).
 pub fn first_keyword(stmt: &str) -> String {
-    stmt.trim_start().split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("").to_ascii_lowercase()
+    stmt.trim_start()
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 /// The 1-based line in the file of a 1-based character `position` inside a statement that starts
 /// at `stmt_line`.
 pub fn line_of_position(stmt: &Statement, position: usize) -> usize {
-    stmt.line + stmt.text.chars().take(position.saturating_sub(1)).filter(|&c| c == '\n').count()
+    stmt.line
+        + stmt
+            .text
+            .chars()
+            .take(position.saturating_sub(1))
+            .filter(|&c| c == '\n')
+            .count()
 }
 
 #[cfg(test)]
@@ -247,12 +289,17 @@ mod tests {
     use super::*;
 
     fn texts(src: &str) -> Vec<(usize, String)> {
-        split(src).unwrap().into_iter().map(|s| (s.line, s.text)).collect()
+        split(src)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.line, s.text))
+            .collect()
     }
 
     #[test]
     fn splits_on_semicolons_with_lines() {
-        let src = "-- header\ncreate table a (x int);\n\n/* c; */ insert into a values (1);\nselect 1";
+        let src =
+            "-- header\ncreate table a (x int);\n\n/* c; */ insert into a values (1);\nselect 1";
         assert_eq!(
             texts(src),
             vec![
@@ -296,14 +343,22 @@ mod tests {
         assert_eq!(split("select 1;\nselect 'abc;").unwrap_err().line, 2);
         assert_eq!(split("\n\ndo $x$ begin").unwrap_err().line, 3);
         assert_eq!(split("/* open").unwrap_err().line, 1);
-        assert!(split("\\set x 1\n").unwrap_err().message.contains("meta-command"));
+        assert!(
+            split("\\set x 1\n")
+                .unwrap_err()
+                .message
+                .contains("meta-command")
+        );
     }
 
     #[test]
     fn position_maps_to_file_line() {
         let s = split("\n\nselect 1,\n  nope\nfrom t;").unwrap();
         assert_eq!(line_of_position(&s[0], 1), 3);
-        assert_eq!(line_of_position(&s[0], s[0].text.find("nope").unwrap() + 1), 4);
+        assert_eq!(
+            line_of_position(&s[0], s[0].text.find("nope").unwrap() + 1),
+            4
+        );
         assert_eq!(first_keyword("  BEGIN;"), "begin");
     }
 }

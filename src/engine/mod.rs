@@ -22,7 +22,10 @@ pub fn cmd_build(_s: &Stack, _a: BuildArgs) -> Result<()> {
 }
 pub fn cmd_migrate(d: &std::path::Path, a: MigrateArgs) -> Result<()> {
     // With a URL, inside the migrate container, or for `migrate new`: no Docker needed.
-    if a.database_url.is_some() || a.from_env || matches!(a.action, Some(crate::cli::MigrateAction::New { .. })) {
+    if a.database_url.is_some()
+        || a.from_env
+        || matches!(a.action, Some(crate::cli::MigrateAction::New { .. }))
+    {
         return crate::db::run(d, a);
     }
     bail!("`migrate` in the stack's container is not built yet; pass --database-url")
