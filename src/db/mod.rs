@@ -54,7 +54,7 @@ struct Settings {
 
 enum PasswordSource {
     Env,
-    DotEnv(Stack),
+    DotEnv(Box<Stack>),
 }
 
 /// Runs `stackctl migrate [status|new]` directly against a database (`--database-url` or, in the
@@ -112,7 +112,7 @@ fn resolve(stack_dir: &Path, args: &MigrateArgs) -> Result<Settings> {
         target,
         dir: stack.dir.join(&rel),
         dir_shown: rel,
-        passwords: PasswordSource::DotEnv(stack),
+        passwords: PasswordSource::DotEnv(Box::new(stack)),
         lock_timeout,
     })
 }
