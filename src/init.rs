@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::config::{PoolerKind, STACK_FILE, Stack, StackFile, check_domain};
 use crate::error::UserError;
@@ -32,13 +32,30 @@ const GITIGNORE_LINES: &[&str] = &[
 
 /// Runs `init` in `dir`; prints what it did.
 pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
+    // Every check comes before the first write, so a refused `init` leaves the directory as it was.
     if let Some(d) = &opts.domain {
         check_domain("--domain", d)?;
     }
-    files::ensure_writable_dir(dir)?;
+    if let Some(p) = &opts.project {
+        let mut file = StackFile::default();
+        file.project.name = p.clone();
+        Stack::from_file(dir, file).map_err(|_| {
+            UserError::new(format!(
+                "--project `{p}` is not a valid Compose project name"
+            ))
+            .hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit")
+        })?;
+    }
+    check_stack_dir(dir)?;
+    check_existing_env(dir, opts)?;
     let stack_path = dir.join(STACK_FILE);
-    let stack = if stack_path.exists() {
-        let stack = Stack::load(dir)?;
+    let existing = if stack_path.exists() {
+        Some(Stack::load(dir)?)
+    } else {
+        None
+    };
+    files::ensure_writable_dir(dir)?;
+    let stack = if let Some(stack) = existing {
         let mut ignored = Vec::new();
         if opts
             .project
@@ -124,6 +141,57 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
         println!("wrote {f}");
     }
     ensure_gitignore(dir)?;
+    Ok(())
+}
+
+/// Refuses a stack directory that is a file or lies under one (creating it would fail half-way).
+fn check_stack_dir(dir: &Path) -> Result<()> {
+    if let Some(file) = dir
+        .ancestors()
+        .find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()))
+    {
+        let msg = if file == dir {
+            format!("{} is a file, not a directory", dir.display())
+        } else {
+            format!(
+                "cannot create the stack directory {}: {} is a file, not a directory",
+                dir.display(),
+                file.display()
+            )
+        };
+        bail!(UserError::new(msg).hint("choose another --dir"));
+    }
+    Ok(())
+}
+
+/// Refuses, before anything is written, an `.env` that cannot be parsed, holds an empty secret
+/// (other than one being rotated), or is missing while `--rotate` asks to replace a secret.
+fn check_existing_env(dir: &Path, opts: &InitOptions) -> Result<()> {
+    for k in &opts.rotate {
+        if secrets::spec(k).is_none() {
+            let known: Vec<&str> = secrets::SECRETS.iter().map(|s| s.key).collect();
+            bail!(
+                UserError::new(format!("unknown secret `{k}`"))
+                    .hint(format!("secrets are: {}", known.join(", ")))
+            );
+        }
+    }
+    let path = dir.join(crate::config::ENV_FILE);
+    if !opts.rotate.is_empty() && !path.exists() {
+        bail!(
+            UserError::new(".env does not exist, so there is nothing to rotate")
+                .hint("run `stackctl init` first")
+        );
+    }
+    let env = secrets::EnvFile::load(&path)?;
+    for s in secrets::SECRETS {
+        if env.get(s.key) == Some("") && !opts.rotate.iter().any(|k| k == s.key) {
+            bail!(UserError::new(format!("{} holds an empty value for {} ({})", path.display(), s.key, s.what)).hint(format!(
+                "remove the `{}=` line and run `stackctl init` to generate it, or `stackctl init --rotate {}`",
+                s.key, s.key
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -4,5 +4,8 @@
 
 mod support;
 
+mod bad_input;
+mod configs;
 mod init;
 mod migrate;
+mod render;
