@@ -14,10 +14,7 @@ pub struct UserError {
 
 impl UserError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            hint: None,
-        }
+        Self { message: message.into(), hint: None }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -36,7 +33,5 @@ impl std::error::Error for UserError {}
 
 /// The first hint found anywhere in an error chain.
 pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<UserError>())
-        .and_then(|u| u.hint.as_deref())
+    err.chain().find_map(|e| e.downcast_ref::<UserError>()).and_then(|u| u.hint.as_deref())
 }
