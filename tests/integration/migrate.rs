@@ -60,6 +60,30 @@ fn migrate_twice_the_second_run_applies_nothing() {
         "insert into items (name) values ('a'), ('b');\n",
     );
 
+    // Before the first run: everything pending, and --dry-run says what would run.
+    let fresh = status_json(&s, &pg);
+    assert!(
+        states(&fresh, "platform")
+            .iter()
+            .all(|(_, st)| st == "pending"),
+        "{fresh}"
+    );
+    assert_eq!(
+        states(&fresh, "app"),
+        vec![(1, "pending".into()), (2, "pending".into())]
+    );
+    s.cmd(["migrate", "--dry-run", "--database-url", &pg.url()])
+        .run()
+        .success()
+        .stdout_contains("would apply platform migrations/V1__postgate.sql")
+        .stdout_contains("would apply app db/migrations/V2__seed.sql");
+    assert!(
+        pg.db()
+            .query("select 1 from stackctl.app_migrations")
+            .is_err(),
+        "--dry-run wrote"
+    );
+
     let first = migrate(&s, &pg).success();
     assert!(
         first
@@ -310,6 +334,32 @@ fn unreachable_database_and_wrong_password_say_what_was_tried() {
         "{}",
         out.stderr()
     );
+}
+
+#[test]
+fn the_migrate_container_needs_every_login_password() {
+    let s = Stackctl::new();
+    let mut run = s.cmd(["migrate", "--from-env"]);
+    for (k, v) in [
+        ("PGHOST", "127.0.0.1"),
+        ("PGPORT", "1"),
+        ("PGPASSWORD", "x"),
+    ] {
+        run.cmd.env(k, v);
+    }
+    for k in [
+        "MIGRATOR_PASSWORD",
+        "AUTHENTICATOR_PASSWORD",
+        "POSTGATE_DB_PASSWORD",
+        "RUNNER_DB_PASSWORD",
+        "APP_DB_PASSWORD",
+    ] {
+        run.cmd.env_remove(k);
+    }
+    run.cmd.env("STACKCTL_MIGRATIONS_DIR", s.path());
+    run.run()
+        .failure()
+        .stderr_contains("the environment has no MIGRATOR_PASSWORD");
 }
 
 #[test]
