@@ -143,7 +143,7 @@ pub async fn apply(
     for s in stmts {
         if let Err(e) = tx.batch_execute(&s.text).await {
             let _ = tx.rollback().await;
-            return Err(statement_error(m, s, &e, lock_timeout));
+            return Err(statement_error(m, s, &e, history, lock_timeout));
         }
     }
     let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -166,6 +166,7 @@ fn statement_error(
     m: &MigrationFile,
     s: &Statement,
     e: &tokio_postgres::Error,
+    history: History,
     lock_timeout: Duration,
 ) -> anyhow::Error {
     let Some(db) = e.as_db_error() else {
@@ -195,6 +196,12 @@ fn statement_error(
         err.hint(format!(
             "another session held a lock this migration needs for more than {}s; retry when it is idle, or pass a longer --lock-timeout",
             lock_timeout.as_secs()
+        ))
+    } else if *db.code() == SqlState::INSUFFICIENT_PRIVILEGE && history == History::App {
+        err.hint(format!(
+            "your migrations run as db_migrator, which owns the application schemas but is no superuser; \
+             change {} to stay within that (docs/database.md, Known limits)",
+            m.file
         ))
     } else {
         err.hint(format!("fix {} and run `stackctl migrate` again", m.file))

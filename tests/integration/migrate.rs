@@ -337,6 +337,49 @@ fn unreachable_database_and_wrong_password_say_what_was_tried() {
 }
 
 #[test]
+fn a_migration_waits_for_a_table_lock_at_most_lock_timeout() {
+    let pg = Postgres::start();
+    let s = stack();
+    s.write("db/migrations/V1__t.sql", "create table t (x int);\n");
+    migrate(&s, &pg).success();
+    // Another session holds a lock on t; the next migration needs an exclusive one.
+    let holder = pg.db();
+    holder
+        .batch("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE")
+        .unwrap();
+    s.write(
+        "db/migrations/V2__alter.sql",
+        "alter table t add column y int;\n",
+    );
+    let started = std::time::Instant::now();
+    let out = s
+        .cmd([
+            "migrate",
+            "--lock-timeout",
+            "1",
+            "--database-url",
+            &pg.url(),
+        ])
+        .run()
+        .failure();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "waited {:?}",
+        started.elapsed()
+    );
+    let err = out.stderr();
+    assert!(
+        err.contains("db/migrations/V2__alter.sql:1") && err.contains("lock timeout"),
+        "{err}"
+    );
+    assert!(err.contains("--lock-timeout"), "{err}");
+    holder.batch("ROLLBACK").unwrap();
+    migrate(&s, &pg)
+        .success()
+        .stdout_contains("applied 0 platform and 1 app migrations");
+}
+
+#[test]
 fn the_migrate_container_needs_every_login_password() {
     let s = Stackctl::new();
     let mut run = s.cmd(["migrate", "--from-env"]);
