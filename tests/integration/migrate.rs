@@ -408,7 +408,8 @@ fn the_migrate_container_needs_every_login_password() {
 #[test]
 fn rotation_new_password_works_old_does_not() {
     let pg = Postgres::start();
-    let s = stack();
+    let s = Stackctl::new();
+    s.cmd(["init", "--pooler", "pgbouncer"]).run().success();
     migrate(&s, &pg).success();
     let old = env_value(&s, "APP_DB_PASSWORD");
     assert!(
@@ -445,6 +446,20 @@ fn rotation_new_password_works_old_does_not() {
         stored[0].starts_with("SCRAM-SHA-256$4096:") && !stored[0].contains(&new),
         "{stored:?}"
     );
+    // PgBouncer passes SCRAM through only if its user list holds the very verifier PostgreSQL
+    // stores: compare them for every pooled login, after the rotation.
+    let userlist = s.read("pgbouncer/userlist.txt");
+    for role in ["db_authenticator", "postgate", "runner", "app"] {
+        let in_pooler = userlist
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("\"{role}\" \"")))
+            .map(|v| v.trim_end_matches('"').to_string())
+            .unwrap_or_else(|| panic!("{role} not in userlist.txt:\n{userlist}"));
+        let in_db = pg.db().strings(&format!(
+            "select rolpassword from pg_authid where rolname = '{role}'"
+        ));
+        assert_eq!(in_db, vec![in_pooler], "verifier of {role}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
