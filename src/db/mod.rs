@@ -58,23 +58,25 @@ enum PasswordSource {
 }
 
 /// Runs `stackctl migrate [status|new]` directly against a database (`--database-url` or, in the
-/// migrate container, `--from-env`), or `migrate new` on the files alone.
+/// migrate container, `--from-env`), or `migrate new` on the files alone. Blocking: it starts its
+/// own runtime, so call [`run_async`] from async code.
 pub fn run(stack_dir: &Path, args: MigrateArgs) -> Result<()> {
-    let settings = resolve(stack_dir, &args)?;
-    if let Some(MigrateAction::New { name }) = &args.action {
-        return new_file(&settings, name);
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async {
-        match &args.action {
-            Some(MigrateAction::Status { json }) => status(&settings, *json).await,
-            _ if args.dry_run => dry_run(&settings).await,
-            _ => apply_all(&settings).await.map(|_| ()),
-        }
-    })
+    rt.block_on(run_async(stack_dir, args))
+}
+
+/// [`run`], for callers that already run on a tokio runtime.
+pub async fn run_async(stack_dir: &Path, args: MigrateArgs) -> Result<()> {
+    let settings = resolve(stack_dir, &args)?;
+    match &args.action {
+        Some(MigrateAction::New { name }) => new_file(&settings, name),
+        Some(MigrateAction::Status { json }) => status(&settings, *json).await,
+        None if args.dry_run => dry_run(&settings).await,
+        None => apply_all(&settings).await.map(|_| ()),
+    }
 }
 
 fn resolve(stack_dir: &Path, args: &MigrateArgs) -> Result<Settings> {
@@ -350,4 +352,13 @@ fn new_file(s: &Settings, name: &str) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     println!("created {}/{file_name}", s.dir_shown);
     Ok(())
+}
+
+/// Compile-time check: the engine may spawn [`run_async`] on its own runtime, so it must be Send.
+#[allow(dead_code)]
+fn run_async_is_send(
+    dir: &Path,
+    args: MigrateArgs,
+) -> impl Future<Output = Result<()>> + Send + '_ {
+    run_async(dir, args)
 }
