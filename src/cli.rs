@@ -116,10 +116,35 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Run directly against this database instead of in the stack's migrate container.
-    #[arg(long, env = "STACKCTL_DATABASE_URL")]
+    #[command(subcommand)]
+    pub action: Option<MigrateAction>,
+    /// Run directly against this database instead of in the stack's migrate container. The user
+    /// must be a superuser (the role bootstrap creates roles and sets passwords); the logins'
+    /// passwords come from the stack's .env.
+    #[arg(long, env = "STACKCTL_DATABASE_URL", global = true, value_name = "URL")]
     pub database_url: Option<String>,
     /// Inside the migrate container: read the connection (PG*) and passwords from the environment.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, global = true)]
     pub from_env: bool,
+    /// Print what would run and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long one migration may wait for a lock on a table before it fails.
+    #[arg(long, default_value_t = 10, value_name = "SECS", global = true)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Show applied and pending migrations, with their checksums.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create the next versioned migration file (V<n>__NAME.sql) in the migrations directory.
+    New {
+        /// What the migration does, e.g. add_orders.
+        name: String,
+    },
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod compose;
 mod config;
+mod db;
 mod engine;
 mod error;
 mod files;

@@ -129,13 +129,10 @@ pub fn cmd_build(stack: &Stack, a: BuildArgs) -> Result<()> {
 }
 
 pub fn cmd_migrate(dir: &Path, a: MigrateArgs) -> Result<()> {
-    if a.database_url.is_some() || a.from_env {
-        bail!(
-            UserError::new(
-                "migrating directly (--database-url / --from-env) is not wired into this build yet"
-            )
-            .hint("run `stackctl migrate` without flags to use the stack's migrate container")
-        );
+    // With a URL, inside the migrate container, or for `migrate new|status` and `--dry-run`:
+    // the database module directly (it explains what it needs when a URL is missing).
+    if a.database_url.is_some() || a.from_env || a.action.is_some() || a.dry_run {
+        return crate::db::run(dir, a);
     }
     let stack = Stack::load(dir)?;
     let project = load_project(&stack, None)?;

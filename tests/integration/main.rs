@@ -8,4 +8,5 @@ mod bad_input;
 mod configs;
 mod init;
 mod engine;
+mod migrate;
 mod render;
