@@ -8,7 +8,11 @@ use crate::config::PoolerKind;
 use crate::render::Target;
 
 #[derive(Debug, Parser)]
-#[command(name = "stackctl", version, about = "Stand up and keep healthy a Postgres-centred stack on one host or on Dokploy")]
+#[command(
+    name = "stackctl",
+    version,
+    about = "Stand up and keep healthy a Postgres-centred stack on one host or on Dokploy"
+)]
 pub struct Cli {
     /// The stack directory (holds stack.toml and .env).
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]

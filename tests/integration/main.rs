@@ -6,7 +6,7 @@ mod support;
 
 mod bad_input;
 mod configs;
-mod init;
 mod engine;
+mod init;
 mod migrate;
 mod render;
