@@ -61,10 +61,11 @@ impl Spec {
         })
     }
 
-    /// The first tick strictly after `t`.
+    /// The first tick strictly after `t` (ticks are whole seconds).
     pub fn next_after(&self, t: DateTime<Utc>) -> Result<DateTime<Utc>, CronError> {
+        use chrono::SubsecRound;
         self.cron
-            .find_next_occurrence(&t.with_timezone(&self.tz), false)
+            .find_next_occurrence(&t.trunc_subsecs(0).with_timezone(&self.tz), false)
             .map(|d| d.with_timezone(&Utc))
             .map_err(|_| CronError::NoNext(self.expr.clone()))
     }
@@ -239,7 +240,7 @@ mod tests {
     #[test]
     fn seconds_are_optional_and_zones_apply() {
         let s = Spec::parse("*/5 * * * * *", "UTC").unwrap();
-        let t = DateTime::parse_from_rfc3339("2026-01-01T00:00:01Z")
+        let t = DateTime::parse_from_rfc3339("2026-01-01T00:00:01.5Z")
             .unwrap()
             .to_utc();
         assert_eq!(

@@ -106,9 +106,9 @@ enum QueueCmd {
         tuning: Tuning,
         #[arg(long)]
         queue: String,
-        /// Time each job takes, in milliseconds.
+        /// Time each job takes, in microseconds.
         #[arg(long, default_value_t = 0)]
-        job_ms: u64,
+        job_us: u64,
     },
 }
 
@@ -226,7 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 db,
                 tuning,
                 queue,
-                job_ms,
+                job_us,
             } => {
                 let s = settings(&db, &tuning)?;
                 let pool = runner::db::pool(&s.database_url, 4)?;
@@ -246,7 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     pool,
                     s.consumer(&queue),
                     Arc::new(NoopHandler {
-                        per_job: Duration::from_millis(job_ms),
+                        per_job: Duration::from_micros(job_us),
                     }),
                     wake,
                     Arc::new(runner::metrics::Metrics::default()),

@@ -122,7 +122,7 @@
   }
   class URL {
     constructor(href, base) {
-      const r = natives.url(String(href), base === undefined ? undefined : String(base));
+      const r = base === undefined ? natives.url(String(href)) : natives.url(String(href), String(base));
       if (r === null) throw new TypeError(`Invalid URL: ${href}`);
       this._p = JSON.parse(r);
       this._sp = new URLSearchParams(this._p.search);

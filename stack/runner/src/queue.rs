@@ -266,7 +266,8 @@ pub trait JobHandler: Send + Sync + 'static {
     fn handle<'a>(&'a self, jobs: &'a [Job]) -> BoxFuture<'a, Vec<Result<(), String>>>;
 }
 
-/// A handler that sleeps `per_job` for each job and succeeds (tests and benchmarks).
+/// A handler that takes `per_job` per job (one sleep per batch) and succeeds: tests and
+/// benchmarks.
 pub struct NoopHandler {
     pub per_job: Duration,
 }
@@ -275,9 +276,8 @@ impl JobHandler for NoopHandler {
     fn handle<'a>(&'a self, jobs: &'a [Job]) -> BoxFuture<'a, Vec<Result<(), String>>> {
         Box::pin(async move {
             if !self.per_job.is_zero() {
-                for _ in jobs {
-                    tokio::time::sleep(self.per_job).await;
-                }
+                let n = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
+                tokio::time::sleep(self.per_job.saturating_mul(n)).await;
             }
             jobs.iter().map(|_| Ok(())).collect()
         })

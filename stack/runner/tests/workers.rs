@@ -1,0 +1,255 @@
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use runner::http::{AppState, app};
+use runner::queue::{Job, JobHandler};
+use runner::registry::Registry;
+use runner::serve::JsHandler;
+
+use crate::support::{Pg, connect};
+
+const HELLO: &str = r#"export default { fetch(req, env) { return new Response(`hello from ${env.GREETING} v1`); } };"#;
+const HELLO2: &str = r#"export default { fetch() { return new Response("hello v2"); } };"#;
+const API: &str = r#"
+export default {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    const body = request.method === 'POST' ? await request.json() : null;
+    await Promise.resolve();
+    const bytes = new TextEncoder().encode('héllo');
+    console.log('api call', { path: url.pathname });
+    return Response.json({
+      path: url.pathname,
+      q: url.searchParams.get('q'),
+      method: request.method,
+      ua: request.headers.get('user-agent'),
+      body,
+      uuidOk: /^[0-9a-f-]{36}$/.test(crypto.randomUUID()),
+      bytes: bytes.length,
+      roundtrip: new TextDecoder().decode(bytes),
+      b64: btoa('hi!'),
+      unb64: atob('aGkh'),
+      leaked: typeof globalThis.secretOfSpin,
+    }, { status: 201, headers: { 'x-worker': 'api' } });
+  },
+  async queue(batch) {
+    for (const m of batch.messages) { if (m.body.fail) m.retry(); else m.ack(); }
+  },
+  async scheduled(event) { if (!event.cron) throw new Error('no cron'); },
+};"#;
+const SPIN: &str = r#"globalThis.secretOfSpin = 42; export default { fetch() { for (;;) {} } };"#;
+const BOMB: &str =
+    r#"export default { fetch() { const a = []; for (;;) a.push(new Array(100000).fill(1)); } };"#;
+const THROWS: &str =
+    r#"export default { fetch() { throw new Error('secret internal detail'); } };"#;
+
+async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = router.clone().oneshot(req).await.expect("oneshot");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn get(host: &str, path: &str) -> Request<Body> {
+    Request::get(path)
+        .header("host", host)
+        .body(Body::empty())
+        .expect("request")
+}
+
+/// Hello and JSON API workers through the HTTP app, limits (CPU, memory, body size) with the
+/// other workers still answering, isolation, 404s, and a redeploy served within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_serve_http_with_limits_and_hot_redeploy() {
+    let pg = Pg::start().await;
+    let c = connect(&pg.url).await;
+    let deploy = |name: &'static str, src: &'static str, routes: &'static [&'static str]| {
+        let c = &c;
+        async move {
+            let routes: Vec<String> = routes.iter().map(|s| s.to_string()).collect();
+            c.query_one(
+                "SELECT runner.deploy($1, $2, $3, '{}', '{\"GREETING\":\"env\"}')",
+                &[&name, &src, &routes],
+            )
+            .await
+            .expect("deploy")
+            .get::<_, i32>(0)
+        }
+    };
+    deploy("hello", HELLO, &[]).await;
+    deploy("api", API, &["/api"]).await;
+    deploy("spin", SPIN, &[]).await;
+    deploy("bomb", BOMB, &[]).await;
+    deploy("throws", THROWS, &[]).await;
+    c.execute(
+        "UPDATE runner.workers SET memory_mb = 16 WHERE name = 'bomb'",
+        &[],
+    )
+    .await
+    .expect("limit");
+
+    let pool = runner::db::pool(&pg.url, 4).expect("pool");
+    let registry = Registry::new(Some("workers.test".into()), Duration::from_secs(10));
+    registry
+        .reload_all(&**pool.get().await.expect("conn"))
+        .await
+        .expect("load");
+    let bus = runner::notify::Bus::new();
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    tokio::spawn(runner::notify::listen(
+        pg.url.clone(),
+        bus.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(runner::registry::watch(
+        registry.clone(),
+        pool.clone(),
+        bus.clone(),
+        Duration::from_secs(30),
+        shutdown.clone(),
+    ));
+    let router = app(AppState {
+        pool: pool.clone(),
+        registry: registry.clone(),
+        metrics: Arc::new(runner::metrics::Metrics::default()),
+        ready: Arc::new(AtomicBool::new(true)),
+        max_body: 1024,
+    });
+
+    let (s, b) = send(&router, get("hello.workers.workers.test", "/")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "hello from env v1"));
+
+    let req = Request::post("/api/items?q=42")
+        .header("host", "anything.example")
+        .header("user-agent", "t/1")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"a":[1,2]}"#))
+        .expect("request");
+    let (s, b) = send(&router, req).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({"path": "/api/items", "q": "42", "method": "POST", "ua": "t/1",
+            "body": {"a": [1, 2]}, "uuidOk": true, "bytes": 6, "roundtrip": "héllo",
+            "b64": "aGkh", "unb64": "hi!", "leaked": "undefined"})
+    );
+
+    let (s, b) = send(&router, get("nobody.example", "/nowhere")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(b.contains("\"not_found\""), "{b}");
+    let (s, _) = send(&router, get("nope.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Limits: each is stopped with its own error; hello keeps answering after each.
+    let t = Instant::now();
+    let (s, b) = send(&router, get("spin.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(b.contains("CPU time"), "{b}");
+    println!(
+        "limits: endless loop stopped after {:?} with: {b}",
+        t.elapsed()
+    );
+    let (s, b) = send(&router, get("bomb.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(b.contains("memory"), "{b}");
+    println!("limits: memory bomb stopped with: {b}");
+    let big = Request::post("/")
+        .header("host", "hello.workers.workers.test")
+        .body(Body::from(vec![b'x'; 4096]))
+        .expect("request");
+    let (s, b) = send(&router, big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    println!("limits: 4 KiB body over a 1 KiB limit refused with: {b}");
+    let (s, b) = send(&router, get("throws.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        !b.contains("secret internal detail"),
+        "script errors stay in the logs: {b}"
+    );
+    let (s, b) = send(&router, get("hello.workers.workers.test", "/")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "hello from env v1"));
+    // The spinning worker gets a fresh runtime and is stopped again (not wedged).
+    let (s, _) = send(&router, get("spin.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+
+    // Redeploy: served within a second through LISTEN/NOTIFY.
+    let t = Instant::now();
+    deploy("hello", HELLO2, &[]).await;
+    loop {
+        let (_, b) = send(&router, get("hello.workers.workers.test", "/")).await;
+        if b == "hello v2" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "redeploy not served within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "redeploy: new version served {:?} after runner.deploy()",
+        t.elapsed()
+    );
+
+    let (s, b) = send(&router, get("localhost", "/health")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "ok\n"));
+    let (s, _) = send(&router, get("localhost", "/ready")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = send(&router, get("localhost", "/metrics")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        b.contains("runner_http_requests_total{worker=\"spin\",status=\"503\"} 2"),
+        "{b}"
+    );
+
+    // Queue and cron triggers through the same workers.
+    let handler = JsHandler {
+        registry: registry.clone(),
+    };
+    c.execute(
+        "UPDATE runner.workers SET queues = '{jobs}' WHERE name = 'api'",
+        &[],
+    )
+    .await
+    .expect("bind queue");
+    let t = Instant::now();
+    while registry.for_queue("jobs").is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "queue binding not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let job = |id: i64, payload: serde_json::Value, queue: &str| Job {
+        id,
+        queue: queue.into(),
+        payload,
+        attempts: 1,
+        max_attempts: 5,
+    };
+    let res = handler
+        .handle(&[
+            job(1, serde_json::json!({"ok": 1}), "jobs"),
+            job(2, serde_json::json!({"fail": true}), "jobs"),
+        ])
+        .await;
+    assert_eq!(res[0], Ok(()));
+    assert!(res[1].is_err());
+    let res = handler
+        .handle(&[job(3, serde_json::json!({"worker": "api", "cron": "* * * * *", "scheduledTime": "2026-01-01T00:00:00Z"}), "cron")])
+        .await;
+    assert_eq!(res, vec![Ok(())]);
+    let res = handler
+        .handle(&[job(4, serde_json::json!({"worker": "ghost"}), "cron")])
+        .await;
+    assert!(res[0].is_err());
+}
