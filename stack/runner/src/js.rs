@@ -20,6 +20,15 @@ use tokio::sync::oneshot;
 
 const PRELUDE: &str = include_str!("prelude.js");
 
+/// What workers may reach outside their sandbox: the database (for `env.QUEUE`), driven from
+/// the engine thread through the tokio runtime's handle (the engine thread blocks, tokio's
+/// workers do not).
+#[derive(Clone)]
+pub struct Services {
+    pub pool: deadpool_postgres::Pool,
+    pub handle: tokio::runtime::Handle,
+}
+
 /// What is deployed: one version of one worker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerDef {
@@ -97,14 +106,18 @@ pub struct WorkerHandle {
 
 impl WorkerHandle {
     /// Start the worker's thread. The module is compiled on the thread, lazily.
-    pub fn spawn(def: WorkerDef, wall: Duration) -> std::io::Result<Arc<WorkerHandle>> {
+    pub fn spawn(
+        def: WorkerDef,
+        wall: Duration,
+        services: Option<Services>,
+    ) -> std::io::Result<Arc<WorkerHandle>> {
         let def = Arc::new(def);
         let (tx, rx) = mpsc::channel();
         let d = def.clone();
         std::thread::Builder::new()
             .name(format!("js-{}", def.name))
             .stack_size(8 << 20)
-            .spawn(move || worker_thread(d, rx))?;
+            .spawn(move || worker_thread(d, wall, services, rx))?;
         Ok(Arc::new(WorkerHandle {
             def,
             tx: Mutex::new(tx),
@@ -161,11 +174,16 @@ impl WorkerHandle {
     }
 }
 
-fn worker_thread(def: Arc<WorkerDef>, rx: mpsc::Receiver<Task>) {
+fn worker_thread(
+    def: Arc<WorkerDef>,
+    wall: Duration,
+    services: Option<Services>,
+    rx: mpsc::Receiver<Task>,
+) {
     let mut engine: Option<Engine> = None;
     for task in rx {
         if engine.is_none() {
-            match Engine::new(&def) {
+            match Engine::new(&def, wall, services.clone()) {
                 Ok(e) => engine = Some(e),
                 Err(err) => {
                     reply_err(task, err);
@@ -243,10 +261,26 @@ struct Engine {
     deadline: Arc<Mutex<Option<Instant>>>,
     interrupted: Arc<AtomicBool>,
     request_id: Rc<RefCell<String>>,
+    wall: Duration,
+    services: Option<Services>,
+}
+
+/// Push the CPU deadline back by `d` (time spent blocked on I/O or sleeping for a timer is
+/// not CPU time).
+fn extend(deadline: &Mutex<Option<Instant>>, d: Duration) {
+    if let Ok(mut g) = deadline.lock()
+        && let Some(t) = g.as_mut()
+    {
+        *t += d;
+    }
 }
 
 impl Engine {
-    fn new(def: &Arc<WorkerDef>) -> Result<Engine, InvokeError> {
+    fn new(
+        def: &Arc<WorkerDef>,
+        wall: Duration,
+        services: Option<Services>,
+    ) -> Result<Engine, InvokeError> {
         let script = |message: String| InvokeError::Script {
             worker: def.name.clone(),
             message,
@@ -279,6 +313,8 @@ impl Engine {
             deadline,
             interrupted,
             request_id,
+            wall,
+            services,
         };
         engine.start(|| engine.load())?;
         Ok(engine)
@@ -358,11 +394,62 @@ impl Engine {
             .catch(&ctx)
             .map_err(caught)?;
             g.set("__url", parse).catch(&ctx).map_err(caught)?;
+            let services = self.services.clone();
+            let deadline = self.deadline.clone();
+            let enqueue = Function::new(
+                ctx.clone(),
+                move |ctx: rquickjs::Ctx<'_>, queue: String, body: String, delay: f64| {
+                    let Some(s) = &services else {
+                        return Err(rquickjs::Exception::throw_message(
+                            &ctx,
+                            "env.QUEUE is not available here",
+                        ));
+                    };
+                    let payload: serde_json::Value =
+                        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+                    let delay = if delay.is_finite() {
+                        delay.max(0.0)
+                    } else {
+                        0.0
+                    };
+                    let started = Instant::now();
+                    let r = s.handle.block_on(async {
+                        let c = s.pool.get().await.map_err(|e| e.to_string())?;
+                        c.query_one(
+                            "SELECT runner.enqueue($1, $2, now() + make_interval(secs => $3))",
+                            &[&queue, &payload, &delay],
+                        )
+                        .await
+                        .map(|r| r.get::<_, i64>(0))
+                        .map_err(|e| e.to_string())
+                    });
+                    extend(&deadline, started.elapsed());
+                    r.map(|id| id as f64).map_err(|e| {
+                        crate::log::line(
+                            "error",
+                            "env.QUEUE.send failed",
+                            json!({"queue": queue, "error": e}),
+                        );
+                        rquickjs::Exception::throw_message(&ctx, "env.QUEUE.send failed")
+                    })
+                },
+            )
+            .catch(&ctx)
+            .map_err(caught)?;
+            g.set("__enqueue", enqueue).catch(&ctx).map_err(caught)?;
             ctx.eval::<(), _>(PRELUDE).catch(&ctx).map_err(caught)?;
-            let env: rquickjs::Value = ctx
+            let env: Object = ctx
                 .json_parse(def.vars.to_string())
                 .catch(&ctx)
+                .map_err(caught)?
+                .into_object()
+                .ok_or_else(|| "worker vars must be a JSON object".to_string())?;
+            let make_queue: Function = g.get("__makeQueue").catch(&ctx).map_err(caught)?;
+            let queue: Object = make_queue
+                .call((def.name.as_str(),))
+                .catch(&ctx)
                 .map_err(caught)?;
+            env.set("QUEUE", queue).catch(&ctx).map_err(caught)?;
             g.set("__env", env).catch(&ctx).map_err(caught)?;
             let module =
                 Module::declare(ctx.clone(), format!("{}.js", def.name), def.source.as_str())
@@ -386,15 +473,47 @@ impl Engine {
         request_id: &str,
     ) -> Result<String, InvokeError> {
         *self.request_id.borrow_mut() = request_id.to_string();
+        let wall = Instant::now() + self.wall;
+        let deadline = self.deadline.clone();
         let r = self.start(|| {
             self.ctx.with(|ctx| {
-                let f: Function = ctx
-                    .globals()
-                    .get("__dispatch")
-                    .catch(&ctx)
-                    .map_err(caught)?;
+                let g = ctx.globals();
+                let f: Function = g.get("__dispatch").catch(&ctx).map_err(caught)?;
+                let timers: Function = g.get("__timers").catch(&ctx).map_err(caught)?;
                 let p: Promise = f.call((kind, input)).catch(&ctx).map_err(caught)?;
-                p.finish::<String>().catch(&ctx).map_err(caught)
+                // Drive the promise: microtasks first, then due timers, then sleep until the
+                // next timer (not counted as CPU time), within the wall-time limit.
+                let out = loop {
+                    if let Some(r) = p.result::<String>() {
+                        break r.catch(&ctx).map_err(caught);
+                    }
+                    if ctx.execute_pending_job() {
+                        continue;
+                    }
+                    let next: f64 = match timers.call(()).catch(&ctx) {
+                        Ok(n) => n,
+                        Err(e) => break Err(caught(e)),
+                    };
+                    if ctx.execute_pending_job()
+                        || p.state() != rquickjs::promise::PromiseState::Pending
+                    {
+                        continue;
+                    }
+                    if next < 0.0 {
+                        break Err("the worker's promise never settled".to_string());
+                    }
+                    let now = Instant::now();
+                    if now >= wall {
+                        break Err("wall-time limit reached while waiting for a timer".to_string());
+                    }
+                    let nap = Duration::from_secs_f64(next / 1000.0).min(wall - now);
+                    std::thread::sleep(nap);
+                    extend(&deadline, nap);
+                };
+                if let Ok(clear) = g.get::<_, Function>("__timersClear") {
+                    let _ = clear.call::<_, ()>(());
+                }
+                out
             })
         });
         self.request_id.borrow_mut().clear();

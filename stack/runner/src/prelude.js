@@ -2,8 +2,39 @@
 // worker module. Natives from Rust: __log(level, msg), __uuid(), __random(n), __url(href, base).
 (() => {
   const G = globalThis;
-  const natives = { log: G.__log, uuid: G.__uuid, random: G.__random, url: G.__url };
-  delete G.__log; delete G.__uuid; delete G.__random; delete G.__url;
+  const natives = { log: G.__log, uuid: G.__uuid, random: G.__random, url: G.__url, enqueue: G.__enqueue };
+  delete G.__log; delete G.__uuid; delete G.__random; delete G.__url; delete G.__enqueue;
+
+  // ---- timers: run by the runner between promise jobs, cleared after each invocation
+  let timerSeq = 0;
+  const timers = new Map();
+  G.setTimeout = (fn, ms = 0, ...args) => {
+    if (typeof fn !== 'function') throw new TypeError('setTimeout needs a function');
+    const id = ++timerSeq;
+    timers.set(id, { at: Date.now() + Math.max(0, Number(ms) || 0), fn, args });
+    return id;
+  };
+  G.clearTimeout = (id) => { timers.delete(id); };
+  G.__timers = () => {
+    const now = Date.now();
+    for (const [id, t] of [...timers]) if (t.at <= now) { timers.delete(id); t.fn(...t.args); }
+    let next = -1;
+    for (const t of timers.values()) { const d = Math.max(0, t.at - Date.now()); if (next < 0 || d < next) next = d; }
+    return next;
+  };
+  G.__timersClear = () => timers.clear();
+
+  // ---- env.QUEUE: send(body, { delaySeconds, queue }) and sendBatch([{ body, delaySeconds }], { queue })
+  const makeQueue = (defaultQueue) => Object.freeze({
+    async send(body, opts = {}) {
+      const id = natives.enqueue(String(opts.queue || defaultQueue), JSON.stringify(body === undefined ? null : body), Number(opts.delaySeconds) || 0);
+      return { id: String(id) };
+    },
+    async sendBatch(messages, opts = {}) {
+      for (const m of messages) natives.enqueue(String(opts.queue || defaultQueue), JSON.stringify(m.body === undefined ? null : m.body), Number(m.delaySeconds) || 0);
+    },
+  });
+  G.__makeQueue = makeQueue;
 
   const fmt = (v) => {
     if (typeof v === 'string') return v;

@@ -11,7 +11,7 @@ use tokio_postgres::GenericClient;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{DbError, conn};
-use crate::js::{WorkerDef, WorkerHandle};
+use crate::js::{Services, WorkerDef, WorkerHandle};
 use crate::notify::Bus;
 
 pub struct Registry {
@@ -19,6 +19,7 @@ pub struct Registry {
     /// `NAME.workers.DOMAIN` routes to worker NAME.
     domain: Option<String>,
     wall: Duration,
+    services: Option<Services>,
     queues: watch::Sender<BTreeSet<String>>,
 }
 
@@ -41,11 +42,16 @@ fn def_of(r: &tokio_postgres::Row) -> WorkerDef {
 }
 
 impl Registry {
-    pub fn new(domain: Option<String>, wall: Duration) -> Arc<Registry> {
+    pub fn new(
+        domain: Option<String>,
+        wall: Duration,
+        services: Option<Services>,
+    ) -> Arc<Registry> {
         Arc::new(Registry {
             workers: RwLock::new(HashMap::new()),
             domain: domain.map(|d| d.trim_matches('.').to_ascii_lowercase()),
             wall,
+            services,
             queues: watch::channel(BTreeSet::new()).0,
         })
     }
@@ -83,7 +89,7 @@ impl Registry {
         }
         let name = def.name.clone();
         let version = def.version;
-        let h = WorkerHandle::spawn(def, self.wall)?;
+        let h = WorkerHandle::spawn(def, self.wall, self.services.clone())?;
         map.insert(name.clone(), h);
         drop(map);
         crate::log::info(

@@ -145,7 +145,14 @@ pub async fn run(
     let pool = crate::db::pool(&s.database_url, s.pool_size)?;
     let bus = Bus::new();
     let metrics = Arc::new(Metrics::default());
-    let registry = Registry::new(s.workers_domain.clone(), s.wall);
+    let registry = Registry::new(
+        s.workers_domain.clone(),
+        s.wall,
+        Some(crate::js::Services {
+            pool: pool.clone(),
+            handle: tokio::runtime::Handle::current(),
+        }),
+    );
     let ready = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
 

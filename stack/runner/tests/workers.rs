@@ -47,6 +47,13 @@ export default {
 const SPIN: &str = r#"globalThis.secretOfSpin = 42; export default { fetch() { for (;;) {} } };"#;
 const BOMB: &str =
     r#"export default { fetch() { const a = []; for (;;) a.push(new Array(100000).fill(1)); } };"#;
+const TIMERS: &str = r#"export default { async fetch(req, env) {
+  const t = Date.now();
+  await new Promise((r) => setTimeout(r, 120));
+  const { id } = await env.QUEUE.send({ from: 'js' }, { queue: 'from-js', delaySeconds: 5 });
+  await env.QUEUE.send({ default: true });
+  return new Response(`slept ${Date.now() - t >= 120} ${id}`);
+} };"#;
 const THROWS: &str =
     r#"export default { fetch() { throw new Error('secret internal detail'); } };"#;
 
@@ -88,6 +95,7 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     deploy("spin", SPIN, &[]).await;
     deploy("bomb", BOMB, &[]).await;
     deploy("throws", THROWS, &[]).await;
+    deploy("timers", TIMERS, &[]).await;
     c.execute(
         "UPDATE runner.workers SET memory_mb = 16 WHERE name = 'bomb'",
         &[],
@@ -96,7 +104,14 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     .expect("limit");
 
     let pool = runner::db::pool(&pg.url, 4).expect("pool");
-    let registry = Registry::new(Some("workers.test".into()), Duration::from_secs(10));
+    let registry = Registry::new(
+        Some("workers.test".into()),
+        Duration::from_secs(10),
+        Some(runner::js::Services {
+            pool: pool.clone(),
+            handle: tokio::runtime::Handle::current(),
+        }),
+    );
     registry
         .reload_all(&**pool.get().await.expect("conn"))
         .await
@@ -180,6 +195,38 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     // The spinning worker gets a fresh runtime and is stopped again (not wedged).
     let (s, _) = send(&router, get("spin.workers.workers.test", "/")).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+
+    // setTimeout (sleeping is not CPU time: 120 ms > the 50 ms CPU limit) and env.QUEUE.send.
+    let (s, b) = send(&router, get("timers.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b.starts_with("slept true "), "{b}");
+    let id: i64 = b
+        .rsplit(' ')
+        .next()
+        .and_then(|x| x.parse().ok())
+        .expect("job id");
+    let r = c
+        .query_one("SELECT queue, payload, run_at > now() + interval '3 seconds' FROM runner.jobs WHERE id = $1", &[&id])
+        .await
+        .expect("job from env.QUEUE");
+    assert_eq!(r.get::<_, String>(0), "from-js");
+    assert_eq!(
+        r.get::<_, serde_json::Value>(1),
+        serde_json::json!({"from": "js"})
+    );
+    assert!(r.get::<_, bool>(2), "delaySeconds is applied");
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM runner.jobs WHERE queue = 'timers'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        n, 1,
+        "env.QUEUE.send defaults to the queue named after the worker"
+    );
 
     // Redeploy: served within a second through LISTEN/NOTIFY.
     let t = Instant::now();
