@@ -27,6 +27,7 @@ const PRELUDE: &str = include_str!("prelude.js");
 pub struct Services {
     pub pool: deadpool_postgres::Pool,
     pub handle: tokio::runtime::Handle,
+    pub fetch: crate::fetch::FetchPolicy,
 }
 
 /// What is deployed: one version of one worker.
@@ -437,6 +438,28 @@ impl Engine {
             .catch(&ctx)
             .map_err(caught)?;
             g.set("__enqueue", enqueue).catch(&ctx).map_err(caught)?;
+            let services = self.services.clone();
+            let deadline = self.deadline.clone();
+            let fetch = Function::new(ctx.clone(), move |ctx: rquickjs::Ctx<'_>, req: String| {
+                let Some(s) = &services else {
+                    return Err(rquickjs::Exception::throw_type(
+                        &ctx,
+                        "fetch is not available here",
+                    ));
+                };
+                let req: crate::fetch::FetchRequest = serde_json::from_str(&req)
+                    .map_err(|e| rquickjs::Exception::throw_type(&ctx, &format!("fetch: {e}")))?;
+                let started = Instant::now();
+                let r = s.handle.block_on(crate::fetch::fetch(&s.fetch, req));
+                extend(&deadline, started.elapsed());
+                match r {
+                    Ok(resp) => Ok(serde_json::to_string(&resp).unwrap_or_default()),
+                    Err(msg) => Err(rquickjs::Exception::throw_type(&ctx, &msg)),
+                }
+            })
+            .catch(&ctx)
+            .map_err(caught)?;
+            g.set("__fetch", fetch).catch(&ctx).map_err(caught)?;
             ctx.eval::<(), _>(PRELUDE).catch(&ctx).map_err(caught)?;
             let env: Object = ctx
                 .json_parse(def.vars.to_string())

@@ -5,6 +5,7 @@
 
 pub mod cron;
 pub mod db;
+pub mod fetch;
 pub mod http;
 pub mod js;
 pub mod log;

@@ -60,6 +60,9 @@ enum Cmd {
         /// `NAME.workers.DOMAIN` routes to worker NAME.
         #[arg(long, env = "RUNNER_WORKERS_DOMAIN")]
         workers_domain: Option<String>,
+        /// Addresses workers may fetch although they are private/loopback (comma-separated IPs).
+        #[arg(long, env = "RUNNER_FETCH_ALLOW", value_delimiter = ',')]
+        fetch_allow: Vec<std::net::IpAddr>,
         /// Do not fire cron schedules from this replica.
         #[arg(long, env = "RUNNER_NO_CRON")]
         no_cron: bool,
@@ -184,11 +187,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tuning,
             listen,
             workers_domain,
+            fetch_allow,
             no_cron,
         } => {
             let mut s = settings(&db, &tuning)?;
             s.workers_domain = workers_domain.filter(|d| !d.is_empty());
             s.cron = !no_cron;
+            s.fetch.allow = fetch_allow;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;

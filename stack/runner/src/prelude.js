@@ -2,8 +2,8 @@
 // worker module. Natives from Rust: __log(level, msg), __uuid(), __random(n), __url(href, base).
 (() => {
   const G = globalThis;
-  const natives = { log: G.__log, uuid: G.__uuid, random: G.__random, url: G.__url, enqueue: G.__enqueue };
-  delete G.__log; delete G.__uuid; delete G.__random; delete G.__url; delete G.__enqueue;
+  const natives = { log: G.__log, uuid: G.__uuid, random: G.__random, url: G.__url, enqueue: G.__enqueue, fetch: G.__fetch };
+  delete G.__log; delete G.__uuid; delete G.__random; delete G.__url; delete G.__enqueue; delete G.__fetch;
 
   // ---- timers: run by the runner between promise jobs, cleared after each invocation
   let timerSeq = 0;
@@ -244,6 +244,14 @@
     static redirect(url, status = 302) { return new Response(null, { status, headers: { location: String(url) } }); }
   }
   G.Headers = Headers; G.Request = Request; G.Response = Response;
+
+  G.fetch = async (input, init = {}) => {
+    const req = input instanceof Request && Object.keys(init).length === 0 ? input : new Request(input, init);
+    const r = JSON.parse(natives.fetch(JSON.stringify({ method: req.method, url: req.url, headers: [...req.headers], body: req._body })));
+    const res = new Response(r.status === 204 || r.status === 304 ? null : r.body, { status: r.status, headers: r.headers });
+    Object.defineProperty(res, 'url', { value: r.url });
+    return res;
+  };
 
   // ---- dispatch, called by the runner
   G.__dispatch = async (kind, inputJson) => {

@@ -37,6 +37,8 @@ pub struct Settings {
     pub cron_every: Duration,
     pub max_body: usize,
     pub wall: Duration,
+    /// Outbound fetch: addresses allowed despite the private/loopback block, timeout, size.
+    pub fetch: crate::fetch::FetchPolicy,
 }
 
 impl Settings {
@@ -55,6 +57,11 @@ impl Settings {
             cron_every: Duration::from_millis(250),
             max_body: 1 << 20,
             wall: Duration::from_secs(30),
+            fetch: crate::fetch::FetchPolicy {
+                allow: Vec::new(),
+                timeout: Duration::from_secs(15),
+                max_response: 8 << 20,
+            },
         }
     }
 
@@ -151,6 +158,7 @@ pub async fn run(
         Some(crate::js::Services {
             pool: pool.clone(),
             handle: tokio::runtime::Handle::current(),
+            fetch: s.fetch.clone(),
         }),
     );
     let ready = Arc::new(AtomicBool::new(false));

@@ -54,6 +54,15 @@ const TIMERS: &str = r#"export default { async fetch(req, env) {
   await env.QUEUE.send({ default: true });
   return new Response(`slept ${Date.now() - t >= 120} ${id}`);
 } };"#;
+const FETCHER: &str = r#"export default { async fetch(req) {
+  const target = new URL(req.url).searchParams.get('u');
+  try {
+    const r = await fetch(target, { headers: { 'x-from': 'worker' } });
+    return new Response(`ok ${r.status} ${await r.text()}`);
+  } catch (e) {
+    return new Response(`refused: ${e.message}`, { status: 502 });
+  }
+} };"#;
 const THROWS: &str =
     r#"export default { fetch() { throw new Error('secret internal detail'); } };"#;
 
@@ -96,6 +105,7 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     deploy("bomb", BOMB, &[]).await;
     deploy("throws", THROWS, &[]).await;
     deploy("timers", TIMERS, &[]).await;
+    deploy("fetcher", FETCHER, &[]).await;
     c.execute(
         "UPDATE runner.workers SET memory_mb = 16 WHERE name = 'bomb'",
         &[],
@@ -110,6 +120,12 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
         Some(runner::js::Services {
             pool: pool.clone(),
             handle: tokio::runtime::Handle::current(),
+            // The test's own upstream lives on 127.0.0.2: the one loopback address allowed.
+            fetch: runner::fetch::FetchPolicy {
+                allow: vec!["127.0.0.2".parse().expect("ip")],
+                timeout: Duration::from_secs(5),
+                max_response: 1 << 20,
+            },
         }),
     );
     registry
@@ -228,6 +244,43 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
         "env.QUEUE.send defaults to the queue named after the worker"
     );
 
+    // Outbound fetch: the allowed upstream answers; loopback, private, metadata and a
+    // hostname resolving to loopback are refused before any connection is made.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    let up = upstream.local_addr().expect("addr");
+    let up_app = axum::Router::new().route(
+        "/ping",
+        axum::routing::get(|h: axum::http::HeaderMap| async move {
+            format!(
+                "pong {}",
+                h.get("x-from").and_then(|v| v.to_str().ok()).unwrap_or("-")
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(upstream, up_app).await });
+    let fetch_via = |target: String| {
+        let router = router.clone();
+        async move {
+            let path = format!("/?u={}", url_escape(&target));
+            send(&router, get("fetcher.workers.workers.test", &path)).await
+        }
+    };
+    let (s, b) = fetch_via(format!("http://{up}/ping")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "ok 200 pong worker"));
+    for target in [
+        format!("http://127.0.0.1:{}/ping", up.port()),
+        "http://10.0.0.1/".to_string(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        format!("http://localhost:{}/ping", up.port()),
+    ] {
+        let (s, b) = fetch_via(target.clone()).await;
+        assert_eq!(s, StatusCode::BAD_GATEWAY, "{target}: {b}");
+        assert!(b.contains("refused"), "{target}: {b}");
+        println!("fetch {target} -> {b}");
+    }
+
     // Redeploy: served within a second through LISTEN/NOTIFY.
     let t = Instant::now();
     deploy("hello", HELLO2, &[]).await;
@@ -299,4 +352,15 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
         .handle(&[job(4, serde_json::json!({"worker": "ghost"}), "cron")])
         .await;
     assert!(res[0].is_err());
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
