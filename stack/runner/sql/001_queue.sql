@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS runner.jobs (
     locked_until  timestamptz,
     last_error    text,
     created_at    timestamptz NOT NULL DEFAULT now(),
+    started_at    timestamptz,
     finished_at   timestamptz
 );
 

@@ -40,7 +40,7 @@ WITH c AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE runner.jobs j
-   SET state = 'running', attempts = j.attempts + 1, locked_by = $3,
+   SET state = 'running', attempts = j.attempts + 1, locked_by = $3, started_at = now(),
        locked_until = now() + make_interval(secs => $4)
   FROM c
  WHERE j.id = c.id
