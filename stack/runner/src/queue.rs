@@ -32,7 +32,12 @@ pub struct Job {
 }
 
 const CLAIM: &str = "
-WITH c AS (
+WITH fin AS (
+    UPDATE runner.jobs
+       SET state = 'done', finished_at = now(), locked_by = NULL, locked_until = NULL,
+           last_error = NULL
+     WHERE id = ANY($5) AND locked_by = $3 AND state = 'running'
+), c AS (
     SELECT id FROM runner.jobs
     WHERE state = 'ready' AND queue = $1 AND run_at <= now()
     ORDER BY run_at, id
@@ -54,8 +59,24 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
 ) -> Result<Vec<Job>, DbError> {
+    claim_completing(client, queue, owner, limit, lease, &[]).await
+}
+
+/// Mark `done` jobs done and claim the next batch in one statement (one round trip per
+/// batch on the hot path).
+pub async fn claim_completing(
+    client: &impl GenericClient,
+    queue: &str,
+    owner: &str,
+    limit: i64,
+    lease: Duration,
+    done: &[i64],
+) -> Result<Vec<Job>, DbError> {
     let rows = client
-        .query(CLAIM, &[&queue, &limit, &owner, &lease.as_secs_f64()])
+        .query(
+            CLAIM,
+            &[&queue, &limit, &owner, &lease.as_secs_f64(), &done],
+        )
         .await
         .map_err(|e| DbError::new(format!("claiming jobs of queue {queue}"), e))?;
     let mut jobs: Vec<Job> = rows
@@ -351,6 +372,8 @@ pub async fn run_consumer(
 ) {
     let mut last_reap = Instant::now() - cfg.poll;
     let mut last_prune = Instant::now();
+    // Done ids of the last batch ride along with the next claim.
+    let mut pending_done: Vec<i64> = Vec::new();
     while !shutdown.is_cancelled() {
         if last_reap.elapsed() >= cfg.poll {
             last_reap = Instant::now();
@@ -358,8 +381,11 @@ pub async fn run_consumer(
                 crate::log::error("queue maintenance failed", &e);
             }
         }
-        let jobs = match claim_batch(&pool, &cfg).await {
-            Ok(jobs) => jobs,
+        let jobs = match claim_batch(&pool, &cfg, &pending_done).await {
+            Ok(jobs) => {
+                pending_done.clear();
+                jobs
+            }
             Err(e) => {
                 crate::log::error("claiming jobs failed", &e);
                 idle(&cfg, &wake, &shutdown).await;
@@ -412,10 +438,14 @@ pub async fn run_consumer(
                 Err(e) => failed.push((job.id, e)),
             }
         }
-        if let Err(e) = record(&pool, &cfg.owner, &done, &failed).await {
+        pending_done = done;
+        if let Err(e) = record(&pool, &cfg.owner, &[], &failed).await {
             // The leases will expire and the jobs will run again: at-least-once.
             crate::log::error("recording job outcomes failed", &e);
         }
+    }
+    if let Err(e) = record(&pool, &cfg.owner, &pending_done, &[]).await {
+        crate::log::error("recording job outcomes failed", &e);
     }
 }
 
@@ -427,9 +457,9 @@ async fn idle(cfg: &ConsumerConfig, wake: &Notify, shutdown: &CancellationToken)
     }
 }
 
-async fn claim_batch(pool: &Pool, cfg: &ConsumerConfig) -> Result<Vec<Job>, DbError> {
+async fn claim_batch(pool: &Pool, cfg: &ConsumerConfig, done: &[i64]) -> Result<Vec<Job>, DbError> {
     let c = conn(pool).await?;
-    claim(&**c, &cfg.queue, &cfg.owner, cfg.batch, cfg.lease).await
+    claim_completing(&**c, &cfg.queue, &cfg.owner, cfg.batch, cfg.lease, done).await
 }
 
 async fn record(
