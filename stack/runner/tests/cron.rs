@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::support::{Pg, Proc, connect, wait_for};
+use crate::support::{Pg, Proc, connect, healthcheck, wait_for};
 
 /// A schedule firing every second, three `runner serve` replicas: every tick fires exactly
 /// once, with no gap, over at least 20 ticks; SIGTERM stops each replica cleanly.
@@ -45,9 +45,22 @@ async fn cron_fires_once_per_tick_across_three_replicas() {
         (n >= ticks).then_some(())
     })
     .await;
+    let addrs: Vec<String> = procs
+        .iter()
+        .map(|p| p.listen_addr(Duration::from_secs(10)))
+        .collect();
+    for a in &addrs {
+        assert!(healthcheck(a), "runner healthcheck against {a} failed");
+    }
     for p in &mut procs {
         let status = p.terminate(Duration::from_secs(30));
         assert!(status.success(), "{} exited with {status}", p.name);
+    }
+    for a in &addrs {
+        assert!(
+            !healthcheck(a),
+            "runner healthcheck against stopped {a} succeeded"
+        );
     }
     // Count the jobs themselves (not the guarded tick table): one job per tick.
     let rows = c
@@ -93,7 +106,7 @@ async fn cron_fires_once_per_tick_across_three_replicas() {
         .get(0);
     assert_eq!(payload_ok as usize, per_tick.len());
     println!(
-        "cron: {} consecutive one-second ticks, each fired exactly once by three replicas (fired by: {by:?}); all three stopped cleanly on SIGTERM",
+        "cron: {} consecutive one-second ticks, each fired exactly once by three replicas (fired by: {by:?}); `runner healthcheck` passed on each, all three stopped cleanly on SIGTERM and then failed the healthcheck",
         per_tick.len()
     );
 }

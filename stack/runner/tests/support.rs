@@ -104,6 +104,7 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 pub struct Proc {
     pub child: Child,
     pub name: String,
+    pub log: std::path::PathBuf,
 }
 
 impl Proc {
@@ -123,6 +124,29 @@ impl Proc {
         Proc {
             child,
             name: name.to_string(),
+            log,
+        }
+    }
+
+    /// The address `runner serve` logged it listens on (waits up to `within`).
+    pub fn listen_addr(&self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                    && v["msg"] == "runner serving"
+                    && let Some(a) = v["addr"].as_str()
+                {
+                    return a.to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not log its address: {text}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -169,4 +193,16 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Run `runner healthcheck` against `addr`; true when it exits 0.
+pub fn healthcheck(addr: &str) -> bool {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("healthcheck")
+        .env("RUNNER_LISTEN", addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
