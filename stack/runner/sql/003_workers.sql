@@ -23,12 +23,18 @@ CREATE TABLE IF NOT EXISTS runner.worker_versions (
 );
 
 -- Deploy a new version and make it active. Returns the version number.
+-- cron: a schedule for the worker's scheduled() handler (5 fields, or 6 with seconds), in
+-- time zone `timezone`; NULL removes it. The runner validates the expression when it first
+-- sees the schedule (an invalid one is disabled and logged).
+DROP FUNCTION IF EXISTS runner.deploy(text, text, text[], text[], jsonb);
 CREATE OR REPLACE FUNCTION runner.deploy(
     name text,
     source text,
     routes text[] DEFAULT '{}',
     queues text[] DEFAULT '{}',
-    vars jsonb DEFAULT '{}'::jsonb
+    vars jsonb DEFAULT '{}'::jsonb,
+    cron text DEFAULT NULL,
+    timezone text DEFAULT 'UTC'
 ) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, runner
@@ -45,6 +51,20 @@ BEGIN
       FROM runner.worker_versions wv WHERE wv.worker = deploy.name;
     INSERT INTO runner.worker_versions (worker, version, source) VALUES (deploy.name, v, deploy.source);
     UPDATE runner.workers w SET active_version = v, updated_at = now() WHERE w.name = deploy.name;
+    IF deploy.cron IS NULL THEN
+        DELETE FROM runner.schedules s WHERE s.name = 'worker:' || deploy.name;
+    ELSE
+        INSERT INTO runner.schedules (name, cron, timezone, queue, payload, next_tick)
+        VALUES ('worker:' || deploy.name, deploy.cron, coalesce(deploy.timezone, 'UTC'), 'cron',
+                jsonb_build_object('worker', deploy.name), NULL)
+        ON CONFLICT ON CONSTRAINT schedules_pkey DO UPDATE
+            SET cron = excluded.cron, timezone = excluded.timezone, payload = excluded.payload,
+                enabled = true, next_tick = CASE
+                    WHEN runner.schedules.cron = excluded.cron
+                     AND runner.schedules.timezone = excluded.timezone
+                    THEN runner.schedules.next_tick END,
+                updated_at = now();
+    END IF;
     RETURN v;
 END
 $$;

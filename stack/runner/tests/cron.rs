@@ -19,6 +19,15 @@ async fn cron_fires_once_per_tick_across_three_replicas() {
     )
     .await
     .expect("schedule");
+    // A worker with its own schedule: each tick runs scheduled(), which enqueues a job.
+    c.execute(
+        "SELECT runner.deploy('ticker', $1, cron => '* * * * * *')",
+        &[&r#"export default { async scheduled(event, env) {
+            await env.QUEUE.send({ at: event.scheduledTime }, { queue: 'ticks' });
+        } };"#],
+    )
+    .await
+    .expect("deploy ticker");
     let mut procs: Vec<Proc> = ["r1", "r2", "r3"]
         .iter()
         .map(|id| {
@@ -91,7 +100,7 @@ async fn cron_fires_once_per_tick_across_three_replicas() {
     }
     let by: BTreeMap<String, i64> = c
         .query(
-            "SELECT fired_by, count(*) FROM runner.cron_ticks GROUP BY 1",
+            "SELECT fired_by, count(*) FROM runner.cron_ticks WHERE schedule = 'every-second' GROUP BY 1",
             &[],
         )
         .await
@@ -105,6 +114,25 @@ async fn cron_fires_once_per_tick_across_three_replicas() {
         .expect("payload")
         .get(0);
     assert_eq!(payload_ok as usize, per_tick.len());
+    let r = c
+        .query_one(
+            "SELECT count(*), count(DISTINCT payload->>'at') FROM runner.jobs WHERE queue = 'ticks'",
+            &[],
+        )
+        .await
+        .expect("ticks");
+    let (ticker_jobs, ticker_distinct): (i64, i64) = (r.get(0), r.get(1));
+    assert!(
+        ticker_jobs >= 10,
+        "the ticker worker ran {ticker_jobs} times"
+    );
+    assert_eq!(
+        ticker_jobs, ticker_distinct,
+        "a tick reached the worker twice"
+    );
+    println!(
+        "cron: worker schedule via runner.deploy(cron => ...): scheduled() ran {ticker_jobs} times, once per tick, each enqueueing through env.QUEUE"
+    );
     println!(
         "cron: {} consecutive one-second ticks, each fired exactly once by three replicas (fired by: {by:?}); `runner healthcheck` passed on each, all three stopped cleanly on SIGTERM and then failed the healthcheck",
         per_tick.len()
