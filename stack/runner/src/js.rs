@@ -258,7 +258,8 @@ struct Engine {
     def: Arc<WorkerDef>,
     // Field order: the context must drop before the runtime.
     ctx: Context,
-    rt: Runtime,
+    // Kept alive for the context; dropped after it.
+    _rt: Runtime,
     deadline: Arc<Mutex<Option<Instant>>>,
     interrupted: Arc<AtomicBool>,
     request_id: Rc<RefCell<String>>,
@@ -310,7 +311,7 @@ impl Engine {
         let engine = Engine {
             def: def.clone(),
             ctx,
-            rt,
+            _rt: rt,
             deadline,
             interrupted,
             request_id,
@@ -540,8 +541,6 @@ impl Engine {
             })
         });
         self.request_id.borrow_mut().clear();
-        // Keep memory in check between invocations.
-        self.rt.run_gc();
         r
     }
 }
