@@ -103,6 +103,19 @@ pub struct WorkerHandle {
     pub def: Arc<WorkerDef>,
     tx: Mutex<mpsc::Sender<Task>>,
     wall: Duration,
+    /// Invocations queued or running; past [`MAX_INFLIGHT`] new ones get a 503 at once.
+    inflight: std::sync::atomic::AtomicUsize,
+}
+
+/// Concurrent invocations one worker may have queued on its engine per replica.
+pub const MAX_INFLIGHT: usize = 256;
+
+struct InflightGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl WorkerHandle {
@@ -123,7 +136,19 @@ impl WorkerHandle {
             def,
             tx: Mutex::new(tx),
             wall,
+            inflight: std::sync::atomic::AtomicUsize::new(0),
         }))
+    }
+
+    fn admit(&self) -> Result<InflightGuard<'_>, InvokeError> {
+        if self.inflight.fetch_add(1, Ordering::SeqCst) >= MAX_INFLIGHT {
+            self.inflight.fetch_sub(1, Ordering::SeqCst);
+            return Err(InvokeError::Limit {
+                worker: self.def.name.clone(),
+                limit: "concurrent invocations",
+            });
+        }
+        Ok(InflightGuard(&self.inflight))
     }
 
     fn send(&self, task: Task) -> Result<(), InvokeError> {
@@ -153,12 +178,14 @@ impl WorkerHandle {
     }
 
     pub async fn fetch(&self, req: HttpRequest) -> Result<HttpResponse, InvokeError> {
+        let _slot = self.admit()?;
         let (tx, rx) = oneshot::channel();
         self.send(Task::Fetch(req, tx))?;
         self.wait(rx).await
     }
 
     pub async fn scheduled(&self, event: serde_json::Value) -> Result<(), InvokeError> {
+        let _slot = self.admit()?;
         let (tx, rx) = oneshot::channel();
         self.send(Task::Scheduled(event, tx))?;
         self.wait(rx).await
@@ -169,6 +196,7 @@ impl WorkerHandle {
         queue: &str,
         messages: Vec<QueueMessage>,
     ) -> Result<Vec<String>, InvokeError> {
+        let _slot = self.admit()?;
         let (tx, rx) = oneshot::channel();
         self.send(Task::Queue(queue.to_string(), messages, tx))?;
         self.wait(rx).await
