@@ -33,6 +33,17 @@ impl Pg {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let name = format!("runner-test-{}-{nanos}", std::process::id());
+        let have = Command::new("docker")
+            .args(["image", "inspect", IMAGE])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("running docker failed (is Docker installed?): {e}"));
+        assert!(
+            have.success(),
+            "image {IMAGE} is missing: build it with \
+             `docker build --network host -t {IMAGE} stack/postgres` (base debian:trixie-slim from scripts/base-image.sh)"
+        );
         docker(&[
             "run",
             "-d",
