@@ -1,21 +1,15 @@
 //! The runner's schema, as SQL files embedded in the library.
 //!
-//! At merge time these move into the platform migrations (`migrations/`); until then
-//! [`apply`] runs them for tests and `runner migrate`. Every file is idempotent.
+//! The SQL lives in the workspace's `migrations/V2__runner.sql` (a platform migration);
+//! [`apply`] runs it for tests and `runner migrate`. Every statement is idempotent.
 
-/// `(name, sql)` in the order they must run.
-pub const MIGRATIONS: &[(&str, &str)] = &[
-    ("001_queue", QUEUE_SQL),
-    ("002_cron", CRON_SQL),
-    ("003_workers", WORKERS_SQL),
-];
+/// `(name, sql)` in the order they must run: the platform migration that `stackctl migrate`
+/// applies (refinery, embedded from the workspace's `migrations/`), reused here verbatim so the
+/// runner's own `migrate` and its tests cannot drift from it.
+pub const MIGRATIONS: &[(&str, &str)] = &[("V2__runner", SCHEMA_SQL)];
 
-/// Jobs table, `runner.enqueue(...)`, the NOTIFY trigger.
-pub const QUEUE_SQL: &str = include_str!("../sql/001_queue.sql");
-/// Cron schedules and fired ticks.
-pub const CRON_SQL: &str = include_str!("../sql/002_cron.sql");
-/// Workers, versions, `runner.deploy(...)`, the NOTIFY trigger.
-pub const WORKERS_SQL: &str = include_str!("../sql/003_workers.sql");
+/// Jobs and `runner.enqueue(...)`, cron schedules and ticks, workers and `runner.deploy(...)`.
+pub const SCHEMA_SQL: &str = include_str!("../../../migrations/V2__runner.sql");
 
 /// Apply every migration in one transaction, serialised by an advisory lock.
 pub async fn apply(client: &mut tokio_postgres::Client) -> Result<(), crate::db::DbError> {
