@@ -105,7 +105,7 @@ fn files_of(name: &str) -> Vec<File> {
             File {
                 path: "Dockerfile",
                 mode: 0o644,
-                source: Embedded(SERVICE_DOCKERFILE_RUNNER.as_bytes()),
+                source: Embedded(include_bytes!("../stack/runner/Dockerfile")),
             },
             File {
                 path: "runner",
@@ -118,7 +118,6 @@ fn files_of(name: &str) -> Vec<File> {
 }
 
 const SERVICE_DOCKERFILE_POSTGATE: &str = "ARG BASE=debian:trixie-slim\nFROM ${BASE}\nRUN useradd --system --uid 10001 --shell /usr/sbin/nologin postgate\nCOPY postgate /usr/local/bin/postgate\nUSER postgate\nEXPOSE 8080\nENTRYPOINT [\"/usr/local/bin/postgate\"]\nCMD [\"serve\"]\n";
-const SERVICE_DOCKERFILE_RUNNER: &str = "ARG BASE=debian:trixie-slim\nFROM ${BASE}\nRUN useradd --system --uid 10001 --shell /usr/sbin/nologin runner\nCOPY runner /usr/local/bin/runner\nUSER runner\nEXPOSE 8787\nENTRYPOINT [\"/usr/local/bin/runner\"]\nCMD [\"serve\"]\n";
 
 fn tag_of(stack: &Stack, name: &str) -> String {
     let i = &stack.file.images;

@@ -81,32 +81,57 @@ pub async fn ensure(
         if ids.contains_key(r) {
             continue;
         }
-        if let Some(i) = docker.inspect_image(r).await? {
-            ids.insert(r.clone(), i.id.unwrap_or_default());
-            continue;
-        }
         let ours = images::name_for_tag(stack, r);
-        match ours {
-            Some(name) if images::available(name) => {
-                on_status(r, "building");
-                let spec = images::spec(stack, name, images::DEFAULT_BASE)?;
-                build(docker, &spec).await?;
+        if let Some(i) = docker.inspect_image(r).await? {
+            // One of ours that stackctl built from other inputs (say, an older stackctl whose
+            // embedded migrations differ) is rebuilt; an image without our label was provided
+            // by the user (`docker load`, a registry) and is used as it is.
+            let built_hash = i
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(HASH_LABEL))
+                .cloned();
+            let stale = match (ours, built_hash) {
+                (Some(name), Some(hash)) if images::available(name) => {
+                    let spec = images::spec(stack, name, images::DEFAULT_BASE)?;
+                    (spec.content_hash != hash).then_some(spec)
+                }
+                _ => None,
+            };
+            match stale {
+                None => {
+                    ids.insert(r.clone(), i.id.unwrap_or_default());
+                    continue;
+                }
+                Some(spec) => {
+                    on_status(r, "rebuilding (inputs changed)");
+                    build(docker, &spec).await?;
+                }
             }
-            _ => {
-                on_status(r, "pulling");
-                if let Err(e) = docker.pull_image(r).await {
-                    let how = match ours {
+        } else {
+            match ours {
+                Some(name) if images::available(name) => {
+                    on_status(r, "building");
+                    let spec = images::spec(stack, name, images::DEFAULT_BASE)?;
+                    build(docker, &spec).await?;
+                }
+                _ => {
+                    on_status(r, "pulling");
+                    if let Err(e) = docker.pull_image(r).await {
+                        let how = match ours {
                         Some(name) => format!(
                             "build it with `stackctl build {name}` (the binaries must sit beside stackctl), load it with `docker load`, or set images.{name} in stack.toml to an image you have"
                         ),
                         None => "load it with `docker load -i FILE.tar`, or set its tag under [images] in stack.toml to an image you have".to_string(),
                     };
-                    return Err(e.context(
-                        UserError::new(format!(
-                            "image {r} is not on this machine and cannot be pulled"
-                        ))
-                        .hint(how),
-                    ));
+                        return Err(e.context(
+                            UserError::new(format!(
+                                "image {r} is not on this machine and cannot be pulled"
+                            ))
+                            .hint(how),
+                        ));
+                    }
                 }
             }
         }
