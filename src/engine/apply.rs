@@ -63,7 +63,7 @@ struct ProgressInner {
 
 impl Progress {
     pub fn new(services: &[String]) -> Progress {
-        let multi = std::io::stdout().is_terminal().then(MultiProgress::new);
+        let multi = std::io::stderr().is_terminal().then(MultiProgress::new);
         let width = services.iter().map(String::len).max().unwrap_or(8);
         let mut bars = BTreeMap::new();
         if let Some(m) = &multi {
@@ -100,7 +100,7 @@ impl Progress {
                     Some(m) => {
                         let _ = m.println(format!("  {service:w$} {msg}"));
                     }
-                    None => println!("{service:w$} {msg}"),
+                    None => eprintln!("{service:w$} {msg}"),
                 }
             }
         }

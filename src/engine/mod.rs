@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{BuildArgs, DownArgs, LogsArgs, MigrateArgs, StatusArgs, UpArgs};
+use crate::cli::{BuildArgs, DownArgs, LogsArgs, MigrateAction, MigrateArgs, StatusArgs, UpArgs};
 use crate::compose::Project;
 use crate::config::Stack;
 use crate::error::UserError;
@@ -129,10 +129,28 @@ pub fn cmd_build(stack: &Stack, a: BuildArgs) -> Result<()> {
 }
 
 pub fn cmd_migrate(dir: &Path, a: MigrateArgs) -> Result<()> {
-    // With a URL, inside the migrate container, or for `migrate new|status` and `--dry-run`:
-    // the database module directly (it explains what it needs when a URL is missing).
-    if a.database_url.is_some() || a.from_env || a.action.is_some() || a.dry_run {
+    // With a URL, inside the migrate container, or for `migrate new` (which only writes a
+    // file): the database module directly.
+    let writes_a_file = matches!(a.action, Some(MigrateAction::New { .. }));
+    if a.database_url.is_some() || a.from_env || writes_a_file {
         return crate::db::run(dir, a);
+    }
+    // Otherwise in the stack's network: the `migrate` service's container, run once, with the
+    // same arguments passed on (`status [--json]`, `--dry-run`, `--lock-timeout`).
+    let mut command: Vec<String> = vec![
+        "migrate".into(),
+        "--from-env".into(),
+        "--lock-timeout".into(),
+        a.lock_timeout.to_string(),
+    ];
+    if a.dry_run {
+        command.push("--dry-run".into());
+    }
+    if let Some(MigrateAction::Status { json }) = &a.action {
+        command.push("status".into());
+        if *json {
+            command.push("--json".into());
+        }
     }
     let stack = Stack::load(dir)?;
     let project = load_project(&stack, None)?;
@@ -150,7 +168,7 @@ pub fn cmd_migrate(dir: &Path, a: MigrateArgs) -> Result<()> {
             };
             up(&docker, &stack, &project, &opts).await?;
         }
-        let code = ops::run_oneoff(&docker, &stack, &project, "migrate").await?;
+        let code = ops::run_oneoff(&docker, &stack, &project, "migrate", Some(command)).await?;
         if code != 0 {
             bail!(
                 UserError::new(format!("the migrate container exited with code {code}"))

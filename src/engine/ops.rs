@@ -304,6 +304,7 @@ pub async fn run_oneoff(
     _stack: &Stack,
     project: &Project,
     service: &str,
+    command: Option<Vec<String>>,
 ) -> Result<i64> {
     let svc = &project.file.services[service];
     apply::ensure_networks_and_volumes(docker, project, &[service.to_string()]).await?;
@@ -328,6 +329,9 @@ pub async fn run_oneoff(
     if let Some(hc) = body.host_config.as_mut() {
         hc.port_bindings = None;
         hc.restart_policy = None;
+    }
+    if command.is_some() {
+        body.cmd = command;
     }
     let id = docker.create_container(&name, body).await?;
     let result = async {

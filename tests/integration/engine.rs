@@ -146,7 +146,7 @@ fn small_project_converges_is_idempotent_and_recreates_only_what_changed() {
     p.up(&["--without", "apps"])
         .run()
         .success()
-        .stdout_contains("healthy");
+        .stderr_contains("healthy");
     let first = p.containers();
     assert_eq!(
         first.keys().collect::<Vec<_>>(),
@@ -179,7 +179,7 @@ fn small_project_converges_is_idempotent_and_recreates_only_what_changed() {
     assert_eq!(all["db-1"], first["db-1"]);
 
     // No change: the same containers.
-    p.up(&[]).run().success().stdout_contains("up to date");
+    p.up(&[]).run().success().stderr_contains("up to date");
     assert_eq!(p.containers(), all);
 
     // Environment change: only db is recreated.
@@ -187,7 +187,7 @@ fn small_project_converges_is_idempotent_and_recreates_only_what_changed() {
         .env("GREETING", "hello")
         .run()
         .success()
-        .stdout_contains("recreating (configuration changed)");
+        .stderr_contains("recreating (configuration changed)");
     let after = p.containers();
     assert_ne!(after["db-1"], all["db-1"]);
     assert_eq!(after["web-1"], all["web-1"]);
@@ -551,7 +551,7 @@ fn end_to_end_core_stack_with_pgbouncer() {
     ])
     .run()
     .success()
-    .stdout_contains("healthy");
+    .stderr_contains("healthy");
     let ids = p.containers();
     assert_eq!(
         ids.keys().collect::<Vec<_>>(),
@@ -588,6 +588,16 @@ fn end_to_end_core_stack_with_pgbouncer() {
         "label=com.docker.compose.oneoff=True",
     ]);
     assert!(leftovers.is_empty(), "one-off containers left: {leftovers}");
+
+    // `migrate status --json` runs in the stack too, and its stdout is JSON only.
+    let status = p.s.cmd(["migrate", "status", "--json"]).run().success().stdout();
+    let status: serde_json::Value = serde_json::from_str(status.trim())
+        .unwrap_or_else(|e| panic!("migrate status --json is not JSON ({e}):\n{status}"));
+    let app = status["app"].as_array().expect("app migrations");
+    assert!(
+        app.iter().any(|m| m["state"] == "applied" || m["applied_on"].is_string()),
+        "the app migration is not applied: {status}"
+    );
 
     // A pooler setting changes pgbouncer.ini: only pgbouncer is recreated.
     p.s.write(
