@@ -590,12 +590,17 @@ fn end_to_end_core_stack_with_pgbouncer() {
     assert!(leftovers.is_empty(), "one-off containers left: {leftovers}");
 
     // `migrate status --json` runs in the stack too, and its stdout is JSON only.
-    let status = p.s.cmd(["migrate", "status", "--json"]).run().success().stdout();
+    let status =
+        p.s.cmd(["migrate", "status", "--json"])
+            .run()
+            .success()
+            .stdout();
     let status: serde_json::Value = serde_json::from_str(status.trim())
         .unwrap_or_else(|e| panic!("migrate status --json is not JSON ({e}):\n{status}"));
     let app = status["app"].as_array().expect("app migrations");
     assert!(
-        app.iter().any(|m| m["state"] == "applied" || m["applied_on"].is_string()),
+        app.iter()
+            .any(|m| m["state"] == "applied" || m["applied_on"].is_string()),
         "the app migration is not applied: {status}"
     );
 
