@@ -74,9 +74,9 @@ BEGIN
   END IF;
   INSERT INTO postgate.tenants (name) VALUES (p_name);  -- unique_violation if it exists
   EXECUTE format('CREATE ROLE %I NOLOGIN', v_owner);
-  -- Since PostgreSQL 16 the creator holds ADMIN on the role but may not SET ROLE to it; it needs
-  -- that to make it a schema owner and to define its default privileges.
-  EXECUTE format('GRANT %I TO %I WITH INHERIT FALSE, SET TRUE', v_owner, current_user);
+  -- Since PostgreSQL 16 the creator holds ADMIN on the role but neither its privileges nor SET
+  -- ROLE; it needs both while it makes the schema and its grants, and drops them at the end.
+  EXECUTE format('GRANT %I TO %I WITH INHERIT TRUE, SET TRUE', v_owner, current_user);
   EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', p_name, v_owner);
   FOREACH v_perm IN ARRAY ARRAY['select', 'insert', 'update', 'delete'] LOOP
     v_role := 'pgt_' || p_name || '_' || v_perm;
@@ -92,6 +92,7 @@ BEGIN
   -- Functions the tenant creates are not executable by everyone.
   EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC',
                  v_owner, p_name);
+  EXECUTE format('REVOKE %I FROM %I', v_owner, current_user);
 END
 $$;
 
