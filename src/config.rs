@@ -57,7 +57,10 @@ pub struct ProjectSection {
 
 impl Default for ProjectSection {
     fn default() -> Self {
-        Self { name: "stack".into(), domain: "localhost".into() }
+        Self {
+            name: "stack".into(),
+            domain: "localhost".into(),
+        }
     }
 }
 
@@ -79,7 +82,9 @@ pub struct PostgresSection {
 
 impl Default for PostgresSection {
     fn default() -> Self {
-        Self { database: "app".into() }
+        Self {
+            database: "app".into(),
+        }
     }
 }
 
@@ -132,7 +137,9 @@ pub struct MigrationsSection {
 
 impl Default for MigrationsSection {
     fn default() -> Self {
-        Self { directory: "db/migrations".into() }
+        Self {
+            directory: "db/migrations".into(),
+        }
     }
 }
 
@@ -145,7 +152,10 @@ pub struct ObservabilitySection {
 
 impl Default for ObservabilitySection {
     fn default() -> Self {
-        Self { enabled: true, log_retention: "744h".into() }
+        Self {
+            enabled: true,
+            log_retention: "744h".into(),
+        }
     }
 }
 
@@ -161,7 +171,12 @@ pub struct PortsSection {
 
 impl Default for PortsSection {
     fn default() -> Self {
-        Self { postgres: 5432, pooler: 6432, postgate: 8080, grafana: 3000 }
+        Self {
+            postgres: 5432,
+            pooler: 6432,
+            postgate: 8080,
+            grafana: 3000,
+        }
     }
 }
 
@@ -218,29 +233,47 @@ impl Stack {
     /// Loads `stack.toml` from `dir` (defaults when absent) and validates it.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(STACK_FILE);
-        let file = match fs::read_to_string(&path) {
-            Ok(text) => parse_stack_file(&text, &path)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StackFile::default(),
+        let (file, text) = match fs::read_to_string(&path) {
+            Ok(text) => (parse_stack_file(&text, &path)?, Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (StackFile::default(), None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        Self::from_file(dir, file)
+        Self::build(dir, file, text.as_deref())
     }
 
     /// Validates a `StackFile` and resolves its derived values.
     pub fn from_file(dir: &Path, file: StackFile) -> Result<Self> {
+        Self::build(dir, file, None)
+    }
+
+    /// Validates `file`; given the file's `text`, an error also names the line of the bad key.
+    fn build(dir: &Path, file: StackFile, text: Option<&str>) -> Result<Self> {
         let where_ = dir.join(STACK_FILE);
-        validate(&file).map_err(|e| {
-            UserError::new(format!("{}: {}", where_.display(), e.message)).hint(e.hint.unwrap_or_default())
+        validate(&file).map_err(|(key, e)| {
+            let line = key.and_then(|k| text.and_then(|t| line_of_key(t, k)));
+            let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+            UserError::new(format!("{}{at}: {}", where_.display(), e.message))
+                .hint(e.hint.unwrap_or_default())
         })?;
         let d = &file.project.domain;
-        let pick = |set: &str, default: String| if set.is_empty() { default } else { set.to_string() };
+        let pick = |set: &str, default: String| {
+            if set.is_empty() {
+                default
+            } else {
+                set.to_string()
+            }
+        };
         let hosts = Hosts {
             postgate: pick(&file.domains.postgate, format!("postgate.{d}")),
             runner: pick(&file.domains.runner, format!("runner.{d}")),
             workers: pick(&file.domains.workers, format!("workers.{d}")),
             grafana: pick(&file.domains.grafana, format!("grafana.{d}")),
         };
-        Ok(Self { dir: dir.to_path_buf(), file, hosts })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            file,
+            hosts,
+        })
     }
 
     pub fn env_path(&self) -> PathBuf {
@@ -268,22 +301,68 @@ pub fn parse_stack_file(text: &str, path: &Path) -> Result<StackFile> {
     toml::from_str::<StackFile>(text).map_err(|e| {
         let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
         let at = line.map(|l| format!(":{l}")).unwrap_or_default();
-        UserError::new(format!("{}{at}: {}", path.display(), e.message().trim_end()))
+        // Name the setting too (`pooler.kind: unknown variant ...`): toml's message only has the value.
+        let key = line.and_then(|l| key_at_line(text, l)).map(|k| format!("{k}: ")).unwrap_or_default();
+        UserError::new(format!("{}{at}: {key}{}", path.display(), e.message().trim_end()))
             .hint("fix or remove that line; `stackctl init` in an empty directory writes a stack.toml with every key")
             .into()
     })
 }
 
-fn validate(f: &StackFile) -> std::result::Result<(), UserError> {
+/// `section.key` of the `key = value` line `line` (1-based) of a TOML text, if it is one.
+fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let mut section = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if let Some(h) = t.strip_prefix('[') {
+            section = h.split(']').next().unwrap_or("").trim().to_string();
+        }
+        if i + 1 == line {
+            if t.starts_with('#') || t.starts_with('[') {
+                return None;
+            }
+            let k = t.split_once('=')?.0.trim().trim_matches('"');
+            if k.is_empty() {
+                return None;
+            }
+            return Some(if section.is_empty() {
+                k.to_string()
+            } else {
+                format!("{section}.{k}")
+            });
+        }
+    }
+    None
+}
+
+/// The line (1-based) where `section.key` is set in a TOML text.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    (1..=text.lines().count()).find(|&l| key_at_line(text, l).as_deref() == Some(dotted))
+}
+
+/// A validation error, with the `section.key` it is about (to find its line).
+type Invalid = (Option<&'static str>, UserError);
+
+fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
+    let at = |key: &'static str| move |e: UserError| (Some(key), e);
     let name = &f.project.name;
     let name_ok = !name.is_empty()
-        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !name_ok {
-        return Err(UserError::new(format!("project.name `{name}` is not a valid Compose project name"))
-            .hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit"));
+        return Err(at("project.name")(
+            UserError::new(format!(
+                "project.name `{name}` is not a valid Compose project name"
+            ))
+            .hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit"),
+        ));
     }
-    check_domain("project.domain", &f.project.domain)?;
+    check_domain("project.domain", &f.project.domain).map_err(at("project.domain"))?;
     for (key, value) in [
         ("domains.postgate", &f.domains.postgate),
         ("domains.runner", &f.domains.runner),
@@ -291,19 +370,22 @@ fn validate(f: &StackFile) -> std::result::Result<(), UserError> {
         ("domains.grafana", &f.domains.grafana),
     ] {
         if !value.is_empty() {
-            check_domain(key, value)?;
+            check_domain(key, value).map_err(at(key))?;
         }
     }
-    check_ident("postgres.database", &f.postgres.database)?;
+    check_ident("postgres.database", &f.postgres.database).map_err(at("postgres.database"))?;
     let p = &f.pooler;
     if p.pool_size == 0 || p.min_pool_size > p.pool_size || p.max_client_conn < p.pool_size {
-        return Err(UserError::new(format!(
+        return Err(at("pooler.pool_size")(UserError::new(format!(
             "pooler sizes do not fit: pool_size {} must be ≥ 1, ≥ min_pool_size {} and ≤ max_client_conn {}",
             p.pool_size, p.min_pool_size, p.max_client_conn
-        )));
+        ))));
     }
     if !(1..=64).contains(&f.runner.replicas) {
-        return Err(UserError::new(format!("runner.replicas is {}; it must be between 1 and 64", f.runner.replicas)));
+        return Err(at("runner.replicas")(UserError::new(format!(
+            "runner.replicas is {}; it must be between 1 and 64",
+            f.runner.replicas
+        ))));
     }
     let ports = [
         ("ports.postgres", f.ports.postgres),
@@ -313,10 +395,14 @@ fn validate(f: &StackFile) -> std::result::Result<(), UserError> {
     ];
     for (i, (k, v)) in ports.iter().enumerate() {
         if *v == 0 {
-            return Err(UserError::new(format!("{k} is 0; choose a port from 1 to 65535")));
+            return Err(at(k)(UserError::new(format!(
+                "{k} is 0; choose a port from 1 to 65535"
+            ))));
         }
         if let Some((k2, _)) = ports[..i].iter().find(|(_, v2)| v2 == v) {
-            return Err(UserError::new(format!("{k} and {k2} are both {v}; each service needs its own port")));
+            return Err(at(k)(UserError::new(format!(
+                "{k} and {k2} are both {v}; each service needs its own port"
+            ))));
         }
     }
     let images = &f.images;
@@ -331,20 +417,34 @@ fn validate(f: &StackFile) -> std::result::Result<(), UserError> {
         ("images.alloy", &images.alloy),
         ("images.grafana", &images.grafana),
     ] {
-        if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '$') || !v.contains(':') {
-            return Err(UserError::new(format!("{k} `{v}` is not a pinned image reference"))
-                .hint("write it as `repository:tag`, e.g. `grafana/loki:3.7.0`"));
+        // The tag follows the last `:` of the last path segment (a registry host may carry a port).
+        let tagged = v
+            .rsplit('/')
+            .next()
+            .and_then(|last| last.split_once(':'))
+            .is_some_and(|(_, t)| !t.is_empty());
+        if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '$') || !tagged {
+            return Err(at(k)(
+                UserError::new(format!("{k} `{v}` is not a pinned image reference"))
+                    .hint("write it as `repository:tag`, e.g. `grafana/loki:3.7.0`"),
+            ));
         }
     }
-    if f.migrations.directory.is_empty() || Path::new(&f.migrations.directory).is_absolute() {
-        return Err(UserError::new(format!(
+    let m = Path::new(&f.migrations.directory);
+    if f.migrations.directory.is_empty()
+        || m.is_absolute()
+        || m.components().any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(at("migrations.directory")(UserError::new(format!(
             "migrations.directory `{}` must be a relative path inside the stack directory",
             f.migrations.directory
-        )));
+        ))));
     }
     let r = &f.observability.log_retention;
     if !(r.len() > 1 && r.ends_with('h') && r[..r.len() - 1].bytes().all(|b| b.is_ascii_digit())) {
-        return Err(UserError::new(format!("observability.log_retention `{r}` must be a number of hours, like `744h`")));
+        return Err(at("observability.log_retention")(UserError::new(format!(
+            "observability.log_retention `{r}` must be a number of hours, like `744h`"
+        ))));
     }
     Ok(())
 }
@@ -365,7 +465,10 @@ pub fn check_domain(key: &str, value: &str) -> std::result::Result<(), UserError
         if label.starts_with('-') || label.ends_with('-') {
             return Err(bad("a label cannot start or end with `-`"));
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(bad("only letters, digits and `-` are allowed"));
         }
     }
@@ -375,12 +478,19 @@ pub fn check_domain(key: &str, value: &str) -> std::result::Result<(), UserError
 fn check_ident(key: &str, value: &str) -> std::result::Result<(), UserError> {
     let ok = !value.is_empty()
         && value.len() <= 63
-        && value.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(UserError::new(format!("{key} `{value}` must be a lowercase SQL identifier ([a-z_][a-z0-9_]*)")))
+        Err(UserError::new(format!(
+            "{key} `{value}` must be a lowercase SQL identifier ([a-z_][a-z0-9_]*)"
+        )))
     }
 }
 
@@ -399,9 +509,29 @@ mod tests {
     #[test]
     fn unknown_key_names_key_and_line() {
         let text = "[project]\nname = \"a\"\n\n[pooler]\nkind = \"pgcat\"\nsizes = 3\n";
-        let err = parse_stack_file(text, Path::new("stack.toml")).unwrap_err().to_string();
+        let err = parse_stack_file(text, Path::new("stack.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("stack.toml:6"), "{err}");
         assert!(err.contains("sizes"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_line() {
+        let text = "[project]\nname = \"a\"\n\n[pooler]\nkind = \"nope\"\n";
+        let err = parse_stack_file(text, Path::new("stack.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stack.toml:5: pooler.kind:"), "{err}");
+        let text = "[project]\nname = \"a\"\ndomain = \"bad_domain!\"\n";
+        let file = parse_stack_file(text, Path::new("stack.toml")).unwrap();
+        let err = Stack::build(Path::new("."), file, Some(text))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stack.toml:3: project.domain `bad_domain!`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -61,9 +61,14 @@ fn files_of(name: &str) -> Vec<File> {
                 source: Embedded(include_bytes!("../stack/postgres/docker-entrypoint.sh")),
             },
         ],
-        "pgbouncer" => {
-            vec![File { path: "Dockerfile", mode: 0o644, source: Embedded(include_bytes!("../stack/pgbouncer/Dockerfile")) }]
-        }
+        "pgbouncer" => vec![
+            File { path: "Dockerfile", mode: 0o644, source: Embedded(include_bytes!("../stack/pgbouncer/Dockerfile")) },
+            File {
+                path: "docker-entrypoint.sh",
+                mode: 0o755,
+                source: Embedded(include_bytes!("../stack/pgbouncer/docker-entrypoint.sh")),
+            },
+        ],
         "stackctl" => vec![
             File { path: "Dockerfile", mode: 0o644, source: Embedded(include_bytes!("../stack/stackctl/Dockerfile")) },
             File { path: "stackctl", mode: 0o755, source: SelfExe },

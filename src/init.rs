@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::config::{PoolerKind, STACK_FILE, Stack, StackFile, check_domain};
 use crate::error::UserError;
@@ -32,25 +32,53 @@ const GITIGNORE_LINES: &[&str] = &[
 
 /// Runs `init` in `dir`; prints what it did.
 pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
+    // Every check comes before the first write, so a refused `init` leaves the directory as it was.
     if let Some(d) = &opts.domain {
         check_domain("--domain", d)?;
     }
-    files::ensure_writable_dir(dir)?;
+    if let Some(p) = &opts.project {
+        let mut file = StackFile::default();
+        file.project.name = p.clone();
+        Stack::from_file(dir, file).map_err(|_| {
+            UserError::new(format!(
+                "--project `{p}` is not a valid Compose project name"
+            ))
+            .hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit")
+        })?;
+    }
+    check_stack_dir(dir)?;
+    check_existing_env(dir, opts)?;
     let stack_path = dir.join(STACK_FILE);
-    let stack = if stack_path.exists() {
-        let stack = Stack::load(dir)?;
+    let existing = if stack_path.exists() {
+        Some(Stack::load(dir)?)
+    } else {
+        None
+    };
+    files::ensure_writable_dir(dir)?;
+    let stack = if let Some(stack) = existing {
         let mut ignored = Vec::new();
-        if opts.project.as_ref().is_some_and(|p| *p != stack.file.project.name) {
+        if opts
+            .project
+            .as_ref()
+            .is_some_and(|p| *p != stack.file.project.name)
+        {
             ignored.push("--project");
         }
-        if opts.domain.as_ref().is_some_and(|d| *d != stack.file.project.domain) {
+        if opts
+            .domain
+            .as_ref()
+            .is_some_and(|d| *d != stack.file.project.domain)
+        {
             ignored.push("--domain");
         }
         if opts.pooler.is_some_and(|p| p != stack.file.pooler.kind) {
             ignored.push("--pooler");
         }
         if !ignored.is_empty() {
-            eprintln!("note: {STACK_FILE} exists and is kept; {} ignored (edit {STACK_FILE} to change them)", ignored.join(", "));
+            eprintln!(
+                "note: {STACK_FILE} exists and is kept; {} ignored (edit {STACK_FILE} to change them)",
+                ignored.join(", ")
+            );
         }
         stack
     } else {
@@ -65,7 +93,11 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
             file.pooler.kind = k;
         }
         let stack = Stack::from_file(dir, file)?;
-        files::write_atomic(&stack_path, render::stack_toml(&stack)?.as_bytes(), files::PUBLIC)?;
+        files::write_atomic(
+            &stack_path,
+            render::stack_toml(&stack)?.as_bytes(),
+            files::PUBLIC,
+        )?;
         println!("wrote {STACK_FILE}");
         stack
     };
@@ -82,11 +114,21 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
         }
     } else {
         if !env_path.exists() {
-            return Err(UserError::new(".env does not exist, so there is nothing to rotate").hint("run `stackctl init` first").into());
+            return Err(
+                UserError::new(".env does not exist, so there is nothing to rotate")
+                    .hint("run `stackctl init` first")
+                    .into(),
+            );
         }
         let backup = secrets::rotate(&env_path, &opts.rotate)?;
-        println!("rotated {} (old .env kept as {})", opts.rotate.join(", "), backup.file_name().unwrap_or_default().to_string_lossy());
-        println!("next: `stackctl migrate` (or `stackctl up`) sets the new passwords in PostgreSQL");
+        println!(
+            "rotated {} (old .env kept as {})",
+            opts.rotate.join(", "),
+            backup.file_name().unwrap_or_default().to_string_lossy()
+        );
+        println!(
+            "next: `stackctl migrate` (or `stackctl up`) sets the new passwords in PostgreSQL"
+        );
     }
 
     let tls = tls::ensure(dir, stack.project())?;
@@ -102,11 +144,66 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a stack directory that is a file or lies under one (creating it would fail half-way).
+fn check_stack_dir(dir: &Path) -> Result<()> {
+    if let Some(file) = dir
+        .ancestors()
+        .find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()))
+    {
+        let msg = if file == dir {
+            format!("{} is a file, not a directory", dir.display())
+        } else {
+            format!(
+                "cannot create the stack directory {}: {} is a file, not a directory",
+                dir.display(),
+                file.display()
+            )
+        };
+        bail!(UserError::new(msg).hint("choose another --dir"));
+    }
+    Ok(())
+}
+
+/// Refuses, before anything is written, an `.env` that cannot be parsed, holds an empty secret
+/// (other than one being rotated), or is missing while `--rotate` asks to replace a secret.
+fn check_existing_env(dir: &Path, opts: &InitOptions) -> Result<()> {
+    for k in &opts.rotate {
+        if secrets::spec(k).is_none() {
+            let known: Vec<&str> = secrets::SECRETS.iter().map(|s| s.key).collect();
+            bail!(
+                UserError::new(format!("unknown secret `{k}`"))
+                    .hint(format!("secrets are: {}", known.join(", ")))
+            );
+        }
+    }
+    let path = dir.join(crate::config::ENV_FILE);
+    if !opts.rotate.is_empty() && !path.exists() {
+        bail!(
+            UserError::new(".env does not exist, so there is nothing to rotate")
+                .hint("run `stackctl init` first")
+        );
+    }
+    let env = secrets::EnvFile::load(&path)?;
+    for s in secrets::SECRETS {
+        if env.get(s.key) == Some("") && !opts.rotate.iter().any(|k| k == s.key) {
+            bail!(UserError::new(format!("{} holds an empty value for {} ({})", path.display(), s.key, s.what)).hint(format!(
+                "remove the `{}=` line and run `stackctl init` to generate it, or `stackctl init --rotate {}`",
+                s.key, s.key
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn ensure_gitignore(dir: &Path) -> Result<()> {
     let path = dir.join(".gitignore");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
     let have: std::collections::HashSet<&str> = existing.lines().map(str::trim).collect();
-    let missing: Vec<&str> = GITIGNORE_LINES.iter().copied().filter(|l| !have.contains(l)).collect();
+    let missing: Vec<&str> = GITIGNORE_LINES
+        .iter()
+        .copied()
+        .filter(|l| !have.contains(l))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }

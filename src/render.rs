@@ -11,11 +11,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use tera::Tera;
 
 use crate::config::{PoolMode, PoolerKind, Stack};
+use crate::error::UserError;
 use crate::files;
 use crate::scram;
 use crate::secrets::{EnvFile, SECRETS};
@@ -82,7 +83,9 @@ fn templates() -> Result<Tera> {
 }
 
 fn render_one(name: &str, ctx: &tera::Context) -> Result<String> {
-    templates()?.render(name, ctx).with_context(|| format!("rendering the {name} template"))
+    templates()?
+        .render(name, ctx)
+        .with_context(|| format!("rendering the {name} template"))
 }
 
 /// `stack.toml` with every setting written out and commented.
@@ -108,7 +111,11 @@ fn pooled_users(env: &EnvFile) -> Vec<PoolUser<'_>> {
         .filter_map(|s| {
             let role = s.role?;
             let password = env.get(s.key)?;
-            Some(PoolUser { role, password, verifier: scram::verifier(role, password) })
+            Some(PoolUser {
+                role,
+                password,
+                verifier: scram::verifier(role, password),
+            })
         })
         .collect()
 }
@@ -117,22 +124,38 @@ fn pool_context(stack: &Stack, env: &EnvFile) -> tera::Context {
     let p = &stack.file.pooler;
     let mut ctx = tera::Context::new();
     ctx.insert("database", &stack.file.postgres.database);
-    ctx.insert("pool_mode", match p.pool_mode {
-        PoolMode::Transaction => "transaction",
-        PoolMode::Session => "session",
-    });
+    ctx.insert(
+        "pool_mode",
+        match p.pool_mode {
+            PoolMode::Transaction => "transaction",
+            PoolMode::Session => "session",
+        },
+    );
     ctx.insert("pool_size", &p.pool_size);
     ctx.insert("min_pool_size", &p.min_pool_size);
     ctx.insert("max_client_conn", &p.max_client_conn);
-    ctx.insert("admin_password", env.get("POOLER_ADMIN_PASSWORD").unwrap_or_default());
+    ctx.insert(
+        "admin_password",
+        env.get("POOLER_ADMIN_PASSWORD").unwrap_or_default(),
+    );
     ctx
 }
 
 /// Every config file the Compose file mounts, rendered from the stack and its secrets.
 pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
     let mut out = vec![
-        ConfigFile { name: "postgres_server_crt", path: "certs/server.crt", contents: None, mode: files::PUBLIC },
-        ConfigFile { name: "postgres_server_key", path: "certs/server.key", contents: None, mode: files::SECRET },
+        ConfigFile {
+            name: "postgres_server_crt",
+            path: "certs/server.crt",
+            contents: None,
+            mode: files::PUBLIC,
+        },
+        ConfigFile {
+            name: "postgres_server_key",
+            path: "certs/server.key",
+            contents: None,
+            mode: files::SECRET,
+        },
     ];
     let mut ctx = pool_context(stack, env);
     match stack.pooler() {
@@ -148,7 +171,11 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
         PoolerKind::Pgbouncer => {
             let mut users = pooled_users(env);
             if let Some(pw) = env.get("POOLER_ADMIN_PASSWORD") {
-                users.push(PoolUser { role: "pooler_admin", password: pw, verifier: scram::verifier("pooler_admin", pw) });
+                users.push(PoolUser {
+                    role: "pooler_admin",
+                    password: pw,
+                    verifier: scram::verifier("pooler_admin", pw),
+                });
             }
             ctx.insert("users", &users);
             out.push(ConfigFile {
@@ -168,17 +195,38 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
     if stack.file.observability.enabled {
         let mut lctx = tera::Context::new();
         lctx.insert("retention", &stack.file.observability.log_retention);
-        let stat = |name, path, text: &str| ConfigFile { name, path, contents: Some(text.as_bytes().to_vec()), mode: files::PUBLIC };
+        let stat = |name, path, text: &str| ConfigFile {
+            name,
+            path,
+            contents: Some(text.as_bytes().to_vec()),
+            mode: files::PUBLIC,
+        };
         out.push(ConfigFile {
             name: "loki_yaml",
             path: "observability/loki.yaml",
             contents: Some(render_one("loki.yaml", &lctx)?.into_bytes()),
             mode: files::PUBLIC,
         });
-        out.push(stat("alloy_config", "observability/config.alloy", ALLOY_CONFIG));
-        out.push(stat("grafana_datasources", "observability/grafana/datasources.yaml", GRAFANA_DATASOURCES));
-        out.push(stat("grafana_dashboards", "observability/grafana/dashboards.yaml", GRAFANA_DASHBOARDS));
-        out.push(stat("grafana_dashboard_logs", "observability/grafana/stack-logs.json", GRAFANA_DASHBOARD_LOGS));
+        out.push(stat(
+            "alloy_config",
+            "observability/config.alloy",
+            ALLOY_CONFIG,
+        ));
+        out.push(stat(
+            "grafana_datasources",
+            "observability/grafana/datasources.yaml",
+            GRAFANA_DATASOURCES,
+        ));
+        out.push(stat(
+            "grafana_dashboards",
+            "observability/grafana/dashboards.yaml",
+            GRAFANA_DASHBOARDS,
+        ));
+        out.push(stat(
+            "grafana_dashboard_logs",
+            "observability/grafana/stack-logs.json",
+            GRAFANA_DASHBOARD_LOGS,
+        ));
     }
     Ok(out)
 }
@@ -189,8 +237,14 @@ struct ConfigRef<'a> {
     path: &'a str,
 }
 
-/// The Compose file for `target`.
-pub fn compose(stack: &Stack, target: Target, configs: &[ConfigFile]) -> Result<String> {
+/// The Compose file for `target`, with its config files and migrations under `files_prefix`
+/// (relative to the Compose file, or absolute).
+pub fn compose(
+    stack: &Stack,
+    target: Target,
+    configs: &[ConfigFile],
+    files_prefix: &str,
+) -> Result<String> {
     let f = &stack.file;
     let mut ctx = tera::Context::new();
     ctx.insert("target", target.as_str());
@@ -202,12 +256,26 @@ pub fn compose(stack: &Stack, target: Target, configs: &[ConfigFile]) -> Result<
     ctx.insert("ports", &f.ports);
     ctx.insert("replicas", &f.runner.replicas);
     ctx.insert("observability", &f.observability.enabled);
-    ctx.insert("migrations_dir", f.migrations.directory.trim_end_matches('/'));
-    ctx.insert("files_prefix", files_prefix(target));
-    let role_secrets: Vec<&str> =
-        SECRETS.iter().filter(|s| s.role.is_some() && s.key != "POSTGRES_PASSWORD" && s.key != "POOLER_ADMIN_PASSWORD").map(|s| s.key).collect();
+    ctx.insert(
+        "migrations_dir",
+        f.migrations.directory.trim_end_matches('/'),
+    );
+    ctx.insert("files_prefix", files_prefix);
+    let role_secrets: Vec<&str> = SECRETS
+        .iter()
+        .filter(|s| {
+            s.role.is_some() && s.key != "POSTGRES_PASSWORD" && s.key != "POOLER_ADMIN_PASSWORD"
+        })
+        .map(|s| s.key)
+        .collect();
     ctx.insert("role_secrets", &role_secrets);
-    let refs: Vec<ConfigRef> = configs.iter().map(|c| ConfigRef { name: c.name, path: c.path }).collect();
+    let refs: Vec<ConfigRef> = configs
+        .iter()
+        .map(|c| ConfigRef {
+            name: c.name,
+            path: c.path,
+        })
+        .collect();
     ctx.insert("configs", &refs);
     render_one("docker-compose.yml", &ctx)
 }
@@ -220,18 +288,21 @@ fn files_prefix(target: Target) -> &'static str {
 }
 
 /// Writes the config files into the stack directory (mode per file); returns those that changed.
-pub fn write_config_files(stack: &Stack, configs: &[ConfigFile]) -> Result<Vec<&'static str>> {
-    let mut changed = Vec::new();
+/// Checks first that every target can be written, so a failure writes nothing.
+pub fn write_config_files(stack: &Stack, configs: &[ConfigFile]) -> Result<Vec<String>> {
+    let mut plan = WritePlan::default();
+    plan_config_files(&mut plan, stack, configs);
+    plan.check()?;
+    plan.apply()
+}
+
+fn plan_config_files(plan: &mut WritePlan, stack: &Stack, configs: &[ConfigFile]) {
     for c in configs {
-        if let Some(bytes) = &c.contents
-            && files::write_if_changed(&stack.dir.join(c.path), bytes, c.mode)?
-        {
-            changed.push(c.path);
+        if let Some(bytes) = &c.contents {
+            plan.file(stack.dir.join(c.path), bytes.clone(), c.mode, c.path);
         }
     }
-    std::fs::create_dir_all(stack.dir.join(&stack.file.migrations.directory))
-        .with_context(|| format!("creating {}", stack.file.migrations.directory))?;
-    Ok(changed)
+    plan.dir(stack.dir.join(&stack.file.migrations.directory));
 }
 
 /// What `render` wrote.
@@ -239,65 +310,255 @@ pub fn write_config_files(stack: &Stack, configs: &[ConfigFile]) -> Result<Vec<&
 pub struct RenderReport {
     pub compose_path: PathBuf,
     pub files_dir: PathBuf,
-    pub changed: Vec<String>,
 }
 
-/// Renders the stack for `target` into `output` (default per target), with its config files.
+/// Renders the stack for `target` into `output` (default per target), with its config files;
+/// prints each file it wrote.
+///
+/// Everything is computed and checked before the first byte is written: a bad `.env`, a missing
+/// certificate or an unwritable directory leaves every file as it was.
 pub fn run(stack: &Stack, target: Target, output: Option<&Path>) -> Result<RenderReport> {
     let env = stack.load_env()?;
     let configs = config_files(stack, &env)?;
-    let output = match output {
+    let output = normalize(&match output {
         Some(p) if p.is_absolute() => p.to_path_buf(),
         Some(p) => std::env::current_dir()?.join(p),
         None => stack.dir.join(target.default_output()),
+    });
+    let out_dir = output
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    // A local Compose file outside the stack directory refers to the stack's files by absolute path.
+    let same_dir = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let prefix = match target {
+        Target::Local if !same_dir(&out_dir, &stack.dir) => {
+            let dir = stack
+                .dir
+                .canonicalize()
+                .with_context(|| format!("resolving {}", stack.dir.display()))?;
+            format!("{}/", dir.display())
+        }
+        _ => files_prefix(target).to_string(),
     };
-    let out_dir = output.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    files::ensure_writable_dir(&out_dir)?;
-    let compose_text = compose(stack, target, &configs)?;
+    let compose_text = compose(stack, target, &configs, &prefix)?;
 
-    let mut changed: Vec<String> = write_config_files(stack, &configs)?.into_iter().map(String::from).collect();
+    // Files `init` made that render only references (certificates) must exist.
+    let mut referenced = Vec::new();
+    for c in configs.iter().filter(|c| c.contents.is_none()) {
+        let path = stack.dir.join(c.path);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            UserError::new(format!("{} cannot be read: {e}", path.display()))
+                .hint("run `stackctl init`: it creates the stack's certificates")
+        })?;
+        referenced.push((c.name, bytes));
+    }
+
+    let mut plan = WritePlan::default();
+    plan_config_files(&mut plan, stack, &configs);
     let files_dir = match target {
         Target::Local => out_dir.clone(),
         Target::Dokploy => {
             // Dokploy mounts `../files/...` relative to the Compose file: copy every config there.
-            let files_dir = out_dir.join("..").join("files");
+            let files_dir = normalize(&out_dir.join("..").join("files"));
             for c in &configs {
                 let bytes = match &c.contents {
                     Some(b) => b.clone(),
-                    None => std::fs::read(stack.dir.join(c.path))
-                        .with_context(|| format!("reading {} (run `stackctl init` to create it)", c.path))?,
+                    None => referenced
+                        .iter()
+                        .find(|(n, _)| *n == c.name)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default(),
                 };
-                if files::write_if_changed(&files_dir.join(c.path), &bytes, c.mode)? {
-                    changed.push(format!("files/{}", c.path));
-                }
+                plan.file(
+                    files_dir.join(c.path),
+                    bytes,
+                    c.mode,
+                    format!("files/{}", c.path),
+                );
             }
-            copy_migrations(&stack.dir.join(&stack.file.migrations.directory), &files_dir.join(&stack.file.migrations.directory))?;
+            let migrations = &stack.file.migrations.directory;
+            plan.dir(files_dir.join(migrations));
+            for (name, bytes) in read_migrations(&stack.dir.join(migrations))? {
+                plan.file(
+                    files_dir.join(migrations).join(&name),
+                    bytes,
+                    files::PUBLIC,
+                    format!("files/{migrations}/{name}"),
+                );
+            }
             files_dir
         }
     };
-    if target == Target::Local {
-        for c in &configs {
-            if c.contents.is_none() && !stack.dir.join(c.path).exists() {
-                anyhow::bail!(crate::error::UserError::new(format!("{} is missing", c.path)).hint("run `stackctl init` to create it"));
-            }
-        }
+    plan.file(
+        output.clone(),
+        compose_text.into_bytes(),
+        files::PUBLIC,
+        output.display().to_string(),
+    );
+    plan.check()?;
+    for f in plan.apply()? {
+        println!("wrote {f}");
     }
-    if files::write_if_changed(&output, compose_text.as_bytes(), files::PUBLIC)? {
-        changed.push(output.display().to_string());
-    }
-    Ok(RenderReport { compose_path: output, files_dir, changed })
+    Ok(RenderReport {
+        compose_path: output,
+        files_dir,
+    })
 }
 
-fn copy_migrations(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    if let Ok(entries) = std::fs::read_dir(from) {
-        for e in entries {
-            let e = e?;
-            if e.file_type()?.is_file() {
-                let bytes = std::fs::read(e.path())?;
-                files::write_if_changed(&to.join(e.file_name()), &bytes, files::PUBLIC)?;
-            }
+/// The regular files of the migrations directory (none when it does not exist).
+fn read_migrations(from: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(from) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", from.display())),
+    };
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", from.display()))?;
+        if e.file_type()?.is_file() {
+            let bytes = std::fs::read(e.path())
+                .with_context(|| format!("reading {}", e.path().display()))?;
+            out.push((e.file_name().to_string_lossy().into_owned(), bytes));
         }
     }
-    Ok(())
+    out.sort();
+    Ok(out)
+}
+
+/// Resolves `.` and `..` without touching the file system (`dokploy/code/../files` -> `dokploy/files`).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
+}
+
+/// The files and directories a command is about to write: checked as a whole, then written.
+#[derive(Default)]
+struct WritePlan {
+    files: Vec<(PathBuf, Vec<u8>, u32, String)>,
+    dirs: Vec<PathBuf>,
+}
+
+impl WritePlan {
+    fn file(&mut self, path: PathBuf, bytes: Vec<u8>, mode: u32, label: impl Into<String>) {
+        self.files.push((path, bytes, mode, label.into()));
+    }
+
+    fn dir(&mut self, path: PathBuf) {
+        self.dirs.push(path);
+    }
+
+    /// Checks, without creating anything, that every file and directory can be written: nothing
+    /// of the other kind is in the way, and each path's nearest existing ancestor is a writable
+    /// directory (probed with a temp file that is removed at once).
+    fn check(&self) -> Result<()> {
+        let mut probed = std::collections::HashSet::new();
+        let targets = self
+            .files
+            .iter()
+            .map(|(p, ..)| (p, false))
+            .chain(self.dirs.iter().map(|p| (p, true)));
+        for (path, is_dir) in targets {
+            if let Ok(meta) = std::fs::metadata(path)
+                && meta.is_dir() != is_dir
+            {
+                let what = if is_dir { "a directory" } else { "a file" };
+                bail!(
+                    UserError::new(format!(
+                        "cannot write {}: it exists and is not {what}",
+                        path.display()
+                    ))
+                    .hint("move it away, or choose another --dir / --output")
+                );
+            }
+            let mut ancestor = if is_dir {
+                path.as_path()
+            } else {
+                path.parent().unwrap_or(Path::new("."))
+            };
+            loop {
+                match std::fs::metadata(ancestor) {
+                    Ok(meta) if meta.is_dir() => break,
+                    Ok(_) => bail!(
+                        UserError::new(format!(
+                            "cannot write {}: {} is a file, not a directory",
+                            path.display(),
+                            ancestor.display()
+                        ))
+                        .hint("move that file away, or choose another --dir / --output")
+                    ),
+                    Err(_) => match ancestor.parent() {
+                        Some(p) if !p.as_os_str().is_empty() => ancestor = p,
+                        _ => {
+                            ancestor = Path::new(".");
+                            break;
+                        }
+                    },
+                }
+            }
+            if probed.insert(ancestor.to_path_buf()) {
+                tempfile::Builder::new()
+                    .prefix(".stackctl-probe-")
+                    .tempfile_in(ancestor)
+                    .map_err(|e| {
+                        UserError::new(format!(
+                            "cannot write {}: directory {} is not writable ({e})",
+                            path.display(),
+                            ancestor.display()
+                        ))
+                        .hint("fix its permissions, or choose another --dir / --output")
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes each file whose bytes or mode differ; returns the labels of those written.
+    fn apply(self) -> Result<Vec<String>> {
+        for d in &self.dirs {
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("creating directory {}", d.display()))?;
+        }
+        let mut changed = Vec::new();
+        for (path, bytes, mode, label) in self.files {
+            if files::write_if_changed(&path, &bytes, mode)? {
+                changed.push(label);
+            }
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_resolves_parent_components() {
+        assert_eq!(
+            normalize(Path::new("./dokploy/code/../files")),
+            PathBuf::from("dokploy/files")
+        );
+        assert_eq!(normalize(Path::new("/a/b/../../c")), PathBuf::from("/c"));
+        assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
+        assert_eq!(normalize(Path::new("/..")), PathBuf::from("/"));
+    }
 }

@@ -4,4 +4,7 @@
 
 mod support;
 
+mod bad_input;
+mod configs;
 mod init;
+mod render;
