@@ -114,10 +114,12 @@ impl Gateway {
             ));
         }
         if self.settings.parser_check {
-            for (i, s) in statements.iter().enumerate() {
-                check::check(&s.sql, info.permissions, info.schema())
-                    .map_err(|e| check_error(e).at(i))?;
-            }
+            let sqls = statements.iter().map(|s| s.sql.clone()).collect();
+            let (perms, schema) = (info.permissions, info.schema().to_string());
+            tokio::task::spawn_blocking(move || check::check_all(sqls, perms, schema))
+                .await
+                .map_err(|e| ApiError::internal("checking statements", &e))?
+                .map_err(|(i, e)| check_error(e).at(i))?;
         }
         let client = self
             .db

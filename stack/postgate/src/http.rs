@@ -86,22 +86,30 @@ pub async fn serve(
         .await
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /query`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct QueryRequest {
-    sql: String,
+pub struct QueryRequest {
+    pub sql: String,
     #[serde(default)]
-    params: Vec<serde_json::Value>,
+    pub params: Vec<serde_json::Value>,
     #[serde(default)]
-    rows_as: RowsAs,
+    pub rows_as: RowsAs,
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /batch`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
-    statements: Vec<Statement>,
+pub struct BatchRequest {
+    pub statements: Vec<Statement>,
     #[serde(default)]
-    rows_as: RowsAs,
+    pub rows_as: RowsAs,
+}
+
+/// The request decoder (also the fuzz target).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
 async fn query(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
@@ -168,8 +176,7 @@ async fn read_json<T: DeserializeOwned>(st: &AppState, body: Body) -> Result<T, 
             format!("the request body passes {max} bytes"),
         )
     })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    decode(&bytes)
 }
 
 async fn health() -> Json<serde_json::Value> {

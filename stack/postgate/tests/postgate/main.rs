@@ -3,4 +3,5 @@
 
 mod adversarial;
 mod api;
+mod fuzz;
 mod support;
