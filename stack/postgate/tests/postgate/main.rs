@@ -4,4 +4,5 @@
 mod adversarial;
 mod api;
 mod fuzz;
+mod serve;
 mod support;

@@ -151,6 +151,16 @@ pub async fn test_role_bootstrap(su: &Client) {
         .expect("schema.sql again");
 }
 
+impl Harness {
+    pub fn service_url(&self) -> String {
+        self.pg.url("postgate", SERVICE_PASSWORD)
+    }
+
+    pub fn admin_url(&self) -> String {
+        self.pg.url("postgate_cli", CLI_PASSWORD)
+    }
+}
+
 pub struct Harness {
     pub pg: Pg,
     pub state: Arc<AppState>,
