@@ -66,6 +66,14 @@ impl Gateway {
         &self.settings
     }
 
+    /// Background work (token-change LISTEN, `last_used_at` batches) to spawn beside `serve`.
+    pub fn background(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        self.db.background(shutdown)
+    }
+
     pub async fn ready(&self) -> bool {
         self.db.ready().await
     }

@@ -156,9 +156,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
         shutdown_signal().await;
         signal.cancel();
     });
-    postgate::http::serve(listener, state, shutdown)
+    let background = tokio::spawn(state.gateway.background(shutdown.clone()));
+    let served = postgate::http::serve(listener, state, shutdown.clone())
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+    shutdown.cancel();
+    let _ = background.await;
+    served
 }
 
 async fn shutdown_signal() {

@@ -1,4 +1,4 @@
-use crate::support::{Harness, code, test_limits};
+use crate::support::{Harness, code, post_to, test_limits};
 use axum::http::StatusCode;
 use postgate::admin;
 use serde_json::{Value, json};
@@ -76,7 +76,21 @@ async fn tenant_and_token_lifecycle() {
         rows.iter()
             .all(|r| r.prefix.len() == 11 && !ddl.eq(&r.prefix))
     );
-    assert!(rows.iter().any(|r| r.last_used.is_some()));
+    // last_used_at is written in batches by the background task (every 5 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(12);
+    loop {
+        let rows = admin::list_tokens(&h.admin().await, Some("acme"))
+            .await
+            .unwrap();
+        if rows.iter().filter(|r| r.last_used.is_some()).count() == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last_used_at never written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let stored: Vec<Vec<u8>> = h
         .admin()
         .await
@@ -541,4 +555,49 @@ async fn health_ready_metrics() {
         body.contains("postgate_requests_total{endpoint=\"query\",outcome=\"ok\"} 1"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn revocation_reaches_every_replica_within_a_second() {
+    let h = Harness::new(true).await;
+    let replica = h.replica();
+    h.tenant("rev").await;
+    let token = h.token("rev", "SELECT").await;
+    let body = json!({"sql": "SELECT 1"}).to_string();
+    // Both replicas have served (and cached) the token.
+    for _ in 0..3 {
+        assert_eq!(
+            h.post_raw("/query", &token, body.clone()).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            post_to(&replica, "/query", &token, body.clone()).await.0,
+            StatusCode::OK
+        );
+    }
+    let prefix: String = token.chars().take(11).collect();
+    admin::revoke_token(&h.admin().await, &prefix)
+        .await
+        .unwrap();
+    let revoked = std::time::Instant::now();
+    loop {
+        let a = h.post_raw("/query", &token, body.clone()).await.0;
+        let b = post_to(&replica, "/query", &token, body.clone()).await.0;
+        if a == StatusCode::UNAUTHORIZED && b == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < std::time::Duration::from_secs(1),
+            "still accepted {:?} after revocation ({a}, {b})",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // And it stays revoked (no stale cache entry comes back).
+    for _ in 0..5 {
+        assert_eq!(
+            post_to(&replica, "/query", &token, body.clone()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
 }

@@ -164,6 +164,36 @@ impl Harness {
 pub struct Harness {
     pub pg: Pg,
     pub state: Arc<AppState>,
+    parser_check: bool,
+    limits: Limits,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn replica_state(
+    pg: &Pg,
+    parser_check: bool,
+    limits: Limits,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Arc<AppState> {
+    let settings = Settings {
+        database_url: pg.url("postgate", SERVICE_PASSWORD),
+        pepper: PEPPER.to_vec(),
+        limits,
+        parser_check,
+        pool_size: 4,
+    };
+    let state = Arc::new(AppState {
+        gateway: Gateway::new(settings).expect("gateway"),
+        metrics: Metrics::new().expect("metrics"),
+    });
+    tokio::spawn(state.gateway.background(shutdown.clone()));
+    state
 }
 
 pub fn test_limits() -> Limits {
@@ -184,18 +214,25 @@ impl Harness {
     pub async fn with_limits(parser_check: bool, limits: Limits) -> Harness {
         let pg = Pg::start().await;
         test_role_bootstrap(&pg.superuser().await).await;
-        let settings = Settings {
-            database_url: pg.url("postgate", SERVICE_PASSWORD),
-            pepper: PEPPER.to_vec(),
-            limits,
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let state = replica_state(&pg, parser_check, limits.clone(), &shutdown);
+        Harness {
+            pg,
+            state,
             parser_check,
-            pool_size: 4,
-        };
-        let state = Arc::new(AppState {
-            gateway: Gateway::new(settings).expect("gateway"),
-            metrics: Metrics::new().expect("metrics"),
-        });
-        Harness { pg, state }
+            limits,
+            shutdown,
+        }
+    }
+
+    /// Another postgate (as a second replica would be) on the same database, background running.
+    pub fn replica(&self) -> Arc<AppState> {
+        replica_state(
+            &self.pg,
+            self.parser_check,
+            self.limits.clone(),
+            &self.shutdown,
+        )
     }
 
     pub async fn admin(&self) -> Client {
@@ -238,19 +275,7 @@ impl Harness {
     }
 
     pub async fn post_raw(&self, path: &str, token: &str, body: String) -> (StatusCode, Value) {
-        let req = Request::post(path)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body))
-            .expect("request");
-        let res = app(self.state.clone()).oneshot(req).await.expect("oneshot");
-        let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        let v = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, v)
+        post_to(&self.state, path, token, body).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, String) {
@@ -286,4 +311,26 @@ pub fn code(v: &Value) -> &str {
     v.pointer("/error/code")
         .and_then(Value::as_str)
         .unwrap_or("")
+}
+
+/// POSTs `body` to `path` of `state`'s app with `token`.
+pub async fn post_to(
+    state: &Arc<AppState>,
+    path: &str,
+    token: &str,
+    body: String,
+) -> (StatusCode, Value) {
+    let req = Request::post(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("request");
+    let res = app(state.clone()).oneshot(req).await.expect("oneshot");
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, v)
 }
