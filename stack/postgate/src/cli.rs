@@ -62,6 +62,9 @@ pub struct ServeArgs {
     pub statement_timeout_ms: u64,
     #[arg(long, env = "POSTGATE_MAX_BATCH", default_value_t = 100)]
     pub max_batch: usize,
+    /// Requests per second per token (burst of twice this); 0 = unlimited.
+    #[arg(long, env = "POSTGATE_RATE_PER_TOKEN", default_value_t = 100)]
+    pub rate_per_token: u32,
     #[arg(long, env = "POSTGATE_POOL_SIZE", default_value_t = 16)]
     pub pool_size: usize,
 }

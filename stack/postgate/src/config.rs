@@ -14,6 +14,8 @@ pub struct Limits {
     pub statement_timeout: Duration,
     /// Most statements in one /batch.
     pub max_batch: usize,
+    /// Requests per second per token (token bucket, burst of twice this); 0 = unlimited.
+    pub rate_per_token: u32,
 }
 
 impl Default for Limits {
@@ -24,6 +26,7 @@ impl Default for Limits {
             max_response_bytes: 10 << 20,
             statement_timeout: Duration::from_secs(10),
             max_batch: 100,
+            rate_per_token: 100,
         }
     }
 }

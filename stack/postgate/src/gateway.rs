@@ -12,7 +12,10 @@ use deadpool_postgres::Object;
 use futures_util::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::pin::pin;
+use std::sync::Mutex;
+use std::time::Instant;
 use tokio_postgres::types::ToSql;
 
 /// One statement and its parameters (`$1`, `$2`, ...), each a JSON value.
@@ -50,6 +53,7 @@ pub struct QueryResult {
 pub struct Gateway {
     db: Db,
     settings: Settings,
+    buckets: Mutex<HashMap<i64, (f64, Instant)>>,
 }
 
 impl Gateway {
@@ -59,7 +63,11 @@ impl Gateway {
             settings.pepper.clone(),
             settings.pool_size,
         )?;
-        Ok(Gateway { db, settings })
+        Ok(Gateway {
+            db,
+            settings,
+            buckets: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -85,10 +93,39 @@ impl Gateway {
         }
         let hash = token::hash(self.db.pepper(), bearer);
         match self.db.lookup(&hash).await {
-            Ok(Some(info)) => Ok(info),
+            Ok(Some(info)) => {
+                self.take_rate(info.id)?;
+                Ok(info)
+            }
             Ok(None) => Err(ApiError::unauthorized()),
             Err(e) => Err(ApiError::internal("authenticating", &e)),
         }
+    }
+
+    /// Token bucket per token, in this replica's memory.
+    fn take_rate(&self, id: i64) -> Result<(), ApiError> {
+        let rate = self.settings.limits.rate_per_token;
+        if rate == 0 {
+            return Ok(());
+        }
+        let (rate, burst) = (rate as f64, 2.0 * rate as f64);
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 100_000 {
+            buckets.retain(|_, (_, t)| now.duration_since(*t).as_secs() < 60);
+        }
+        let (tokens, last) = buckets.entry(id).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        if *tokens < 1.0 {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("more than {rate} requests per second with this token; slow down"),
+            ));
+        }
+        *tokens -= 1.0;
+        Ok(())
     }
 
     /// One statement with a bearer token: the library entry point for `env.DB`.

@@ -137,6 +137,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             max_response_bytes: args.max_response_bytes,
             statement_timeout: Duration::from_millis(args.statement_timeout_ms),
             max_batch: args.max_batch,
+            rate_per_token: args.rate_per_token,
         },
         parser_check: args.parser_check,
         pool_size: args.pool_size,

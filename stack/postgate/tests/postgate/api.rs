@@ -542,6 +542,29 @@ async fn limits_and_errors() {
 }
 
 #[tokio::test]
+async fn rate_limit_per_token() {
+    let limits = postgate::Limits {
+        rate_per_token: 5,
+        ..test_limits()
+    };
+    let h = Harness::with_limits(true, limits).await;
+    h.tenant("rl").await;
+    let a = h.token("rl", "SELECT").await;
+    let b = h.token("rl", "SELECT").await;
+    let mut limited = 0;
+    for _ in 0..15 {
+        let (s, v) = h.query(&a, "SELECT 1", json!([])).await;
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(code(&v), "rate_limited");
+            limited += 1;
+        }
+    }
+    assert!(limited >= 3, "only {limited} of 15 rate-limited (burst 10)");
+    // Another token has its own bucket.
+    h.ok(&b, "SELECT 1").await;
+}
+
+#[tokio::test]
 async fn health_ready_metrics() {
     let h = Harness::new(true).await;
     assert_eq!(h.get("/health").await.0, StatusCode::OK);

@@ -203,6 +203,7 @@ pub fn test_limits() -> Limits {
         max_response_bytes: 256 * 1024,
         statement_timeout: Duration::from_millis(1500),
         max_batch: 20,
+        rate_per_token: 0,
     }
 }
 
