@@ -18,5 +18,9 @@ bash scripts/base-image.sh
 bash scripts/compose-v2.sh
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# Our images, built by our own `stackctl build` (skipped when their content hash is unchanged):
+# the service crates' tests run PostgreSQL 17 from stackctl/postgres:17.
+cargo build --locked
+./target/debug/stackctl build postgres pgbouncer stackctl
+cargo test --workspace --all-targets --locked

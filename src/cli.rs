@@ -8,7 +8,11 @@ use crate::config::PoolerKind;
 use crate::render::Target;
 
 #[derive(Debug, Parser)]
-#[command(name = "stackctl", version, about = "Stand up and keep healthy a Postgres-centred stack on one host or on Dokploy")]
+#[command(
+    name = "stackctl",
+    version,
+    about = "Stand up and keep healthy a Postgres-centred stack on one host or on Dokploy"
+)]
 pub struct Cli {
     /// The stack directory (holds stack.toml and .env).
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]
@@ -74,6 +78,9 @@ pub struct UpArgs {
     /// How long to wait for each service to become healthy.
     #[arg(long, default_value_t = 180, value_name = "SECS")]
     pub wait_timeout: u64,
+    /// Run this Compose file instead of rendering the local target from stack.toml.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -113,10 +120,35 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Run directly against this database instead of in the stack's migrate container.
-    #[arg(long, env = "STACKCTL_DATABASE_URL")]
+    #[command(subcommand)]
+    pub action: Option<MigrateAction>,
+    /// Run directly against this database instead of in the stack's migrate container. The user
+    /// must be a superuser (the role bootstrap creates roles and sets passwords); the logins'
+    /// passwords come from the stack's .env.
+    #[arg(long, env = "STACKCTL_DATABASE_URL", global = true, value_name = "URL")]
     pub database_url: Option<String>,
     /// Inside the migrate container: read the connection (PG*) and passwords from the environment.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, global = true)]
     pub from_env: bool,
+    /// Print what would run and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long one migration may wait for a lock on a table before it fails.
+    #[arg(long, default_value_t = 10, value_name = "SECS", global = true)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Show applied and pending migrations, with their checksums.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create the next versioned migration file (V<n>__NAME.sql) in the migrations directory.
+    New {
+        /// What the migration does, e.g. add_orders.
+        name: String,
+    },
 }

@@ -14,7 +14,10 @@ pub struct UserError {
 
 impl UserError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), hint: None }
+        Self {
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -33,5 +36,9 @@ impl std::error::Error for UserError {}
 
 /// The first hint found anywhere in an error chain.
 pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
-    err.chain().find_map(|e| e.downcast_ref::<UserError>()).and_then(|u| u.hint.as_deref())
+    // `downcast_ref` on the anyhow error also finds a `UserError` attached with `.context(..)`,
+    // which the plain `chain()` walk does not see (it yields anyhow's private wrapper there).
+    err.downcast_ref::<UserError>()
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<UserError>()))
+        .and_then(|u| u.hint.as_deref())
 }

@@ -54,7 +54,11 @@ fn files_of(name: &str) -> Vec<File> {
     use Source::*;
     match name {
         "postgres" => vec![
-            File { path: "Dockerfile", mode: 0o644, source: Embedded(include_bytes!("../stack/postgres/Dockerfile")) },
+            File {
+                path: "Dockerfile",
+                mode: 0o644,
+                source: Embedded(include_bytes!("../stack/postgres/Dockerfile")),
+            },
             File {
                 path: "docker-entrypoint.sh",
                 mode: 0o755,
@@ -62,7 +66,11 @@ fn files_of(name: &str) -> Vec<File> {
             },
         ],
         "pgbouncer" => vec![
-            File { path: "Dockerfile", mode: 0o644, source: Embedded(include_bytes!("../stack/pgbouncer/Dockerfile")) },
+            File {
+                path: "Dockerfile",
+                mode: 0o644,
+                source: Embedded(include_bytes!("../stack/pgbouncer/Dockerfile")),
+            },
             File {
                 path: "docker-entrypoint.sh",
                 mode: 0o755,
@@ -70,16 +78,40 @@ fn files_of(name: &str) -> Vec<File> {
             },
         ],
         "stackctl" => vec![
-            File { path: "Dockerfile", mode: 0o644, source: Embedded(include_bytes!("../stack/stackctl/Dockerfile")) },
-            File { path: "stackctl", mode: 0o755, source: SelfExe },
+            File {
+                path: "Dockerfile",
+                mode: 0o644,
+                source: Embedded(include_bytes!("../stack/stackctl/Dockerfile")),
+            },
+            File {
+                path: "stackctl",
+                mode: 0o755,
+                source: SelfExe,
+            },
         ],
         "postgate" => vec![
-            File { path: "Dockerfile", mode: 0o644, source: Embedded(SERVICE_DOCKERFILE_POSTGATE.as_bytes()) },
-            File { path: "postgate", mode: 0o755, source: HostBinary("postgate") },
+            File {
+                path: "Dockerfile",
+                mode: 0o644,
+                source: Embedded(SERVICE_DOCKERFILE_POSTGATE.as_bytes()),
+            },
+            File {
+                path: "postgate",
+                mode: 0o755,
+                source: HostBinary("postgate"),
+            },
         ],
         "runner" => vec![
-            File { path: "Dockerfile", mode: 0o644, source: Embedded(SERVICE_DOCKERFILE_RUNNER.as_bytes()) },
-            File { path: "runner", mode: 0o755, source: HostBinary("runner") },
+            File {
+                path: "Dockerfile",
+                mode: 0o644,
+                source: Embedded(SERVICE_DOCKERFILE_RUNNER.as_bytes()),
+            },
+            File {
+                path: "runner",
+                mode: 0o755,
+                source: HostBinary("runner"),
+            },
         ],
         _ => Vec::new(),
     }
@@ -110,9 +142,14 @@ fn read_source(source: &Source) -> Result<Vec<u8>> {
         Source::HostBinary(bin) => {
             let path = beside_self(bin)?;
             std::fs::read(&path).map_err(|e| {
-                UserError::new(format!("cannot read the {bin} binary at {}: {e}", path.display()))
-                    .hint(format!("build it first: `cargo build --release -p {bin}` (it must sit beside stackctl)"))
-                    .into()
+                UserError::new(format!(
+                    "cannot read the {bin} binary at {}: {e}",
+                    path.display()
+                ))
+                .hint(format!(
+                    "build it first: `cargo build --release -p {bin}` (it must sit beside stackctl)"
+                ))
+                .into()
             })
         }
     }
@@ -134,10 +171,17 @@ pub fn available(name: &str) -> bool {
 /// The build spec for one image.
 pub fn spec(stack: &Stack, name: &str, base: &str) -> Result<BuildSpec> {
     let files = files_of(name);
-    let Some(name) = NAMES.iter().copied().find(|n| *n == name).filter(|_| !files.is_empty()) else {
-        return Err(UserError::new(format!("stackctl cannot build an image named `{name}`"))
-            .hint(format!("buildable images: {}", NAMES.join(", ")))
-            .into());
+    let Some(name) = NAMES
+        .iter()
+        .copied()
+        .find(|n| *n == name)
+        .filter(|_| !files.is_empty())
+    else {
+        return Err(
+            UserError::new(format!("stackctl cannot build an image named `{name}`"))
+                .hint(format!("buildable images: {}", NAMES.join(", ")))
+                .into(),
+        );
     };
     let mut builder = tar::Builder::new(Vec::new());
     for f in &files {
@@ -149,9 +193,13 @@ pub fn spec(stack: &Stack, name: &str, base: &str) -> Result<BuildSpec> {
         h.set_uid(0);
         h.set_gid(0);
         h.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut h, f.path, data.as_slice()).with_context(|| format!("packing {}", f.path))?;
+        builder
+            .append_data(&mut h, f.path, data.as_slice())
+            .with_context(|| format!("packing {}", f.path))?;
     }
-    let context_tar = builder.into_inner().context("finishing the build context")?;
+    let context_tar = builder
+        .into_inner()
+        .context("finishing the build context")?;
     let build_args = vec![("BASE".to_string(), base.to_string())];
     let mut hasher = Sha256::new();
     hasher.update(&context_tar);
@@ -159,7 +207,13 @@ pub fn spec(stack: &Stack, name: &str, base: &str) -> Result<BuildSpec> {
         hasher.update(format!("\0{k}={v}").as_bytes());
     }
     let content_hash = hex::encode(hasher.finalize());
-    Ok(BuildSpec { name, tag: tag_of(stack, name), context_tar, build_args, content_hash })
+    Ok(BuildSpec {
+        name,
+        tag: tag_of(stack, name),
+        context_tar,
+        build_args,
+        content_hash,
+    })
 }
 
 /// Which of our images is built as `image` (a tag from the Compose file), if any.
@@ -186,8 +240,11 @@ mod tests {
         let c = spec(&s, "postgres", "debian:bookworm-slim").unwrap();
         assert_ne!(a.content_hash, c.content_hash);
         let mut ar = tar::Archive::new(a.context_tar.as_slice());
-        let names: Vec<String> =
-            ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, ["Dockerfile", "docker-entrypoint.sh"]);
     }
 

@@ -1,7 +1,9 @@
 //! stackctl: parse the command line, run one feature, print errors once with a hint.
 
 mod cli;
+mod compose;
 mod config;
+mod db;
 mod engine;
 mod error;
 mod files;
@@ -42,14 +44,22 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init(a) => init::run(
             &dir,
-            &init::InitOptions { project: a.project, domain: a.domain, pooler: a.pooler, rotate: a.rotate },
+            &init::InitOptions {
+                project: a.project,
+                domain: a.domain,
+                pooler: a.pooler,
+                rotate: a.rotate,
+            },
         ),
         Command::Render(a) => {
             let stack = Stack::load(&dir)?;
             let report = render::run(&stack, a.target, a.output.as_deref())?;
             println!("rendered {}", report.compose_path.display());
             if a.target == render::Target::Dokploy {
-                println!("config files for Dokploy's file mounts: {}", report.files_dir.display());
+                println!(
+                    "config files for Dokploy's file mounts: {}",
+                    report.files_dir.display()
+                );
             }
             Ok(())
         }

@@ -22,14 +22,24 @@ fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
 /// The verifier for `role` with `password`: `SCRAM-SHA-256$4096:salt$StoredKey:ServerKey`.
 pub fn verifier(role: &str, password: &str) -> String {
     let mut salt_full = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), format!("stackctl-scram-salt:{role}").as_bytes(), ITERATIONS, &mut salt_full);
+    pbkdf2::pbkdf2_hmac::<Sha256>(
+        password.as_bytes(),
+        format!("stackctl-scram-salt:{role}").as_bytes(),
+        ITERATIONS,
+        &mut salt_full,
+    );
     let salt = &salt_full[..16];
     let mut salted = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, ITERATIONS, &mut salted);
     let client_key = hmac(&salted, b"Client Key");
     let stored_key = Sha256::digest(client_key);
     let server_key = hmac(&salted, b"Server Key");
-    format!("SCRAM-SHA-256${ITERATIONS}:{}${}:{}", B64.encode(salt), B64.encode(stored_key), B64.encode(server_key))
+    format!(
+        "SCRAM-SHA-256${ITERATIONS}:{}${}:{}",
+        B64.encode(salt),
+        B64.encode(stored_key),
+        B64.encode(server_key)
+    )
 }
 
 #[cfg(test)]
@@ -60,9 +70,19 @@ mod tests {
         let client_key = hmac(&salted, b"Client Key");
         let auth = b"n=user,r=rOprNGfwEbeRWgbNEkqO,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
         let server_sig = hmac(&server_key, auth);
-        assert_eq!(B64.encode(server_sig), "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        assert_eq!(
+            B64.encode(server_sig),
+            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
         let client_sig = hmac(&Sha256::digest(client_key), auth);
-        let proof: Vec<u8> = client_key.iter().zip(client_sig).map(|(a, b)| a ^ b).collect();
-        assert_eq!(B64.encode(proof), "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=");
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(client_sig)
+            .map(|(a, b)| a ^ b)
+            .collect();
+        assert_eq!(
+            B64.encode(proof),
+            "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+        );
     }
 }

@@ -38,16 +38,76 @@ pub struct SecretSpec {
 
 /// Every secret the stack needs, in the order they are written to `.env`.
 pub const SECRETS: &[SecretSpec] = &[
-    SecretSpec { key: "POSTGRES_PASSWORD", kind: SecretKind::Password, what: "PostgreSQL superuser (postgres)", role: Some("postgres"), pooled: false },
-    SecretSpec { key: "MIGRATOR_PASSWORD", kind: SecretKind::Password, what: "login db_migrator: owns application schemas, runs migrations", role: Some("db_migrator"), pooled: false },
-    SecretSpec { key: "AUTHENTICATOR_PASSWORD", kind: SecretKind::Password, what: "login db_authenticator: may only SET ROLE web_anon or app_user", role: Some("db_authenticator"), pooled: true },
-    SecretSpec { key: "POSTGATE_DB_PASSWORD", kind: SecretKind::Password, what: "login postgate: the SQL-over-HTTP gateway", role: Some("postgate"), pooled: true },
-    SecretSpec { key: "RUNNER_DB_PASSWORD", kind: SecretKind::Password, what: "login runner: the worker runtime", role: Some("runner"), pooled: true },
-    SecretSpec { key: "APP_DB_PASSWORD", kind: SecretKind::Password, what: "login app: applications (member of app_user)", role: Some("app"), pooled: true },
-    SecretSpec { key: "JWT_SECRET", kind: SecretKind::Hex32, what: "HS256 key for API JWTs", role: None, pooled: false },
-    SecretSpec { key: "POSTGATE_TOKEN_PEPPER", kind: SecretKind::Hex32, what: "HMAC key for postgate token hashes", role: None, pooled: false },
-    SecretSpec { key: "POOLER_ADMIN_PASSWORD", kind: SecretKind::Password, what: "pooler admin console (pooler_admin)", role: Some("pooler_admin"), pooled: false },
-    SecretSpec { key: "GRAFANA_ADMIN_PASSWORD", kind: SecretKind::Password, what: "Grafana admin user", role: None, pooled: false },
+    SecretSpec {
+        key: "POSTGRES_PASSWORD",
+        kind: SecretKind::Password,
+        what: "PostgreSQL superuser (postgres)",
+        role: Some("postgres"),
+        pooled: false,
+    },
+    SecretSpec {
+        key: "MIGRATOR_PASSWORD",
+        kind: SecretKind::Password,
+        what: "login db_migrator: owns application schemas, runs migrations",
+        role: Some("db_migrator"),
+        pooled: false,
+    },
+    SecretSpec {
+        key: "AUTHENTICATOR_PASSWORD",
+        kind: SecretKind::Password,
+        what: "login db_authenticator: may only SET ROLE web_anon or app_user",
+        role: Some("db_authenticator"),
+        pooled: true,
+    },
+    SecretSpec {
+        key: "POSTGATE_DB_PASSWORD",
+        kind: SecretKind::Password,
+        what: "login postgate: the SQL-over-HTTP gateway",
+        role: Some("postgate"),
+        pooled: true,
+    },
+    SecretSpec {
+        key: "RUNNER_DB_PASSWORD",
+        kind: SecretKind::Password,
+        what: "login runner: the worker runtime",
+        role: Some("runner"),
+        pooled: true,
+    },
+    SecretSpec {
+        key: "APP_DB_PASSWORD",
+        kind: SecretKind::Password,
+        what: "login app: applications (member of app_user)",
+        role: Some("app"),
+        pooled: true,
+    },
+    SecretSpec {
+        key: "JWT_SECRET",
+        kind: SecretKind::Hex32,
+        what: "HS256 key for API JWTs",
+        role: None,
+        pooled: false,
+    },
+    SecretSpec {
+        key: "POSTGATE_TOKEN_PEPPER",
+        kind: SecretKind::Hex32,
+        what: "HMAC key for postgate token hashes",
+        role: None,
+        pooled: false,
+    },
+    SecretSpec {
+        key: "POOLER_ADMIN_PASSWORD",
+        kind: SecretKind::Password,
+        what: "pooler admin console (pooler_admin)",
+        role: Some("pooler_admin"),
+        pooled: false,
+    },
+    SecretSpec {
+        key: "GRAFANA_ADMIN_PASSWORD",
+        kind: SecretKind::Password,
+        what: "Grafana admin user",
+        role: None,
+        pooled: false,
+    },
 ];
 
 /// Finds a secret's spec by its key.
@@ -60,7 +120,11 @@ pub fn spec(key: &str) -> Option<&'static SecretSpec> {
 pub fn generate(kind: SecretKind) -> String {
     let mut rng = rand::rng();
     match kind {
-        SecretKind::Password => (&mut rng).sample_iter(Alphanumeric).take(32).map(char::from).collect(),
+        SecretKind::Password => (&mut rng)
+            .sample_iter(Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect(),
         SecretKind::Hex32 => {
             let bytes: [u8; 32] = rng.random();
             hex::encode(bytes)
@@ -92,7 +156,11 @@ impl EnvFile {
             })?;
             values.insert(k, v);
         }
-        Ok(Self { path: path.to_path_buf(), raw, values })
+        Ok(Self {
+            path: path.to_path_buf(),
+            raw,
+            values,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -110,7 +178,9 @@ impl EnvFile {
                         s.key,
                         s.what
                     ))
-                    .hint("run `stackctl init`: it adds missing secrets and keeps the ones you have")
+                    .hint(
+                        "run `stackctl init`: it adds missing secrets and keeps the ones you have",
+                    )
                     .into());
                 }
                 Some("") => {
@@ -134,7 +204,10 @@ impl EnvFile {
 
     /// The password of a PostgreSQL role, from its secret.
     pub fn role_password(&self, role: &str) -> Option<&str> {
-        SECRETS.iter().find(|s| s.role == Some(role)).and_then(|s| self.get(s.key))
+        SECRETS
+            .iter()
+            .find(|s| s.role == Some(role))
+            .and_then(|s| self.get(s.key))
     }
 }
 
@@ -148,11 +221,16 @@ pub struct EnsureReport {
 /// Adds every missing secret to `.env`, keeping each existing byte. Writes nothing when complete.
 pub fn ensure(path: &Path) -> Result<EnsureReport> {
     let env = EnvFile::load(path)?;
-    let mut report = EnsureReport { created_file: !path.exists(), ..Default::default() };
+    let mut report = EnsureReport {
+        created_file: !path.exists(),
+        ..Default::default()
+    };
     let mut text = env.raw.clone();
     if report.created_file {
         text.push_str("# Secrets of this stack, generated by `stackctl init`. Keep this file private (0600).\n");
-        text.push_str("# `stackctl init` adds missing keys; `stackctl init --rotate KEY` replaces one.\n");
+        text.push_str(
+            "# `stackctl init` adds missing keys; `stackctl init --rotate KEY` replaces one.\n",
+        );
     }
     for s in SECRETS {
         if env.values.contains_key(s.key) {
@@ -178,12 +256,18 @@ pub fn rotate(path: &Path, keys: &[String]) -> Result<PathBuf> {
     for k in keys {
         if spec(k).is_none() {
             let known: Vec<&str> = SECRETS.iter().map(|s| s.key).collect();
-            bail!(UserError::new(format!("unknown secret `{k}`")).hint(format!("secrets are: {}", known.join(", "))));
+            bail!(
+                UserError::new(format!("unknown secret `{k}`"))
+                    .hint(format!("secrets are: {}", known.join(", ")))
+            );
         }
     }
     let env = EnvFile::load(path)?;
     if env.raw.is_empty() {
-        bail!(UserError::new(format!("{} does not exist", path.display())).hint("run `stackctl init` first"));
+        bail!(
+            UserError::new(format!("{} does not exist", path.display()))
+                .hint("run `stackctl init` first")
+        );
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let backup = path.with_file_name(format!(".env.bak.{stamp}"));

@@ -548,7 +548,11 @@ fn pgbouncer_ini_and_userlist_match_stack_toml_and_env() {
     assert!(list_target.starts_with("/etc/pgbouncer/"), "{list_target}");
     assert_eq!(
         pb.get("auth_file"),
-        Some(list_target.replace("/etc/pgbouncer/", "/run/pgbouncer/").as_str()),
+        Some(
+            list_target
+                .replace("/etc/pgbouncer/", "/run/pgbouncer/")
+                .as_str()
+        ),
         "auth_file is the private copy of the mounted userlist"
     );
     let users = userlist(&s.read(&list_rel));

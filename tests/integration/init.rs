@@ -5,7 +5,10 @@ use crate::support::{Stackctl, mode};
 #[test]
 fn init_writes_every_file_with_its_mode() {
     let s = Stackctl::new();
-    s.cmd(["init", "--project", "demo", "--domain", "example.com"]).run().success().stdout_contains("wrote .env");
+    s.cmd(["init", "--project", "demo", "--domain", "example.com"])
+        .run()
+        .success()
+        .stdout_contains("wrote .env");
     for (f, m) in [
         ("stack.toml", 0o644),
         (".env", 0o600),
@@ -32,12 +35,23 @@ fn init_writes_every_file_with_its_mode() {
         "POOLER_ADMIN_PASSWORD",
         "GRAFANA_ADMIN_PASSWORD",
     ] {
-        let line = env.lines().find(|l| l.starts_with(&format!("{key}="))).unwrap_or_else(|| panic!("{key} missing"));
+        let line = env
+            .lines()
+            .find(|l| l.starts_with(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} missing"));
         let value = &line[key.len() + 1..];
-        assert!(value.len() >= 32 && value.bytes().all(|b| b.is_ascii_alphanumeric()), "{key}={value}");
+        assert!(
+            value.len() >= 32 && value.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{key}={value}"
+        );
     }
     let toml = s.read("stack.toml");
-    assert!(toml.contains("name = \"demo\"") && toml.contains("replicas = 3") && toml.contains("kind = \"pgcat\""), "{toml}");
+    assert!(
+        toml.contains("name = \"demo\"")
+            && toml.contains("replicas = 3")
+            && toml.contains("kind = \"pgcat\""),
+        "{toml}"
+    );
     let gi = s.read(".gitignore");
     for l in [".env", "certs/*.key", "pgcat/pgcat.toml"] {
         assert!(gi.lines().any(|x| x == l), "{l} not in .gitignore");
@@ -49,14 +63,23 @@ fn second_init_keeps_env_byte_for_byte_and_adds_only_missing() {
     let s = Stackctl::new();
     s.cmd(["init"]).run().success();
     let before = std::fs::read(s.file(".env")).unwrap();
-    s.cmd(["init"]).run().success().stdout_contains("nothing changed");
+    s.cmd(["init"])
+        .run()
+        .success()
+        .stdout_contains("nothing changed");
     assert_eq!(std::fs::read(s.file(".env")).unwrap(), before);
 
     // Remove one secret: the next init adds it back and touches nothing else.
     let text = String::from_utf8(before.clone()).unwrap();
-    let kept: String = text.split_inclusive('\n').filter(|l| !l.starts_with("JWT_SECRET=")).collect();
+    let kept: String = text
+        .split_inclusive('\n')
+        .filter(|l| !l.starts_with("JWT_SECRET="))
+        .collect();
     std::fs::write(s.file(".env"), &kept).unwrap();
-    s.cmd(["init"]).run().success().stdout_contains("added to .env: JWT_SECRET");
+    s.cmd(["init"])
+        .run()
+        .success()
+        .stdout_contains("added to .env: JWT_SECRET");
     let after = s.read(".env");
     assert!(after.starts_with(&kept), "existing bytes changed");
     assert!(after.lines().any(|l| l.starts_with("JWT_SECRET=")));
@@ -67,9 +90,16 @@ fn rotate_changes_only_the_named_key_and_keeps_a_backup() {
     let s = Stackctl::new();
     s.cmd(["init"]).run().success();
     let before = s.read(".env");
-    s.cmd(["init", "--rotate", "APP_DB_PASSWORD"]).run().success().stdout_contains("rotated APP_DB_PASSWORD");
+    s.cmd(["init", "--rotate", "APP_DB_PASSWORD"])
+        .run()
+        .success()
+        .stdout_contains("rotated APP_DB_PASSWORD");
     let after = s.read(".env");
-    let diff: Vec<(&str, &str)> = before.lines().zip(after.lines()).filter(|(a, b)| a != b).collect();
+    let diff: Vec<(&str, &str)> = before
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
     assert_eq!(diff.len(), 1, "{diff:?}");
     assert!(diff[0].0.starts_with("APP_DB_PASSWORD=") && diff[0].1.starts_with("APP_DB_PASSWORD="));
     let backups: Vec<_> = std::fs::read_dir(s.path())
@@ -80,5 +110,8 @@ fn rotate_changes_only_the_named_key_and_keeps_a_backup() {
     assert_eq!(backups.len(), 1);
     assert_eq!(mode(&backups[0].path()), 0o600);
     assert_eq!(std::fs::read_to_string(backups[0].path()).unwrap(), before);
-    s.cmd(["init", "--rotate", "NOPE"]).run().failure().stderr_contains("unknown secret `NOPE`");
+    s.cmd(["init", "--rotate", "NOPE"])
+        .run()
+        .failure()
+        .stderr_contains("unknown secret `NOPE`");
 }

@@ -6,5 +6,7 @@ mod support;
 
 mod bad_input;
 mod configs;
+mod engine;
 mod init;
+mod migrate;
 mod render;

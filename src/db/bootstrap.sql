@@ -1,0 +1,109 @@
+-- The role bootstrap: idempotent, run by `stackctl migrate` as the superuser on every deploy,
+-- after the platform migrations and before the application's migrations.
+--
+-- It is a temporary function (gone when the session ends) so that it can report what it changed
+-- and take the SCRAM verifiers as a bound parameter: `verifiers` maps each login to the verifier
+-- stackctl computed from `.env` (the same string the pooler's user list holds). Plain-text
+-- passwords never reach the server.
+--
+-- Roles (cluster-wide) and what they may do in this database:
+--   db_migrator       LOGIN, owns the application schemas; runs the application's migrations
+--   app_user          NOLOGIN, DML on what db_migrator creates
+--   web_anon          NOLOGIN, SELECT on what db_migrator creates
+--   read_only         NOLOGIN, SELECT on what db_migrator creates (and sequences)
+--   db_authenticator  LOGIN NOINHERIT, may SET ROLE web_anon or app_user and nothing else
+--   postgate          LOGIN NOINHERIT, DML on schema postgate; tenant roles are granted to it
+--                     with INHERIT FALSE, so it reads tenant data only after SET ROLE
+--   runner            LOGIN NOINHERIT, DML on schema runner, reads postgate's tokens
+--   app               LOGIN, member of app_user: the applications' login
+--   anon, authenticated, service_role
+--                     NOLOGIN, no rights: they exist so Supabase-style policies load; grant
+--                     them what you need in your own migrations
+-- None of them may create roles or databases; only the superuser can.
+
+CREATE OR REPLACE FUNCTION pg_temp.stackctl_bootstrap(verifiers jsonb) RETURNS SETOF text
+    LANGUAGE plpgsql
+AS $bootstrap$
+DECLARE
+    r record;
+    v text;
+    group_roles constant text[] := ARRAY['app_user', 'web_anon', 'read_only', 'anon', 'authenticated', 'service_role'];
+BEGIN
+    -- Group roles: NOLOGIN and no attributes, whatever they were before.
+    FOR r IN SELECT unnest(group_roles) AS name LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r.name) THEN
+            EXECUTE format('CREATE ROLE %I', r.name);
+            RETURN NEXT 'created role ' || r.name;
+        END IF;
+        EXECUTE format('ALTER ROLE %I NOLOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD NULL', r.name);
+    END LOOP;
+
+    -- Logins, each with its SCRAM verifier. NOINHERIT makes new grants to it INHERIT FALSE.
+    FOR r IN SELECT * FROM (VALUES
+            ('db_migrator', true),
+            ('db_authenticator', false),
+            ('postgate', false),
+            ('runner', false),
+            ('app', true)) AS t(name, inherit) LOOP
+        v := verifiers ->> r.name;
+        IF v IS NULL OR v NOT LIKE 'SCRAM-SHA-256$4096:%' THEN
+            RAISE EXCEPTION 'no SCRAM verifier given for login %', r.name;
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r.name) THEN
+            EXECUTE format('CREATE ROLE %I LOGIN', r.name);
+            RETURN NEXT 'created login ' || r.name;
+        END IF;
+        EXECUTE format('ALTER ROLE %I LOGIN %s NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS VALID UNTIL %L',
+                       r.name, CASE WHEN r.inherit THEN 'INHERIT' ELSE 'NOINHERIT' END, 'infinity');
+        IF (SELECT rolpassword FROM pg_authid WHERE rolname = r.name) IS DISTINCT FROM v THEN
+            EXECUTE format('ALTER ROLE %I PASSWORD %L', r.name, v);
+            -- A malformed verifier would be hashed as if it were a password: refuse that.
+            IF (SELECT rolpassword FROM pg_authid WHERE rolname = r.name) IS DISTINCT FROM v THEN
+                RAISE EXCEPTION 'PostgreSQL did not store the SCRAM verifier of % as given', r.name;
+            END IF;
+            RETURN NEXT 'set password of ' || r.name;
+        END IF;
+    END LOOP;
+
+    -- db_authenticator may become web_anon or app_user, inherits neither, and is member of nothing else.
+    FOR r IN SELECT g.rolname AS grp, gr.rolname AS grantor
+               FROM pg_auth_members m
+               JOIN pg_roles g ON g.oid = m.roleid
+               JOIN pg_roles gr ON gr.oid = m.grantor
+              WHERE m.member = 'db_authenticator'::regrole
+                AND g.rolname NOT IN ('web_anon', 'app_user') LOOP
+        EXECUTE format('REVOKE %I FROM db_authenticator GRANTED BY %I', r.grp, r.grantor);
+        RETURN NEXT format('revoked %s from db_authenticator', r.grp);
+    END LOOP;
+    GRANT web_anon, app_user TO db_authenticator WITH INHERIT FALSE, SET TRUE;
+    GRANT app_user TO app WITH INHERIT TRUE;
+
+    -- Nobody creates in schema public but db_migrator; db_migrator may create schemas.
+    REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+    GRANT USAGE, CREATE ON SCHEMA public TO db_migrator;
+    EXECUTE format('GRANT CREATE ON DATABASE %I TO db_migrator', current_database());
+
+    -- What db_migrator creates from now on follows the same rules.
+    ALTER DEFAULT PRIVILEGES FOR ROLE db_migrator GRANT USAGE ON SCHEMAS TO app_user, web_anon, read_only;
+    ALTER DEFAULT PRIVILEGES FOR ROLE db_migrator GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app_user;
+    ALTER DEFAULT PRIVILEGES FOR ROLE db_migrator GRANT SELECT ON TABLES TO web_anon, read_only;
+    ALTER DEFAULT PRIVILEGES FOR ROLE db_migrator GRANT USAGE, SELECT ON SEQUENCES TO app_user;
+    ALTER DEFAULT PRIVILEGES FOR ROLE db_migrator GRANT SELECT ON SEQUENCES TO read_only;
+
+    -- The application's migration history belongs to db_migrator, which applies those migrations.
+    GRANT USAGE ON SCHEMA stackctl TO db_migrator;
+    ALTER TABLE stackctl.app_migrations OWNER TO db_migrator;
+
+    -- Platform schemas: each service login gets what its issue needs, nothing more.
+    GRANT USAGE ON SCHEMA postgate TO postgate, runner;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA postgate TO postgate;
+    GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA postgate TO postgate;
+    GRANT SELECT ON postgate.tenants, postgate.tokens TO runner;
+    GRANT UPDATE (last_used_at) ON postgate.tokens TO runner;
+
+    GRANT USAGE ON SCHEMA runner TO runner, app_user;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA runner TO runner;
+    GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA runner TO runner;
+    GRANT EXECUTE ON FUNCTION runner.enqueue(text, jsonb, timestamptz, integer) TO app_user, runner;
+END
+$bootstrap$;

@@ -1,0 +1,423 @@
+//! The one facade over bollard. Every Docker call goes through a method here, and every error says
+//! what was being attempted ("creating container stack-postgres-1: ...").
+//!
+//! API version: bollard 0.21 defaults to API 1.53, but its URI builder joins the request path as
+//! an absolute path, which drops the `/v1.53` prefix: requests go out unversioned and the engine
+//! answers at its own default version (1.41 on Docker 20.10). We still call `negotiate_version`
+//! on connect, so that if bollard starts sending the prefix, it sends one the engine accepts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings,
+    ImageInspect, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
+    ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions, UploadToContainerOptions,
+};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+
+use crate::error::UserError;
+
+pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+
+#[derive(Clone)]
+pub struct Docker {
+    inner: bollard::Docker,
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn is_conflict(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            ..
+        }
+    )
+}
+
+/// Where we look for the engine, for error messages.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("DOCKER_HOST={h}"))
+        .unwrap_or_else(|| "the default socket unix:///var/run/docker.sock".into())
+}
+
+impl Docker {
+    /// Connects (honouring DOCKER_HOST) and checks that the engine answers.
+    pub async fn connect() -> Result<Docker> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            anyhow!(
+                UserError::new(format!("cannot reach the Docker Engine at {}: {e}", docker_host()))
+                    .hint("start Docker, or point DOCKER_HOST at a running engine (`docker info` should work)")
+            )
+        };
+        // Not `connect_with_local_defaults`: it honours DOCKER_HOST only when it is `unix://` and
+        // silently falls back to the default socket for `tcp://`. This one honours every scheme.
+        let inner = bollard::Docker::connect_with_defaults().map_err(|e| unreachable(&e))?;
+        let inner = tokio::time::timeout(Duration::from_secs(10), inner.negotiate_version())
+            .await
+            .map_err(|_| unreachable(&"no answer within 10 s"))?
+            .map_err(|e| unreachable(&e))?;
+        Ok(Docker { inner })
+    }
+
+    // ---- containers -------------------------------------------------------------------------
+
+    /// Containers (running or not) carrying every `label=value` (or bare `label`) filter.
+    pub async fn list_containers(&self, labels: &[String]) -> Result<Vec<ContainerSummary>> {
+        let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
+        self.inner
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .with_context(|| format!("listing containers with labels {}", labels.join(", ")))
+    }
+
+    pub async fn inspect_container(&self, name: &str) -> Result<Option<ContainerInspectResponse>> {
+        match self.inner.inspect_container(name, None).await {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("inspecting container {name}")),
+        }
+    }
+
+    pub async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let opts = CreateContainerOptions {
+            name: Some(name.to_string()),
+            ..Default::default()
+        };
+        let r = self
+            .inner
+            .create_container(Some(opts), body)
+            .await
+            .with_context(|| format!("creating container {name}"))?;
+        Ok(r.id)
+    }
+
+    pub async fn start_container(&self, name: &str) -> Result<()> {
+        self.inner
+            .start_container(name, None)
+            .await
+            .with_context(|| format!("starting container {name}"))
+    }
+
+    /// Stops a container, giving it `timeout` before SIGKILL.
+    pub async fn stop_container(&self, name: &str, timeout: Option<Duration>) -> Result<()> {
+        let t = timeout.map(|t| t.as_secs() as i32);
+        match self
+            .inner
+            .stop_container(name, Some(StopContainerOptions { t, signal: None }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("stopping container {name}")),
+        }
+    }
+
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: false,
+            link: false,
+        };
+        match self.inner.remove_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // 409: removal already in progress.
+            Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing container {name}")),
+        }
+    }
+
+    /// Extracts a tar archive at `/` in the container (works before the container starts).
+    pub async fn upload_tar(&self, name: &str, tar: Vec<u8>) -> Result<()> {
+        let opts = UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        };
+        self.inner
+            .upload_to_container(name, Some(opts), bollard::body_full(tar.into()))
+            .await
+            .with_context(|| format!("copying config files into container {name}"))
+    }
+
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: Vec<String>,
+    ) -> Result<()> {
+        let req = NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(EndpointSettings {
+                aliases: Some(aliases),
+                ..Default::default()
+            }),
+        };
+        self.inner
+            .connect_network(network, req)
+            .await
+            .with_context(|| format!("connecting container {container} to network {network}"))
+    }
+
+    /// Waits for a container to exit and returns its exit code.
+    pub async fn wait_container(&self, name: &str) -> Result<i64> {
+        let mut s = self.inner.wait_container(name, None);
+        match s.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(e).with_context(|| format!("waiting for container {name} to exit")),
+            None => Err(anyhow!(
+                "waiting for container {name} to exit: the engine closed the stream"
+            )),
+        }
+    }
+
+    /// Runs a command in a running container; returns its exit code (None if it did not finish
+    /// within `timeout`).
+    pub async fn exec(
+        &self,
+        name: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Option<i64>> {
+        let opts = CreateExecOptions::<String> {
+            cmd: Some(cmd),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self
+            .inner
+            .create_exec(name, opts)
+            .await
+            .with_context(|| format!("creating an exec in {name}"))?;
+        let run = async {
+            match self
+                .inner
+                .start_exec(&exec.id, None::<StartExecOptions>)
+                .await?
+            {
+                StartExecResults::Attached { mut output, .. } => {
+                    while output.next().await.is_some() {}
+                }
+                StartExecResults::Detached => {}
+            }
+            self.inner.inspect_exec(&exec.id).await
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(r) => Ok(r
+                .with_context(|| format!("running an exec in {name}"))?
+                .exit_code),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The container's log as a stream of (is_stderr, bytes) chunks.
+    pub fn logs(
+        &self,
+        name: &str,
+        follow: bool,
+        tail: &str,
+    ) -> impl Stream<Item = Result<LogOutput>> + use<> {
+        let opts = LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        let n = name.to_string();
+        self.inner
+            .logs(name, Some(opts))
+            .map(move |r| r.with_context(|| format!("reading the log of {n}")))
+    }
+
+    /// The last `n` log lines of a container, as text (empty on error: used in error reports).
+    pub async fn log_tail(&self, name: &str, n: usize) -> String {
+        let chunks: Vec<LogOutput> = self
+            .logs(name, false, &n.to_string())
+            .filter_map(|r| async { r.ok() })
+            .collect()
+            .await;
+        chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(&c.clone().into_bytes()).into_owned())
+            .collect()
+    }
+
+    // ---- networks and volumes ---------------------------------------------------------------
+
+    pub async fn network_exists(&self, name: &str) -> Result<bool> {
+        match self.inner.inspect_network(name, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("inspecting network {name}")),
+        }
+    }
+
+    pub async fn create_network(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        match self.inner.create_network(req).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("creating network {name}")),
+        }
+    }
+
+    pub async fn list_networks(&self, label: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let nets = self
+            .inner
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .with_context(|| format!("listing networks with label {label}"))?;
+        Ok(nets.into_iter().filter_map(|n| n.name).collect())
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.inner.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing network {name}")),
+        }
+    }
+
+    pub async fn volume_exists(&self, name: &str) -> Result<bool> {
+        match self.inner.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("inspecting volume {name}")),
+        }
+    }
+
+    pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
+        let req = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.inner
+            .create_volume(req)
+            .await
+            .map(|_| ())
+            .with_context(|| format!("creating volume {name}"))
+    }
+
+    pub async fn list_volumes(&self, label: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let r = self
+            .inner
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .with_context(|| format!("listing volumes with label {label}"))?;
+        Ok(r.volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        match self
+            .inner
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing volume {name}")),
+        }
+    }
+
+    // ---- images -----------------------------------------------------------------------------
+
+    pub async fn inspect_image(&self, image: &str) -> Result<Option<ImageInspect>> {
+        match self.inner.inspect_image(image).await {
+            Ok(i) => Ok(Some(i)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("inspecting image {image}")),
+        }
+    }
+
+    pub async fn pull_image(&self, image: &str) -> Result<()> {
+        let opts = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        let mut s = self.inner.create_image(Some(opts), None, None);
+        while let Some(item) = s.next().await {
+            let info = item.with_context(|| format!("pulling image {image}"))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(anyhow!("pulling image {image}: {err}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds an image with the classic builder, passing each output line to `on_line`.
+    pub async fn build_image(
+        &self,
+        tag: &str,
+        opts: BuildImageOptions,
+        context_tar: Vec<u8>,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<()> {
+        let mut s =
+            self.inner
+                .build_image(opts, None, Some(bollard::body_full(context_tar.into())));
+        while let Some(item) = s
+            .try_next()
+            .await
+            .with_context(|| format!("building image {tag}"))
+            .transpose()
+        {
+            let info = item?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(anyhow!("building image {tag}: {err}"));
+            }
+            if let Some(text) = info.stream {
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    on_line(line);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! The HTTP face of the runner: worker routing, `/health`, `/ready`, `/metrics`.
+//! A request whose host names a worker always goes to the worker, even for `/health`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use deadpool_postgres::Pool;
+use serde_json::json;
+
+use crate::js::{HttpRequest, InvokeError};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    /// False until start-up is done and again once shutdown begins.
+    pub ready: Arc<AtomicBool>,
+    pub max_body: usize,
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"error": code, "message": message}).to_string(),
+    )
+        .into_response()
+}
+
+async fn handle(State(st): State<AppState>, req: Request) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("")
+        .to_string();
+    let path = req.uri().path().to_string();
+    let Some(worker) = st.registry.route(&host, &path) else {
+        return match path.as_str() {
+            "/health" => (StatusCode::OK, "ok\n").into_response(),
+            "/ready" => ready(&st).await,
+            "/metrics" => metrics(&st).await,
+            _ => json_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no worker serves this route",
+            ),
+        };
+    };
+    let started = Instant::now();
+    let name = worker.def.name.clone();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().to_string();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let scheme = if req
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        == Some("https")
+    {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!(
+        "{scheme}://{}{}",
+        if host.is_empty() { "localhost" } else { &host },
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let body = match to_bytes(req.into_body(), st.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            st.metrics.observe_request(&name, 413, started.elapsed());
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                &format!("request body is larger than {} bytes", st.max_body),
+            );
+        }
+    };
+    let body = (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned());
+    let res = worker
+        .fetch(HttpRequest {
+            method,
+            url,
+            headers,
+            body,
+            request_id: request_id.clone(),
+        })
+        .await;
+    let resp = match res {
+        Ok(r) => {
+            let mut hm = HeaderMap::new();
+            for (k, v) in &r.headers {
+                if let (Ok(k), Ok(v)) = (
+                    HeaderName::try_from(k.as_str()),
+                    HeaderValue::try_from(v.as_str()),
+                ) {
+                    hm.append(k, v);
+                }
+            }
+            let status =
+                StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = Response::new(Body::from(r.body));
+            *resp.status_mut() = status;
+            *resp.headers_mut() = hm;
+            resp
+        }
+        Err(e) => {
+            crate::log::line(
+                "error",
+                "worker invocation failed",
+                json!({"worker": name, "request_id": request_id, "error": e.to_string()}),
+            );
+            match &e {
+                InvokeError::Limit { .. } => json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "limit_exceeded",
+                    &e.to_string(),
+                ),
+                InvokeError::Unavailable { .. } => json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "worker_unavailable",
+                    &e.to_string(),
+                ),
+                // The script's own error stays in the logs, not in the response.
+                InvokeError::Script { worker, .. } => json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "worker_error",
+                    &format!("worker {worker} threw an exception; see its logs"),
+                ),
+            }
+        }
+    };
+    st.metrics
+        .observe_request(&name, resp.status().as_u16(), started.elapsed());
+    let mut resp = resp;
+    if let Ok(v) = HeaderValue::try_from(request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn ready(st: &AppState) -> Response {
+    if !st.ready.load(Ordering::SeqCst) {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "starting or shutting down",
+        );
+    }
+    let ok = async {
+        let c = st.pool.get().await.ok()?;
+        c.simple_query("SELECT 1").await.ok()
+    }
+    .await;
+    match ok {
+        Some(_) => (StatusCode::OK, "ready\n").into_response(),
+        None => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "database unreachable",
+        ),
+    }
+}
+
+async fn metrics(st: &AppState) -> Response {
+    let depth = async {
+        let c = st.pool.get().await.ok()?;
+        crate::queue::stats(&**c).await.ok()
+    }
+    .await
+    .unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(&depth),
+    )
+        .into_response()
+}

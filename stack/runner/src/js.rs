@@ -1,0 +1,617 @@
+//! The JavaScript engine: QuickJS through rquickjs.
+//!
+//! Each deployed worker version gets its own OS thread owning its own `Runtime` and `Context`
+//! (no shared globals, env or secrets). Async code talks to it through a channel; tokio's
+//! threads never run JavaScript. Limits: CPU time per invocation through the interrupt
+//! handler, memory through the runtime's memory limit. A worker that hits a limit gets a fresh
+//! runtime for its next invocation; other workers are untouched.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use rquickjs::function::Opt;
+use rquickjs::{CatchResultExt, CaughtError, Context, Function, Module, Object, Promise, Runtime};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// What workers may reach outside their sandbox: the database (for `env.QUEUE`), driven from
+/// the engine thread through the tokio runtime's handle (the engine thread blocks, tokio's
+/// workers do not).
+#[derive(Clone)]
+pub struct Services {
+    pub pool: deadpool_postgres::Pool,
+    pub handle: tokio::runtime::Handle,
+    pub fetch: crate::fetch::FetchPolicy,
+}
+
+/// What is deployed: one version of one worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerDef {
+    pub name: String,
+    pub version: i32,
+    pub source: String,
+    pub routes: Vec<String>,
+    pub queues: Vec<String>,
+    pub vars: serde_json::Value,
+    pub cpu_ms: u64,
+    pub memory_mb: u64,
+}
+
+/// Why an invocation failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum InvokeError {
+    /// The worker went over its CPU or memory limit (HTTP 503).
+    #[error("worker {worker} exceeded its {limit} limit")]
+    Limit { worker: String, limit: &'static str },
+    /// The script threw or returned something unusable (HTTP 500).
+    #[error("worker {worker} failed: {message}")]
+    Script { worker: String, message: String },
+    /// The worker's thread is gone or did not answer in time (HTTP 503).
+    #[error("worker {worker} is unavailable: {reason}")]
+    Unavailable { worker: String, reason: String },
+}
+
+/// An HTTP request as handed to a worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    #[serde(skip)]
+    pub request_id: String,
+}
+
+/// A worker's HTTP response.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// A message of a queue batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueMessage {
+    pub id: i64,
+    pub body: serde_json::Value,
+    pub attempts: i32,
+}
+
+enum Task {
+    Fetch(
+        HttpRequest,
+        oneshot::Sender<Result<HttpResponse, InvokeError>>,
+    ),
+    Scheduled(serde_json::Value, oneshot::Sender<Result<(), InvokeError>>),
+    /// Returns the ids the worker asked to retry.
+    Queue(
+        String,
+        Vec<QueueMessage>,
+        oneshot::Sender<Result<Vec<String>, InvokeError>>,
+    ),
+}
+
+/// A running worker version: a thread with its engine, fed through a channel.
+pub struct WorkerHandle {
+    pub def: Arc<WorkerDef>,
+    tx: Mutex<mpsc::Sender<Task>>,
+    wall: Duration,
+    /// Invocations queued or running; past [`MAX_INFLIGHT`] new ones get a 503 at once.
+    inflight: std::sync::atomic::AtomicUsize,
+}
+
+/// Concurrent invocations one worker may have queued on its engine per replica.
+pub const MAX_INFLIGHT: usize = 256;
+
+struct InflightGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl WorkerHandle {
+    /// Start the worker's thread. The module is compiled on the thread, lazily.
+    pub fn spawn(
+        def: WorkerDef,
+        wall: Duration,
+        services: Option<Services>,
+    ) -> std::io::Result<Arc<WorkerHandle>> {
+        let def = Arc::new(def);
+        let (tx, rx) = mpsc::channel();
+        let d = def.clone();
+        std::thread::Builder::new()
+            .name(format!("js-{}", def.name))
+            .stack_size(8 << 20)
+            .spawn(move || worker_thread(d, wall, services, rx))?;
+        Ok(Arc::new(WorkerHandle {
+            def,
+            tx: Mutex::new(tx),
+            wall,
+            inflight: std::sync::atomic::AtomicUsize::new(0),
+        }))
+    }
+
+    fn admit(&self) -> Result<InflightGuard<'_>, InvokeError> {
+        if self.inflight.fetch_add(1, Ordering::SeqCst) >= MAX_INFLIGHT {
+            self.inflight.fetch_sub(1, Ordering::SeqCst);
+            return Err(InvokeError::Limit {
+                worker: self.def.name.clone(),
+                limit: "concurrent invocations",
+            });
+        }
+        Ok(InflightGuard(&self.inflight))
+    }
+
+    fn send(&self, task: Task) -> Result<(), InvokeError> {
+        self.tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(task)
+            .map_err(|_| self.unavailable("its engine thread stopped"))
+    }
+
+    fn unavailable(&self, reason: &str) -> InvokeError {
+        InvokeError::Unavailable {
+            worker: self.def.name.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    async fn wait<T>(
+        &self,
+        rx: oneshot::Receiver<Result<T, InvokeError>>,
+    ) -> Result<T, InvokeError> {
+        match tokio::time::timeout(self.wall, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(self.unavailable("its engine thread stopped")),
+            Err(_) => Err(self.unavailable("no answer within the wall-time limit")),
+        }
+    }
+
+    pub async fn fetch(&self, req: HttpRequest) -> Result<HttpResponse, InvokeError> {
+        let _slot = self.admit()?;
+        let (tx, rx) = oneshot::channel();
+        self.send(Task::Fetch(req, tx))?;
+        self.wait(rx).await
+    }
+
+    pub async fn scheduled(&self, event: serde_json::Value) -> Result<(), InvokeError> {
+        let _slot = self.admit()?;
+        let (tx, rx) = oneshot::channel();
+        self.send(Task::Scheduled(event, tx))?;
+        self.wait(rx).await
+    }
+
+    pub async fn queue(
+        &self,
+        queue: &str,
+        messages: Vec<QueueMessage>,
+    ) -> Result<Vec<String>, InvokeError> {
+        let _slot = self.admit()?;
+        let (tx, rx) = oneshot::channel();
+        self.send(Task::Queue(queue.to_string(), messages, tx))?;
+        self.wait(rx).await
+    }
+}
+
+fn worker_thread(
+    def: Arc<WorkerDef>,
+    wall: Duration,
+    services: Option<Services>,
+    rx: mpsc::Receiver<Task>,
+) {
+    let mut engine: Option<Engine> = None;
+    for task in rx {
+        if engine.is_none() {
+            match Engine::new(&def, wall, services.clone()) {
+                Ok(e) => engine = Some(e),
+                Err(err) => {
+                    reply_err(task, err);
+                    continue;
+                }
+            }
+        }
+        let Some(e) = engine.as_mut() else { continue };
+        let poisoned = match task {
+            Task::Fetch(req, reply) => {
+                let id = req.request_id.clone();
+                let input = serde_json::to_string(&req).unwrap_or_default();
+                let r = e.dispatch("fetch", &input, &id).and_then(|out| {
+                    serde_json::from_str::<HttpResponse>(&out).map_err(|err| InvokeError::Script {
+                        worker: def.name.clone(),
+                        message: format!("bad response: {err}"),
+                    })
+                });
+                let p = matches!(r, Err(InvokeError::Limit { .. }));
+                let _ = reply.send(r);
+                p
+            }
+            Task::Scheduled(event, reply) => {
+                let r = e.dispatch("scheduled", &event.to_string(), "").map(|_| ());
+                let p = matches!(r, Err(InvokeError::Limit { .. }));
+                let _ = reply.send(r);
+                p
+            }
+            Task::Queue(queue, messages, reply) => {
+                let input = json!({"queue": queue, "messages": messages}).to_string();
+                let r = e.dispatch("queue", &input, "").map(|out| {
+                    serde_json::from_str::<serde_json::Value>(&out)
+                        .ok()
+                        .and_then(|v| {
+                            v.get("retried").and_then(|r| r.as_array()).map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str().map(String::from))
+                                    .collect()
+                            })
+                        })
+                        .unwrap_or_default()
+                });
+                let p = matches!(r, Err(InvokeError::Limit { .. }));
+                let _ = reply.send(r);
+                p
+            }
+        };
+        if poisoned {
+            // A runtime stopped by a limit is not trusted again: start afresh next time.
+            engine = None;
+        }
+    }
+}
+
+fn reply_err(task: Task, err: InvokeError) {
+    match task {
+        Task::Fetch(_, r) => {
+            let _ = r.send(Err(err));
+        }
+        Task::Scheduled(_, r) => {
+            let _ = r.send(Err(err));
+        }
+        Task::Queue(_, _, r) => {
+            let _ = r.send(Err(err));
+        }
+    }
+}
+
+/// One worker's QuickJS runtime and context.
+struct Engine {
+    def: Arc<WorkerDef>,
+    // Field order: the context must drop before the runtime.
+    ctx: Context,
+    // Kept alive for the context; dropped after it.
+    _rt: Runtime,
+    deadline: Arc<Mutex<Option<Instant>>>,
+    interrupted: Arc<AtomicBool>,
+    request_id: Rc<RefCell<String>>,
+    wall: Duration,
+    services: Option<Services>,
+}
+
+/// Push the CPU deadline back by `d` (time spent blocked on I/O or sleeping for a timer is
+/// not CPU time).
+fn extend(deadline: &Mutex<Option<Instant>>, d: Duration) {
+    if let Ok(mut g) = deadline.lock()
+        && let Some(t) = g.as_mut()
+    {
+        *t += d;
+    }
+}
+
+impl Engine {
+    fn new(
+        def: &Arc<WorkerDef>,
+        wall: Duration,
+        services: Option<Services>,
+    ) -> Result<Engine, InvokeError> {
+        let script = |message: String| InvokeError::Script {
+            worker: def.name.clone(),
+            message,
+        };
+        let rt = Runtime::new().map_err(|e| script(format!("creating the runtime: {e}")))?;
+        rt.set_memory_limit((def.memory_mb as usize) << 20);
+        rt.set_max_stack_size(1 << 20);
+        let deadline: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+        let interrupted = Arc::new(AtomicBool::new(false));
+        {
+            let deadline = deadline.clone();
+            let interrupted = interrupted.clone();
+            rt.set_interrupt_handler(Some(Box::new(move || {
+                let over = deadline
+                    .lock()
+                    .map(|d| d.is_some_and(|d| Instant::now() >= d))
+                    .unwrap_or(false);
+                if over {
+                    interrupted.store(true, Ordering::SeqCst);
+                }
+                over
+            })));
+        }
+        let ctx = Context::full(&rt).map_err(|e| script(format!("creating the context: {e}")))?;
+        let request_id = Rc::new(RefCell::new(String::new()));
+        let engine = Engine {
+            def: def.clone(),
+            ctx,
+            _rt: rt,
+            deadline,
+            interrupted,
+            request_id,
+            wall,
+            services,
+        };
+        engine.start(|| engine.load())?;
+        Ok(engine)
+    }
+
+    /// Run `f` under the CPU deadline and map a limit hit to [`InvokeError::Limit`].
+    fn start<T>(&self, f: impl FnOnce() -> Result<T, String>) -> Result<T, InvokeError> {
+        self.interrupted.store(false, Ordering::SeqCst);
+        if let Ok(mut d) = self.deadline.lock() {
+            *d = Some(Instant::now() + Duration::from_millis(self.def.cpu_ms));
+        }
+        let r = f();
+        if let Ok(mut d) = self.deadline.lock() {
+            *d = None;
+        }
+        match r {
+            Ok(v) => Ok(v),
+            Err(_) if self.interrupted.load(Ordering::SeqCst) => Err(InvokeError::Limit {
+                worker: self.def.name.clone(),
+                limit: "CPU time",
+            }),
+            Err(m) if m.contains("out of memory") || m.contains("Allocation failed") => {
+                Err(InvokeError::Limit {
+                    worker: self.def.name.clone(),
+                    limit: "memory",
+                })
+            }
+            Err(m) if m.contains("stack overflow") => Err(InvokeError::Limit {
+                worker: self.def.name.clone(),
+                limit: "stack",
+            }),
+            Err(message) => Err(InvokeError::Script {
+                worker: self.def.name.clone(),
+                message,
+            }),
+        }
+    }
+
+    fn load(&self) -> Result<(), String> {
+        let def = self.def.clone();
+        let request_id = self.request_id.clone();
+        self.ctx.with(|ctx| {
+            let g = ctx.globals();
+            let name = def.name.clone();
+            let version = def.version;
+            let rid = request_id.clone();
+            let log = Function::new(ctx.clone(), move |level: String, msg: String| {
+                let mut line = json!({
+                    "ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "level": level, "msg": msg, "source": "console",
+                    "worker": name, "version": version,
+                });
+                let id = rid.borrow();
+                if !id.is_empty() {
+                    line["request_id"] = json!(*id);
+                }
+                println!("{line}");
+            })
+            .catch(&ctx)
+            .map_err(caught)?;
+            g.set("__log", log).catch(&ctx).map_err(caught)?;
+            let uuid = Function::new(ctx.clone(), || uuid::Uuid::new_v4().to_string())
+                .catch(&ctx)
+                .map_err(caught)?;
+            g.set("__uuid", uuid).catch(&ctx).map_err(caught)?;
+            let random = Function::new(ctx.clone(), |n: usize| {
+                let mut v = vec![0u8; n.min(65536)];
+                rand::fill(&mut v[..]);
+                v
+            })
+            .catch(&ctx)
+            .map_err(caught)?;
+            g.set("__random", random).catch(&ctx).map_err(caught)?;
+            let parse = Function::new(ctx.clone(), |href: String, base: Opt<String>| {
+                parse_url(&href, base.0.as_deref())
+            })
+            .catch(&ctx)
+            .map_err(caught)?;
+            g.set("__url", parse).catch(&ctx).map_err(caught)?;
+            let services = self.services.clone();
+            let deadline = self.deadline.clone();
+            let enqueue = Function::new(
+                ctx.clone(),
+                move |ctx: rquickjs::Ctx<'_>, queue: String, body: String, delay: f64| {
+                    let Some(s) = &services else {
+                        return Err(rquickjs::Exception::throw_message(
+                            &ctx,
+                            "env.QUEUE is not available here",
+                        ));
+                    };
+                    let payload: serde_json::Value =
+                        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+                    let delay = if delay.is_finite() {
+                        delay.max(0.0)
+                    } else {
+                        0.0
+                    };
+                    let started = Instant::now();
+                    let r = s.handle.block_on(async {
+                        let c = s.pool.get().await.map_err(|e| e.to_string())?;
+                        c.query_one(
+                            "SELECT runner.enqueue($1, $2, now() + make_interval(secs => $3))",
+                            &[&queue, &payload, &delay],
+                        )
+                        .await
+                        .map(|r| r.get::<_, i64>(0))
+                        .map_err(|e| e.to_string())
+                    });
+                    extend(&deadline, started.elapsed());
+                    r.map(|id| id as f64).map_err(|e| {
+                        crate::log::line(
+                            "error",
+                            "env.QUEUE.send failed",
+                            json!({"queue": queue, "error": e}),
+                        );
+                        rquickjs::Exception::throw_message(&ctx, "env.QUEUE.send failed")
+                    })
+                },
+            )
+            .catch(&ctx)
+            .map_err(caught)?;
+            g.set("__enqueue", enqueue).catch(&ctx).map_err(caught)?;
+            let services = self.services.clone();
+            let deadline = self.deadline.clone();
+            let fetch = Function::new(ctx.clone(), move |ctx: rquickjs::Ctx<'_>, req: String| {
+                let Some(s) = &services else {
+                    return Err(rquickjs::Exception::throw_type(
+                        &ctx,
+                        "fetch is not available here",
+                    ));
+                };
+                let req: crate::fetch::FetchRequest = serde_json::from_str(&req)
+                    .map_err(|e| rquickjs::Exception::throw_type(&ctx, &format!("fetch: {e}")))?;
+                let started = Instant::now();
+                let r = s.handle.block_on(crate::fetch::fetch(&s.fetch, req));
+                extend(&deadline, started.elapsed());
+                match r {
+                    Ok(resp) => Ok(serde_json::to_string(&resp).unwrap_or_default()),
+                    Err(msg) => Err(rquickjs::Exception::throw_type(&ctx, &msg)),
+                }
+            })
+            .catch(&ctx)
+            .map_err(caught)?;
+            g.set("__fetch", fetch).catch(&ctx).map_err(caught)?;
+            ctx.eval::<(), _>(PRELUDE).catch(&ctx).map_err(caught)?;
+            let env: Object = ctx
+                .json_parse(def.vars.to_string())
+                .catch(&ctx)
+                .map_err(caught)?
+                .into_object()
+                .ok_or_else(|| "worker vars must be a JSON object".to_string())?;
+            let make_queue: Function = g.get("__makeQueue").catch(&ctx).map_err(caught)?;
+            let queue: Object = make_queue
+                .call((def.name.as_str(),))
+                .catch(&ctx)
+                .map_err(caught)?;
+            env.set("QUEUE", queue).catch(&ctx).map_err(caught)?;
+            g.set("__env", env).catch(&ctx).map_err(caught)?;
+            let module =
+                Module::declare(ctx.clone(), format!("{}.js", def.name), def.source.as_str())
+                    .catch(&ctx)
+                    .map_err(caught)?;
+            let (module, done) = module.eval().catch(&ctx).map_err(caught)?;
+            done.finish::<()>().catch(&ctx).map_err(caught)?;
+            let default: Object = module
+                .get("default")
+                .catch(&ctx)
+                .map_err(|e| format!("the module has no default export: {}", caught(e)))?;
+            g.set("__worker", default).catch(&ctx).map_err(caught)?;
+            Ok(())
+        })
+    }
+
+    fn dispatch(
+        &mut self,
+        kind: &str,
+        input: &str,
+        request_id: &str,
+    ) -> Result<String, InvokeError> {
+        *self.request_id.borrow_mut() = request_id.to_string();
+        let wall = Instant::now() + self.wall;
+        let deadline = self.deadline.clone();
+        let r = self.start(|| {
+            self.ctx.with(|ctx| {
+                let g = ctx.globals();
+                let f: Function = g.get("__dispatch").catch(&ctx).map_err(caught)?;
+                let timers: Function = g.get("__timers").catch(&ctx).map_err(caught)?;
+                let p: Promise = f.call((kind, input)).catch(&ctx).map_err(caught)?;
+                // Drive the promise: microtasks first, then due timers, then sleep until the
+                // next timer (not counted as CPU time), within the wall-time limit.
+                let out = loop {
+                    if let Some(r) = p.result::<String>() {
+                        break r.catch(&ctx).map_err(caught);
+                    }
+                    if ctx.execute_pending_job() {
+                        continue;
+                    }
+                    let next: f64 = match timers.call(()).catch(&ctx) {
+                        Ok(n) => n,
+                        Err(e) => break Err(caught(e)),
+                    };
+                    if ctx.execute_pending_job()
+                        || p.state() != rquickjs::promise::PromiseState::Pending
+                    {
+                        continue;
+                    }
+                    if next < 0.0 {
+                        break Err("the worker's promise never settled".to_string());
+                    }
+                    let now = Instant::now();
+                    if now >= wall {
+                        break Err("wall-time limit reached while waiting for a timer".to_string());
+                    }
+                    let nap = Duration::from_secs_f64(next / 1000.0).min(wall - now);
+                    std::thread::sleep(nap);
+                    extend(&deadline, nap);
+                };
+                if let Ok(clear) = g.get::<_, Function>("__timersClear") {
+                    let _ = clear.call::<_, ()>(());
+                }
+                out
+            })
+        });
+        self.request_id.borrow_mut().clear();
+        r
+    }
+}
+
+fn caught(e: CaughtError<'_>) -> String {
+    match e {
+        CaughtError::Exception(ex) => {
+            let msg = ex.message().unwrap_or_default();
+            match ex.stack() {
+                Some(s) if !s.is_empty() => format!("{msg}\n{s}"),
+                _ => msg,
+            }
+        }
+        CaughtError::Value(v) => format!("uncaught value: {v:?}"),
+        CaughtError::Error(rquickjs::Error::WouldBlock) => {
+            "the worker's promise never settled".to_string()
+        }
+        CaughtError::Error(e) => e.to_string(),
+    }
+}
+
+/// `new URL(href, base)` backed by the `url` crate; `None` for an invalid URL.
+fn parse_url(href: &str, base: Option<&str>) -> Option<String> {
+    let u = match base {
+        Some(b) => url::Url::parse(b).ok()?.join(href).ok()?,
+        None => url::Url::parse(href).ok()?,
+    };
+    let host = u.host_str().unwrap_or("").to_string();
+    let port = u.port().map(|p| p.to_string()).unwrap_or_default();
+    Some(
+        json!({
+            "href": u.as_str(),
+            "origin": u.origin().ascii_serialization(),
+            "protocol": format!("{}:", u.scheme()),
+            "username": u.username(),
+            "password": u.password().unwrap_or(""),
+            "host": if port.is_empty() { host.clone() } else { format!("{host}:{port}") },
+            "hostname": host,
+            "port": port,
+            "pathname": u.path(),
+            "search": u.query().filter(|q| !q.is_empty()).map(|q| format!("?{q}")).unwrap_or_default(),
+            "hash": u.fragment().filter(|f| !f.is_empty()).map(|f| format!("#{f}")).unwrap_or_default(),
+        })
+        .to_string(),
+    )
+}

@@ -1,0 +1,299 @@
+//! The `runner` binary: parse arguments, call one function, one exit point.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use runner::queue::{self, NoopHandler};
+use runner::serve::{self, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "runner",
+    about = "stackctl runner: JavaScript workers, cron and a Postgres queue"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Db {
+    /// PostgreSQL connection string (the `runner` login role).
+    #[arg(long, env = "RUNNER_DATABASE_URL")]
+    database_url: String,
+}
+
+#[derive(clap::Args, Clone)]
+struct Tuning {
+    /// Replica id used in leases and fired ticks (default: host name + random suffix).
+    #[arg(long, env = "RUNNER_ID")]
+    id: Option<String>,
+    /// Jobs claimed per batch.
+    #[arg(long, env = "RUNNER_BATCH", default_value_t = 100)]
+    batch: i64,
+    /// Lease length in seconds; renewed by heartbeat every third of it.
+    #[arg(long, env = "RUNNER_LEASE_SECS", default_value_t = 30.0)]
+    lease_secs: f64,
+    /// Polling fallback interval in seconds (LISTEN/NOTIFY wakes consumers sooner).
+    #[arg(long, env = "RUNNER_POLL_SECS", default_value_t = 1.0)]
+    poll_secs: f64,
+    /// Shutdown grace period in seconds for in-flight work.
+    #[arg(long, env = "RUNNER_GRACE_SECS", default_value_t = 20.0)]
+    grace_secs: f64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve HTTP, run queue consumers and cron until SIGTERM.
+    Serve {
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        tuning: Tuning,
+        #[arg(long, env = "RUNNER_LISTEN", default_value = "0.0.0.0:8080")]
+        listen: String,
+        /// `NAME.workers.DOMAIN` routes to worker NAME.
+        #[arg(long, env = "RUNNER_WORKERS_DOMAIN")]
+        workers_domain: Option<String>,
+        /// Addresses workers may fetch although they are private/loopback (comma-separated IPs).
+        #[arg(long, env = "RUNNER_FETCH_ALLOW", value_delimiter = ',')]
+        fetch_allow: Vec<std::net::IpAddr>,
+        /// Do not fire cron schedules from this replica.
+        #[arg(long, env = "RUNNER_NO_CRON")]
+        no_cron: bool,
+    },
+    /// GET /health on this machine; exit 0 when it answers 200 (the container healthcheck).
+    Healthcheck {
+        #[arg(long, env = "RUNNER_LISTEN", default_value = "0.0.0.0:8080")]
+        listen: String,
+    },
+    /// Apply the runner's schema (development and tests; production uses the platform migrations).
+    Migrate {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Queue tools.
+    Queue {
+        #[command(subcommand)]
+        cmd: QueueCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCmd {
+    /// Jobs per queue and state.
+    Stats {
+        #[command(flatten)]
+        db: Db,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make dead jobs ready again.
+    RetryDead {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// Consume one queue with a built-in no-op handler (tests and benchmarks).
+    Work {
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        tuning: Tuning,
+        #[arg(long)]
+        queue: String,
+        /// Time each job takes, in microseconds.
+        #[arg(long, default_value_t = 0)]
+        job_us: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings(db: &Db, t: &Tuning) -> anyhow::Result<Settings> {
+    let secs = |what: &str, v: f64| {
+        Duration::try_from_secs_f64(v)
+            .with_context(|| format!("{what} must be a positive number of seconds"))
+    };
+    let owner = t.id.clone().unwrap_or_else(default_id);
+    let mut s = Settings::new(db.database_url.clone(), owner);
+    anyhow::ensure!(t.batch > 0, "--batch must be positive");
+    s.batch = t.batch;
+    s.lease = secs("--lease-secs", t.lease_secs)?;
+    anyhow::ensure!(!s.lease.is_zero(), "--lease-secs must be positive");
+    s.heartbeat = s.lease / 3;
+    s.poll = secs("--poll-secs", t.poll_secs)?;
+    s.grace = secs("--grace-secs", t.grace_secs)?;
+    Ok(s)
+}
+
+fn default_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "runner".into());
+    format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Cancel the token on SIGTERM or Ctrl-C.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        runner::log::info("shutdown requested", serde_json::json!({}));
+        t.cancel();
+    });
+    token
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Serve {
+            db,
+            tuning,
+            listen,
+            workers_domain,
+            fetch_allow,
+            no_cron,
+        } => {
+            let mut s = settings(&db, &tuning)?;
+            s.workers_domain = workers_domain.filter(|d| !d.is_empty());
+            s.cron = !no_cron;
+            s.fetch.allow = fetch_allow;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            serve::run(listener, s, shutdown_on_signal()).await?;
+        }
+        Cmd::Healthcheck { listen } => {
+            let port = listen.rsplit(':').next().unwrap_or("8080");
+            return Ok(if healthcheck(port).await {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Cmd::Migrate { db } => {
+            let mut c = connect(&db.database_url).await?;
+            runner::sql::apply(&mut c).await?;
+            println!("runner schema applied");
+        }
+        Cmd::Queue { cmd } => match cmd {
+            QueueCmd::Stats { db, json } => {
+                let c = connect(&db.database_url).await?;
+                let stats = queue::stats(&c).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&stats)?);
+                } else {
+                    print!("{}", queue::render_stats(&stats));
+                }
+            }
+            QueueCmd::RetryDead { db, queue } => {
+                let c = connect(&db.database_url).await?;
+                let n = queue::retry_dead(&c, queue.as_deref()).await?;
+                println!("{n} dead jobs made ready again");
+            }
+            QueueCmd::Work {
+                db,
+                tuning,
+                queue,
+                job_us,
+            } => {
+                let s = settings(&db, &tuning)?;
+                let pool = runner::db::pool(&s.database_url, 4)?;
+                let bus = runner::notify::Bus::new();
+                let shutdown = shutdown_on_signal();
+                let wake = bus.jobs.for_queue(&queue);
+                let listen = tokio::spawn(runner::notify::listen(
+                    s.database_url.clone(),
+                    bus.clone(),
+                    shutdown.clone(),
+                ));
+                runner::log::info(
+                    "consuming",
+                    serde_json::json!({"queue": queue, "owner": s.owner}),
+                );
+                queue::run_consumer(
+                    pool,
+                    s.consumer(&queue),
+                    Arc::new(NoopHandler {
+                        per_job: Duration::from_micros(job_us),
+                    }),
+                    wake,
+                    Arc::new(runner::metrics::Metrics::default()),
+                    shutdown,
+                )
+                .await;
+                let _ = listen.await;
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to the database")?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            runner::log::error("database connection", &e);
+        }
+    });
+    Ok(client)
+}
+
+/// GET /health on 127.0.0.1:PORT with a plain HTTP/1.0 request and a 3 s deadline.
+async fn healthcheck(port: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+            .await
+            .ok()?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf);
+        Some(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), attempt).await,
+        Ok(Some(true))
+    )
+}

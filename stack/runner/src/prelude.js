@@ -1,0 +1,291 @@
+// The runner's Workers-style runtime API, evaluated in every worker's own context before the
+// worker module. Natives from Rust: __log(level, msg), __uuid(), __random(n), __url(href, base).
+(() => {
+  const G = globalThis;
+  const natives = { log: G.__log, uuid: G.__uuid, random: G.__random, url: G.__url, enqueue: G.__enqueue, fetch: G.__fetch };
+  delete G.__log; delete G.__uuid; delete G.__random; delete G.__url; delete G.__enqueue; delete G.__fetch;
+
+  // ---- timers: run by the runner between promise jobs, cleared after each invocation
+  let timerSeq = 0;
+  const timers = new Map();
+  G.setTimeout = (fn, ms = 0, ...args) => {
+    if (typeof fn !== 'function') throw new TypeError('setTimeout needs a function');
+    const id = ++timerSeq;
+    timers.set(id, { at: Date.now() + Math.max(0, Number(ms) || 0), fn, args });
+    return id;
+  };
+  G.clearTimeout = (id) => { timers.delete(id); };
+  G.__timers = () => {
+    const now = Date.now();
+    for (const [id, t] of [...timers]) if (t.at <= now) { timers.delete(id); t.fn(...t.args); }
+    let next = -1;
+    for (const t of timers.values()) { const d = Math.max(0, t.at - Date.now()); if (next < 0 || d < next) next = d; }
+    return next;
+  };
+  G.__timersClear = () => timers.clear();
+
+  // ---- env.QUEUE: send(body, { delaySeconds, queue }) and sendBatch([{ body, delaySeconds }], { queue })
+  const makeQueue = (defaultQueue) => Object.freeze({
+    async send(body, opts = {}) {
+      const id = natives.enqueue(String(opts.queue || defaultQueue), JSON.stringify(body === undefined ? null : body), Number(opts.delaySeconds) || 0);
+      return { id: String(id) };
+    },
+    async sendBatch(messages, opts = {}) {
+      for (const m of messages) natives.enqueue(String(opts.queue || defaultQueue), JSON.stringify(m.body === undefined ? null : m.body), Number(m.delaySeconds) || 0);
+    },
+  });
+  G.__makeQueue = makeQueue;
+
+  const fmt = (v) => {
+    if (typeof v === 'string') return v;
+    if (v instanceof Error) return v.stack ? `${v.name}: ${v.message}\n${v.stack}` : `${v.name}: ${v.message}`;
+    try { return JSON.stringify(v); } catch (_) { return String(v); }
+  };
+  const mk = (level) => (...args) => natives.log(level, args.map(fmt).join(' '));
+  G.console = { log: mk('info'), info: mk('info'), debug: mk('debug'), warn: mk('warn'), error: mk('error') };
+
+  // ---- text and bytes
+  class TextEncoder {
+    get encoding() { return 'utf-8'; }
+    encode(s = '') {
+      s = String(s);
+      const out = [];
+      for (let i = 0; i < s.length; i++) {
+        let c = s.charCodeAt(i);
+        if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length) {
+          const d = s.charCodeAt(i + 1);
+          if (d >= 0xdc00 && d < 0xe000) { c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00); i++; }
+          else c = 0xfffd;
+        } else if (c >= 0xd800 && c < 0xe000) c = 0xfffd;
+        if (c < 0x80) out.push(c);
+        else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
+        else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+        else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+      }
+      return new Uint8Array(out);
+    }
+  }
+  class TextDecoder {
+    get encoding() { return 'utf-8'; }
+    decode(buf) {
+      if (buf === undefined) return '';
+      const b = buf instanceof Uint8Array ? buf : ArrayBuffer.isView(buf)
+        ? new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) : new Uint8Array(buf);
+      let s = '';
+      for (let i = 0; i < b.length;) {
+        const c = b[i];
+        let cp, n;
+        if (c < 0x80) { cp = c; n = 1; }
+        else if (c >= 0xc2 && c < 0xe0) { cp = c & 31; n = 2; }
+        else if (c >= 0xe0 && c < 0xf0) { cp = c & 15; n = 3; }
+        else if (c >= 0xf0 && c < 0xf5) { cp = c & 7; n = 4; }
+        else { s += '\ufffd'; i++; continue; }
+        if (i + n > b.length) { s += '\ufffd'; break; }
+        let ok = true;
+        for (let k = 1; k < n; k++) { const d = b[i + k]; if ((d & 0xc0) !== 0x80) { ok = false; break; } cp = (cp << 6) | (d & 63); }
+        if (!ok) { s += '\ufffd'; i++; continue; }
+        s += String.fromCodePoint(cp); i += n;
+      }
+      return s;
+    }
+  }
+  G.TextEncoder = TextEncoder; G.TextDecoder = TextDecoder;
+
+  const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  G.btoa = (s) => {
+    s = String(s); let out = '';
+    for (let i = 0; i < s.length; i += 3) {
+      const a = s.charCodeAt(i), b = s.charCodeAt(i + 1), c = s.charCodeAt(i + 2);
+      if (a > 255 || b > 255 || c > 255) throw new Error('btoa: character out of Latin1 range');
+      const n = (a << 16) | ((b || 0) << 8) | (c || 0);
+      out += B64[n >> 18] + B64[(n >> 12) & 63] + (i + 1 < s.length ? B64[(n >> 6) & 63] : '=') + (i + 2 < s.length ? B64[n & 63] : '=');
+    }
+    return out;
+  };
+  G.atob = (s) => {
+    s = String(s).replace(/[\t\n\f\r ]/g, '').replace(/=+$/, '');
+    if (/[^A-Za-z0-9+/]/.test(s) || s.length % 4 === 1) throw new Error('atob: invalid base64');
+    let out = '', bits = 0, acc = 0;
+    for (const ch of s) { acc = (acc << 6) | B64.indexOf(ch); bits += 6; if (bits >= 8) { bits -= 8; out += String.fromCharCode((acc >> bits) & 255); } }
+    return out;
+  };
+
+  G.crypto = {
+    randomUUID: () => natives.uuid(),
+    getRandomValues(arr) {
+      if (!ArrayBuffer.isView(arr)) throw new TypeError('getRandomValues needs a typed array');
+      if (arr.byteLength > 65536) throw new Error('getRandomValues: at most 65536 bytes');
+      const bytes = natives.random(arr.byteLength);
+      new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength).set(bytes);
+      return arr;
+    },
+  };
+
+  // ---- URL
+  class URLSearchParams {
+    constructor(init = '') {
+      this._list = [];
+      if (typeof init === 'string') {
+        for (const part of init.replace(/^\?/, '').split('&')) {
+          if (!part) continue;
+          const i = part.indexOf('=');
+          const dec = (x) => decodeURIComponent(x.replace(/\+/g, ' '));
+          this._list.push(i < 0 ? [dec(part), ''] : [dec(part.slice(0, i)), dec(part.slice(i + 1))]);
+        }
+      } else if (init && typeof init === 'object') {
+        const it = Array.isArray(init) || init instanceof URLSearchParams ? init : Object.entries(init);
+        for (const [k, v] of it) this._list.push([String(k), String(v)]);
+      }
+    }
+    append(k, v) { this._list.push([String(k), String(v)]); this._update(); }
+    delete(k) { this._list = this._list.filter(([a]) => a !== k); this._update(); }
+    get(k) { const e = this._list.find(([a]) => a === k); return e ? e[1] : null; }
+    getAll(k) { return this._list.filter(([a]) => a === k).map(([, b]) => b); }
+    has(k) { return this._list.some(([a]) => a === k); }
+    set(k, v) { const i = this._list.findIndex(([a]) => a === k); if (i < 0) this._list.push([k, String(v)]); else { this._list[i][1] = String(v); this._list = this._list.filter(([a], j) => a !== k || j === i); } this._update(); }
+    forEach(f) { for (const [k, v] of this._list) f(v, k, this); }
+    entries() { return this._list.map((e) => [e[0], e[1]])[Symbol.iterator](); }
+    keys() { return this._list.map((e) => e[0])[Symbol.iterator](); }
+    values() { return this._list.map((e) => e[1])[Symbol.iterator](); }
+    [Symbol.iterator]() { return this.entries(); }
+    toString() { const enc = (x) => encodeURIComponent(x).replace(/%20/g, '+'); return this._list.map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&'); }
+    _update() { if (this._url) { const s = this.toString(); this._url._set('search', s ? '?' + s : ''); } }
+  }
+  class URL {
+    constructor(href, base) {
+      const r = base === undefined ? natives.url(String(href)) : natives.url(String(href), String(base));
+      if (r === null) throw new TypeError(`Invalid URL: ${href}`);
+      this._p = JSON.parse(r);
+      this._sp = new URLSearchParams(this._p.search);
+      this._sp._url = this;
+    }
+    _set(k, v) { const u = new URL(this.href); u._p[k] = v; const o = u._p; this._p = JSON.parse(natives.url(`${o.protocol}//${o.username ? o.username + (o.password ? ':' + o.password : '') + '@' : ''}${o.host}${o.pathname}${o.search}${o.hash}`)); }
+    get href() { return this._p.href; }
+    get origin() { return this._p.origin; }
+    get protocol() { return this._p.protocol; }
+    get host() { return this._p.host; }
+    get hostname() { return this._p.hostname; }
+    get port() { return this._p.port; }
+    get pathname() { return this._p.pathname; }
+    get search() { return this._p.search; }
+    set search(v) { this._set('search', v ? (String(v).startsWith('?') ? v : '?' + v) : ''); this._sp = new URLSearchParams(this._p.search); this._sp._url = this; }
+    get hash() { return this._p.hash; }
+    get username() { return this._p.username; }
+    get password() { return this._p.password; }
+    get searchParams() { return this._sp; }
+    toString() { return this.href; }
+    toJSON() { return this.href; }
+  }
+  G.URL = URL; G.URLSearchParams = URLSearchParams;
+
+  // ---- fetch API objects
+  class Headers {
+    constructor(init) {
+      this._m = new Map();
+      if (init instanceof Headers) init.forEach((v, k) => this.append(k, v));
+      else if (Array.isArray(init)) for (const [k, v] of init) this.append(k, v);
+      else if (init && typeof init === 'object') for (const k of Object.keys(init)) this.append(k, init[k]);
+    }
+    append(k, v) { k = String(k).toLowerCase(); v = String(v); const o = this._m.get(k); this._m.set(k, o === undefined ? v : `${o}, ${v}`); }
+    set(k, v) { this._m.set(String(k).toLowerCase(), String(v)); }
+    get(k) { const v = this._m.get(String(k).toLowerCase()); return v === undefined ? null : v; }
+    has(k) { return this._m.has(String(k).toLowerCase()); }
+    delete(k) { this._m.delete(String(k).toLowerCase()); }
+    forEach(f) { for (const [k, v] of this.entries()) f(v, k, this); }
+    entries() { return [...this._m.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1))[Symbol.iterator](); }
+    keys() { return [...this.entries()].map((e) => e[0])[Symbol.iterator](); }
+    values() { return [...this.entries()].map((e) => e[1])[Symbol.iterator](); }
+    [Symbol.iterator]() { return this.entries(); }
+  }
+  const bodyText = (b) => {
+    if (b === undefined || b === null) return null;
+    if (typeof b === 'string') return b;
+    if (b instanceof URLSearchParams) return b.toString();
+    if (b instanceof ArrayBuffer || ArrayBuffer.isView(b)) return new TextDecoder().decode(b);
+    return String(b);
+  };
+  class Body {
+    _init(body) { this._body = bodyText(body); this.bodyUsed = false; }
+    get body() { return this._body; }
+    async text() { if (this.bodyUsed) throw new TypeError('Body already used'); this.bodyUsed = true; return this._body === null ? '' : this._body; }
+    async json() { return JSON.parse(await this.text()); }
+    async arrayBuffer() { return new TextEncoder().encode(await this.text()).buffer; }
+  }
+  class Request extends Body {
+    constructor(input, init = {}) {
+      super();
+      const src = input instanceof Request ? input : null;
+      this.url = src ? src.url : new URL(String(input)).href;
+      this.method = String(init.method || (src && src.method) || 'GET').toUpperCase();
+      this.headers = new Headers(init.headers || (src && src.headers) || undefined);
+      this._init(init.body !== undefined ? init.body : src ? src._body : null);
+      this.signal = null;
+    }
+    clone() { return new Request(this); }
+  }
+  const STATUS = { 200: 'OK', 201: 'Created', 204: 'No Content', 301: 'Moved Permanently', 302: 'Found', 304: 'Not Modified', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 500: 'Internal Server Error', 503: 'Service Unavailable' };
+  class Response extends Body {
+    constructor(body = null, init = {}) {
+      super();
+      this.status = init.status === undefined ? 200 : init.status | 0;
+      if (this.status < 200 || this.status > 599) throw new RangeError(`invalid status ${init.status}`);
+      this.statusText = init.statusText || STATUS[this.status] || '';
+      this.headers = new Headers(init.headers);
+      this._init(body);
+      if (typeof body === 'string' && !this.headers.has('content-type')) this.headers.set('content-type', 'text/plain;charset=UTF-8');
+    }
+    get ok() { return this.status >= 200 && this.status < 300; }
+    clone() { return new Response(this._body, this); }
+    static json(data, init = {}) {
+      const r = new Response(JSON.stringify(data), init);
+      r.headers.set('content-type', 'application/json');
+      return r;
+    }
+    static redirect(url, status = 302) { return new Response(null, { status, headers: { location: String(url) } }); }
+  }
+  G.Headers = Headers; G.Request = Request; G.Response = Response;
+
+  G.fetch = async (input, init = {}) => {
+    const req = input instanceof Request && Object.keys(init).length === 0 ? input : new Request(input, init);
+    const r = JSON.parse(natives.fetch(JSON.stringify({ method: req.method, url: req.url, headers: [...req.headers], body: req._body })));
+    const res = new Response(r.status === 204 || r.status === 304 ? null : r.body, { status: r.status, headers: r.headers });
+    Object.defineProperty(res, 'url', { value: r.url });
+    return res;
+  };
+
+  // ---- dispatch, called by the runner
+  G.__dispatch = async (kind, inputJson) => {
+    const input = JSON.parse(inputJson);
+    const w = G.__worker;
+    const env = G.__env;
+    const waits = [];
+    const ctx = { waitUntil(p) { waits.push(Promise.resolve(p)); }, passThroughOnException() {} };
+    const handler = w && w[kind];
+    if (typeof handler !== 'function') throw new Error(`worker has no ${kind} handler`);
+    if (kind === 'fetch') {
+      const req = new Request(input.url, { method: input.method, headers: input.headers, body: input.body });
+      const res = await handler.call(w, req, env, ctx);
+      await Promise.allSettled(waits);
+      if (!(res instanceof Response)) throw new TypeError('fetch handler must return a Response');
+      return JSON.stringify({ status: res.status, headers: [...res.headers], body: res._body === null ? '' : res._body });
+    }
+    if (kind === 'scheduled') {
+      const ev = { type: 'scheduled', cron: input.cron, scheduledTime: Date.parse(input.scheduledTime), missed: input.missed | 0 };
+      await handler.call(w, ev, env, ctx);
+      await Promise.allSettled(waits);
+      return '{}';
+    }
+    if (kind === 'queue') {
+      const retried = new Set();
+      const messages = input.messages.map((m) => ({
+        id: String(m.id), body: m.body, attempts: m.attempts, timestamp: new Date(),
+        ack() { retried.delete(String(m.id)); }, retry() { retried.add(String(m.id)); },
+      }));
+      const batch = { queue: input.queue, messages, ackAll() { retried.clear(); }, retryAll() { for (const m of messages) retried.add(m.id); } };
+      await handler.call(w, batch, env, ctx);
+      await Promise.allSettled(waits);
+      return JSON.stringify({ retried: [...retried] });
+    }
+    throw new Error(`unknown event ${kind}`);
+  };
+})();

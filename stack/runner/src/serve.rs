@@ -1,0 +1,266 @@
+//! `runner serve`: HTTP, queue consumers and cron on one process, stopped by a token.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::{AppState, app};
+use crate::js::{InvokeError, QueueMessage};
+use crate::metrics::Metrics;
+use crate::notify::Bus;
+use crate::queue::{BoxFuture, ConsumerConfig, Job, JobHandler};
+use crate::registry::Registry;
+
+/// Cron ticks of schedules bound to a worker land in this queue (payload has `worker`).
+pub const CRON_QUEUE: &str = "cron";
+
+/// Validated settings for [`run`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub workers_domain: Option<String>,
+    /// Identifies this replica in leases and fired ticks.
+    pub owner: String,
+    pub pool_size: usize,
+    pub batch: i64,
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    pub poll: Duration,
+    pub grace: Duration,
+    pub cron: bool,
+    pub cron_every: Duration,
+    pub max_body: usize,
+    pub wall: Duration,
+    /// Outbound fetch: addresses allowed despite the private/loopback block, timeout, size.
+    pub fetch: crate::fetch::FetchPolicy,
+}
+
+impl Settings {
+    pub fn new(database_url: impl Into<String>, owner: impl Into<String>) -> Settings {
+        Settings {
+            database_url: database_url.into(),
+            workers_domain: None,
+            owner: owner.into(),
+            pool_size: 8,
+            batch: 100,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            poll: Duration::from_secs(1),
+            grace: Duration::from_secs(20),
+            cron: true,
+            cron_every: Duration::from_millis(250),
+            max_body: 1 << 20,
+            wall: Duration::from_secs(30),
+            fetch: crate::fetch::FetchPolicy {
+                allow: Vec::new(),
+                timeout: Duration::from_secs(15),
+                max_response: 8 << 20,
+            },
+        }
+    }
+
+    pub fn consumer(&self, queue: &str) -> ConsumerConfig {
+        ConsumerConfig {
+            queue: queue.to_string(),
+            owner: self.owner.clone(),
+            batch: self.batch,
+            lease: self.lease,
+            heartbeat: self.heartbeat,
+            poll: self.poll,
+            keep_done: Duration::from_secs(3600),
+            grace: self.grace,
+        }
+    }
+}
+
+/// Dispatches jobs to JavaScript workers: `queue(batch)` for bound queues, `scheduled(event)`
+/// for cron ticks.
+pub struct JsHandler {
+    pub registry: Arc<Registry>,
+}
+
+impl JobHandler for JsHandler {
+    fn handle<'a>(&'a self, jobs: &'a [Job]) -> BoxFuture<'a, Vec<Result<(), String>>> {
+        Box::pin(async move {
+            let Some(first) = jobs.first() else {
+                return Vec::new();
+            };
+            if first.queue == CRON_QUEUE {
+                let mut out = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    let worker = job
+                        .payload
+                        .get("worker")
+                        .and_then(|w| w.as_str())
+                        .unwrap_or("");
+                    out.push(match self.registry.get(worker) {
+                        Some(w) => w
+                            .scheduled(job.payload.clone())
+                            .await
+                            .map_err(|e| e.to_string()),
+                        None => Err(format!("no worker named {worker:?} is deployed")),
+                    });
+                }
+                return out;
+            }
+            let Some(worker) = self.registry.for_queue(&first.queue) else {
+                let e = format!("no worker consumes queue {}", first.queue);
+                return jobs.iter().map(|_| Err(e.clone())).collect();
+            };
+            let messages = jobs
+                .iter()
+                .map(|j| QueueMessage {
+                    id: j.id,
+                    body: j.payload.clone(),
+                    attempts: j.attempts,
+                })
+                .collect();
+            match worker.queue(&first.queue, messages).await {
+                Ok(retried) => jobs
+                    .iter()
+                    .map(|j| {
+                        if retried.iter().any(|r| *r == j.id.to_string()) {
+                            Err("retry requested by the worker".to_string())
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .collect(),
+                Err(e @ InvokeError::Limit { .. })
+                | Err(e @ InvokeError::Script { .. })
+                | Err(e @ InvokeError::Unavailable { .. }) => {
+                    jobs.iter().map(|_| Err(e.to_string())).collect()
+                }
+            }
+        })
+    }
+}
+
+/// Serve until `shutdown` is cancelled; then stop taking work, finish what is in flight
+/// (within `grace`) and release the rest.
+pub async fn run(
+    listener: TcpListener,
+    s: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pool = crate::db::pool(&s.database_url, s.pool_size)?;
+    let bus = Bus::new();
+    let metrics = Arc::new(Metrics::default());
+    let registry = Registry::new(
+        s.workers_domain.clone(),
+        s.wall,
+        Some(crate::js::Services {
+            pool: pool.clone(),
+            handle: tokio::runtime::Handle::current(),
+            fetch: s.fetch.clone(),
+        }),
+    );
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut tasks = JoinSet::new();
+
+    tasks.spawn(crate::notify::listen(
+        s.database_url.clone(),
+        bus.clone(),
+        shutdown.clone(),
+    ));
+    match crate::db::conn(&pool).await {
+        Ok(c) => {
+            if let Err(e) = registry.reload_all(&**c).await {
+                crate::log::error("loading workers at start-up", &e);
+            }
+        }
+        Err(e) => crate::log::error("loading workers at start-up", &e),
+    }
+    tasks.spawn(crate::registry::watch(
+        registry.clone(),
+        pool.clone(),
+        bus.clone(),
+        Duration::from_secs(30),
+        shutdown.clone(),
+    ));
+    if s.cron {
+        tasks.spawn(crate::cron::run_cron(
+            pool.clone(),
+            s.owner.clone(),
+            s.cron_every,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    // One consumer per queue that some worker consumes, plus the cron queue.
+    {
+        let (pool, registry, bus, metrics, shutdown, s) = (
+            pool.clone(),
+            registry.clone(),
+            bus.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            s.clone(),
+        );
+        tasks.spawn(async move {
+            let handler: Arc<dyn JobHandler> = Arc::new(JsHandler {
+                registry: registry.clone(),
+            });
+            let mut started: BTreeSet<String> = BTreeSet::new();
+            let mut consumers = JoinSet::new();
+            let mut queues = registry.queues();
+            loop {
+                let mut want = queues.borrow_and_update().clone();
+                want.insert(CRON_QUEUE.to_string());
+                for q in want.difference(&started.clone()) {
+                    started.insert(q.clone());
+                    consumers.spawn(crate::queue::run_consumer(
+                        pool.clone(),
+                        s.consumer(q),
+                        handler.clone(),
+                        bus.jobs.for_queue(q),
+                        metrics.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    r = queues.changed() => if r.is_err() { break },
+                }
+            }
+            while consumers.join_next().await.is_some() {}
+        });
+    }
+
+    let state = AppState {
+        pool: pool.clone(),
+        registry,
+        metrics,
+        ready: ready.clone(),
+        max_body: s.max_body,
+    };
+    ready.store(true, Ordering::SeqCst);
+    let local = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    crate::log::info(
+        "runner serving",
+        serde_json::json!({"addr": local.to_string(), "owner": s.owner}),
+    );
+    {
+        let ready = ready.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            ready.store(false, Ordering::SeqCst);
+        });
+    }
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serving HTTP")?;
+    while tasks.join_next().await.is_some() {}
+    crate::log::info("runner stopped", serde_json::json!({"owner": s.owner}));
+    Ok(())
+}

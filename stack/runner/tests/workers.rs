@@ -1,0 +1,366 @@
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use runner::http::{AppState, app};
+use runner::queue::{Job, JobHandler};
+use runner::registry::Registry;
+use runner::serve::JsHandler;
+
+use crate::support::{Pg, connect};
+
+const HELLO: &str = r#"export default { fetch(req, env) { return new Response(`hello from ${env.GREETING} v1`); } };"#;
+const HELLO2: &str = r#"export default { fetch() { return new Response("hello v2"); } };"#;
+const API: &str = r#"
+export default {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    const body = request.method === 'POST' ? await request.json() : null;
+    await Promise.resolve();
+    const bytes = new TextEncoder().encode('héllo');
+    console.log('api call', { path: url.pathname });
+    return Response.json({
+      path: url.pathname,
+      q: url.searchParams.get('q'),
+      method: request.method,
+      ua: request.headers.get('user-agent'),
+      body,
+      uuidOk: /^[0-9a-f-]{36}$/.test(crypto.randomUUID()),
+      bytes: bytes.length,
+      roundtrip: new TextDecoder().decode(bytes),
+      b64: btoa('hi!'),
+      unb64: atob('aGkh'),
+      leaked: typeof globalThis.secretOfSpin,
+    }, { status: 201, headers: { 'x-worker': 'api' } });
+  },
+  async queue(batch) {
+    for (const m of batch.messages) { if (m.body.fail) m.retry(); else m.ack(); }
+  },
+  async scheduled(event) { if (!event.cron) throw new Error('no cron'); },
+};"#;
+const SPIN: &str = r#"globalThis.secretOfSpin = 42; export default { fetch() { for (;;) {} } };"#;
+const BOMB: &str =
+    r#"export default { fetch() { const a = []; for (;;) a.push(new Array(100000).fill(1)); } };"#;
+const TIMERS: &str = r#"export default { async fetch(req, env) {
+  const t = Date.now();
+  await new Promise((r) => setTimeout(r, 120));
+  const { id } = await env.QUEUE.send({ from: 'js' }, { queue: 'from-js', delaySeconds: 5 });
+  await env.QUEUE.send({ default: true });
+  return new Response(`slept ${Date.now() - t >= 120} ${id}`);
+} };"#;
+const FETCHER: &str = r#"export default { async fetch(req) {
+  const target = new URL(req.url).searchParams.get('u');
+  try {
+    const r = await fetch(target, { headers: { 'x-from': 'worker' } });
+    return new Response(`ok ${r.status} ${await r.text()}`);
+  } catch (e) {
+    return new Response(`refused: ${e.message}`, { status: 502 });
+  }
+} };"#;
+const THROWS: &str =
+    r#"export default { fetch() { throw new Error('secret internal detail'); } };"#;
+
+async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = router.clone().oneshot(req).await.expect("oneshot");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn get(host: &str, path: &str) -> Request<Body> {
+    Request::get(path)
+        .header("host", host)
+        .body(Body::empty())
+        .expect("request")
+}
+
+/// Hello and JSON API workers through the HTTP app, limits (CPU, memory, body size) with the
+/// other workers still answering, isolation, 404s, and a redeploy served within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_serve_http_with_limits_and_hot_redeploy() {
+    let pg = Pg::start().await;
+    let c = connect(&pg.url).await;
+    let deploy = |name: &'static str, src: &'static str, routes: &'static [&'static str]| {
+        let c = &c;
+        async move {
+            let routes: Vec<String> = routes.iter().map(|s| s.to_string()).collect();
+            c.query_one(
+                "SELECT runner.deploy($1, $2, $3, '{}', '{\"GREETING\":\"env\"}')",
+                &[&name, &src, &routes],
+            )
+            .await
+            .expect("deploy")
+            .get::<_, i32>(0)
+        }
+    };
+    deploy("hello", HELLO, &[]).await;
+    deploy("api", API, &["/api"]).await;
+    deploy("spin", SPIN, &[]).await;
+    deploy("bomb", BOMB, &[]).await;
+    deploy("throws", THROWS, &[]).await;
+    deploy("timers", TIMERS, &[]).await;
+    deploy("fetcher", FETCHER, &[]).await;
+    c.execute(
+        "UPDATE runner.workers SET memory_mb = 16 WHERE name = 'bomb'",
+        &[],
+    )
+    .await
+    .expect("limit");
+
+    let pool = runner::db::pool(&pg.url, 4).expect("pool");
+    let registry = Registry::new(
+        Some("workers.test".into()),
+        Duration::from_secs(10),
+        Some(runner::js::Services {
+            pool: pool.clone(),
+            handle: tokio::runtime::Handle::current(),
+            // The test's own upstream lives on 127.0.0.2: the one loopback address allowed.
+            fetch: runner::fetch::FetchPolicy {
+                allow: vec!["127.0.0.2".parse().expect("ip")],
+                timeout: Duration::from_secs(5),
+                max_response: 1 << 20,
+            },
+        }),
+    );
+    registry
+        .reload_all(&**pool.get().await.expect("conn"))
+        .await
+        .expect("load");
+    let bus = runner::notify::Bus::new();
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    tokio::spawn(runner::notify::listen(
+        pg.url.clone(),
+        bus.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(runner::registry::watch(
+        registry.clone(),
+        pool.clone(),
+        bus.clone(),
+        Duration::from_secs(30),
+        shutdown.clone(),
+    ));
+    let router = app(AppState {
+        pool: pool.clone(),
+        registry: registry.clone(),
+        metrics: Arc::new(runner::metrics::Metrics::default()),
+        ready: Arc::new(AtomicBool::new(true)),
+        max_body: 1024,
+    });
+
+    let (s, b) = send(&router, get("hello.workers.workers.test", "/")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "hello from env v1"));
+
+    let req = Request::post("/api/items?q=42")
+        .header("host", "anything.example")
+        .header("user-agent", "t/1")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"a":[1,2]}"#))
+        .expect("request");
+    let (s, b) = send(&router, req).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({"path": "/api/items", "q": "42", "method": "POST", "ua": "t/1",
+            "body": {"a": [1, 2]}, "uuidOk": true, "bytes": 6, "roundtrip": "héllo",
+            "b64": "aGkh", "unb64": "hi!", "leaked": "undefined"})
+    );
+
+    let (s, b) = send(&router, get("nobody.example", "/nowhere")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(b.contains("\"not_found\""), "{b}");
+    let (s, _) = send(&router, get("nope.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Limits: each is stopped with its own error; hello keeps answering after each.
+    let t = Instant::now();
+    let (s, b) = send(&router, get("spin.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(b.contains("CPU time"), "{b}");
+    println!(
+        "limits: endless loop stopped after {:?} with: {b}",
+        t.elapsed()
+    );
+    let (s, b) = send(&router, get("bomb.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(b.contains("memory"), "{b}");
+    println!("limits: memory bomb stopped with: {b}");
+    let big = Request::post("/")
+        .header("host", "hello.workers.workers.test")
+        .body(Body::from(vec![b'x'; 4096]))
+        .expect("request");
+    let (s, b) = send(&router, big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    println!("limits: 4 KiB body over a 1 KiB limit refused with: {b}");
+    let (s, b) = send(&router, get("throws.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        !b.contains("secret internal detail"),
+        "script errors stay in the logs: {b}"
+    );
+    let (s, b) = send(&router, get("hello.workers.workers.test", "/")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "hello from env v1"));
+    // The spinning worker gets a fresh runtime and is stopped again (not wedged).
+    let (s, _) = send(&router, get("spin.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+
+    // setTimeout (sleeping is not CPU time: 120 ms > the 50 ms CPU limit) and env.QUEUE.send.
+    let (s, b) = send(&router, get("timers.workers.workers.test", "/")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b.starts_with("slept true "), "{b}");
+    let id: i64 = b
+        .rsplit(' ')
+        .next()
+        .and_then(|x| x.parse().ok())
+        .expect("job id");
+    let r = c
+        .query_one("SELECT queue, payload, run_at > now() + interval '3 seconds' FROM runner.jobs WHERE id = $1", &[&id])
+        .await
+        .expect("job from env.QUEUE");
+    assert_eq!(r.get::<_, String>(0), "from-js");
+    assert_eq!(
+        r.get::<_, serde_json::Value>(1),
+        serde_json::json!({"from": "js"})
+    );
+    assert!(r.get::<_, bool>(2), "delaySeconds is applied");
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM runner.jobs WHERE queue = 'timers'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        n, 1,
+        "env.QUEUE.send defaults to the queue named after the worker"
+    );
+
+    // Outbound fetch: the allowed upstream answers; loopback, private, metadata and a
+    // hostname resolving to loopback are refused before any connection is made.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    let up = upstream.local_addr().expect("addr");
+    let up_app = axum::Router::new().route(
+        "/ping",
+        axum::routing::get(|h: axum::http::HeaderMap| async move {
+            format!(
+                "pong {}",
+                h.get("x-from").and_then(|v| v.to_str().ok()).unwrap_or("-")
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(upstream, up_app).await });
+    let fetch_via = |target: String| {
+        let router = router.clone();
+        async move {
+            let path = format!("/?u={}", url_escape(&target));
+            send(&router, get("fetcher.workers.workers.test", &path)).await
+        }
+    };
+    let (s, b) = fetch_via(format!("http://{up}/ping")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "ok 200 pong worker"));
+    for target in [
+        format!("http://127.0.0.1:{}/ping", up.port()),
+        "http://10.0.0.1/".to_string(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        format!("http://localhost:{}/ping", up.port()),
+    ] {
+        let (s, b) = fetch_via(target.clone()).await;
+        assert_eq!(s, StatusCode::BAD_GATEWAY, "{target}: {b}");
+        assert!(b.contains("refused"), "{target}: {b}");
+        println!("fetch {target} -> {b}");
+    }
+
+    // Redeploy: served within a second through LISTEN/NOTIFY.
+    let t = Instant::now();
+    deploy("hello", HELLO2, &[]).await;
+    loop {
+        let (_, b) = send(&router, get("hello.workers.workers.test", "/")).await;
+        if b == "hello v2" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "redeploy not served within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "redeploy: new version served {:?} after runner.deploy()",
+        t.elapsed()
+    );
+
+    let (s, b) = send(&router, get("localhost", "/health")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "ok\n"));
+    let (s, _) = send(&router, get("localhost", "/ready")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = send(&router, get("localhost", "/metrics")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        b.contains("runner_http_requests_total{worker=\"spin\",status=\"503\"} 2"),
+        "{b}"
+    );
+
+    // Queue and cron triggers through the same workers.
+    let handler = JsHandler {
+        registry: registry.clone(),
+    };
+    c.execute(
+        "UPDATE runner.workers SET queues = '{jobs}' WHERE name = 'api'",
+        &[],
+    )
+    .await
+    .expect("bind queue");
+    let t = Instant::now();
+    while registry.for_queue("jobs").is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "queue binding not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let job = |id: i64, payload: serde_json::Value, queue: &str| Job {
+        id,
+        queue: queue.into(),
+        payload,
+        attempts: 1,
+        max_attempts: 5,
+    };
+    let res = handler
+        .handle(&[
+            job(1, serde_json::json!({"ok": 1}), "jobs"),
+            job(2, serde_json::json!({"fail": true}), "jobs"),
+        ])
+        .await;
+    assert_eq!(res[0], Ok(()));
+    assert!(res[1].is_err());
+    let res = handler
+        .handle(&[job(3, serde_json::json!({"worker": "api", "cron": "* * * * *", "scheduledTime": "2026-01-01T00:00:00Z"}), "cron")])
+        .await;
+    assert_eq!(res, vec![Ok(())]);
+    let res = handler
+        .handle(&[job(4, serde_json::json!({"worker": "ghost"}), "cron")])
+        .await;
+    assert!(res[0].is_err());
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
