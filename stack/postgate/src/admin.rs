@@ -1,0 +1,185 @@
+//! The admin path (`postgate tenant|token ...`): runs as a login that holds `postgate_admin`.
+//! Tenant and role creation go through the SECURITY DEFINER functions of the schema, so neither
+//! this login nor the service login needs CREATEROLE.
+
+use crate::token::{self, Permissions};
+use std::fmt;
+use tokio_postgres::Client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("invalid tenant name {0:?}: use 1-31 characters a-z, 0-9, _ starting with a letter")]
+    TenantName(String),
+    #[error("creating tenant {tenant}: {source}")]
+    CreateTenant {
+        tenant: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("creating a token for tenant {tenant}: {source}")]
+    CreateToken {
+        tenant: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("listing tokens: {0}")]
+    List(tokio_postgres::Error),
+    #[error("revoking token {id}: {source}")]
+    Revoke {
+        id: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("no active token matches {0:?} (give its id or its prefix)")]
+    NoSuchToken(String),
+}
+
+/// `tenant create NAME`.
+pub async fn create_tenant(client: &Client, name: &str) -> Result<(), AdminError> {
+    if !token::valid_tenant(name) {
+        return Err(AdminError::TenantName(name.to_string()));
+    }
+    client
+        .execute("SELECT postgate.create_tenant($1)", &[&name])
+        .await
+        .map_err(|source| AdminError::CreateTenant {
+            tenant: name.to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// A freshly created token: `secret` is shown once and stored nowhere.
+#[derive(Debug)]
+pub struct NewToken {
+    pub id: i64,
+    pub secret: String,
+}
+
+/// `token create`: makes sure the permission set's role and login exist (the login's password is
+/// derived from the pepper, sent as a SCRAM verifier), then stores the token's HMAC.
+pub async fn create_token(
+    client: &mut Client,
+    pepper: &[u8],
+    tenant: &str,
+    name: &str,
+    permissions: Permissions,
+    expires_in_secs: Option<u64>,
+) -> Result<NewToken, AdminError> {
+    let err = |source| AdminError::CreateToken {
+        tenant: tenant.to_string(),
+        source,
+    };
+    let login = token::login_name(tenant, permissions);
+    let verifier = token::scram_verifier(&token::login_password(pepper, &login));
+    let secret = token::generate();
+    let tx = client.transaction().await.map_err(err)?;
+    tx.execute(
+        "SELECT postgate.ensure_login($1, $2, $3)",
+        &[&tenant, &permissions.code(), &verifier],
+    )
+    .await
+    .map_err(err)?;
+    let perms: Vec<String> = permissions
+        .to_list()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let expires = expires_in_secs.map(|s| s as f64);
+    let row = tx
+        .query_one(
+            "INSERT INTO postgate.tokens (tenant, name, prefix, hash, permissions, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING id",
+            &[
+                &tenant,
+                &name,
+                &token::display_prefix(&secret),
+                &token::hash(pepper, &secret),
+                &perms,
+                &expires,
+            ],
+        )
+        .await
+        .map_err(err)?;
+    tx.commit().await.map_err(err)?;
+    Ok(NewToken {
+        id: row.get(0),
+        secret,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: i64,
+    pub tenant: String,
+    pub name: String,
+    pub prefix: String,
+    pub permissions: Vec<String>,
+    pub last_used: Option<String>,
+    pub expires: Option<String>,
+    pub revoked: bool,
+}
+
+impl fmt::Display for TokenRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}\t{}\t{}\t{}…\t{}\tlast used: {}\texpires: {}{}",
+            self.id,
+            self.tenant,
+            self.name,
+            self.prefix,
+            self.permissions.join(","),
+            self.last_used.as_deref().unwrap_or("never"),
+            self.expires.as_deref().unwrap_or("never"),
+            if self.revoked { "\tREVOKED" } else { "" }
+        )
+    }
+}
+
+/// `token list [--tenant T]`.
+pub async fn list_tokens(
+    client: &Client,
+    tenant: Option<&str>,
+) -> Result<Vec<TokenRow>, AdminError> {
+    let rows = client
+        .query(
+            "SELECT id, tenant, name, prefix, permissions, \
+                    to_char(last_used_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                    to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                    revoked_at IS NOT NULL \
+               FROM postgate.tokens WHERE $1::text IS NULL OR tenant = $1 ORDER BY id",
+            &[&tenant],
+        )
+        .await
+        .map_err(AdminError::List)?;
+    Ok(rows
+        .iter()
+        .map(|r| TokenRow {
+            id: r.get(0),
+            tenant: r.get(1),
+            name: r.get(2),
+            prefix: r.get(3),
+            permissions: r.get(4),
+            last_used: r.get(5),
+            expires: r.get(6),
+            revoked: r.get(7),
+        })
+        .collect())
+}
+
+/// `token revoke ID|PREFIX`: takes effect on the next request (lookups are not cached).
+pub async fn revoke_token(client: &Client, id_or_prefix: &str) -> Result<u64, AdminError> {
+    let n = client
+        .execute(
+            "UPDATE postgate.tokens SET revoked_at = now() \
+              WHERE revoked_at IS NULL AND (id::text = $1 OR prefix = $1)",
+            &[&id_or_prefix],
+        )
+        .await
+        .map_err(|source| AdminError::Revoke {
+            id: id_or_prefix.to_string(),
+            source,
+        })?;
+    if n == 0 {
+        return Err(AdminError::NoSuchToken(id_or_prefix.to_string()));
+    }
+    Ok(n)
+}

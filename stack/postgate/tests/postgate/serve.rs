@@ -1,0 +1,126 @@
+//! The binary: `serve` on a real listener with shutdown, `healthcheck`, and the admin CLI.
+
+use crate::support::{Harness, PEPPER};
+use postgate::http::serve;
+use serde_json::json;
+use std::process::Command;
+use tokio_util::sync::CancellationToken;
+
+fn postgate(h: &Harness, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_postgate"))
+        .args(args)
+        .env("POSTGATE_ADMIN_DATABASE_URL", h.admin_url())
+        .env("POSTGATE_DATABASE_URL", h.service_url())
+        .env(
+            "POSTGATE_TOKEN_PEPPER",
+            std::str::from_utf8(PEPPER).unwrap(),
+        )
+        .output()
+        .expect("running postgate");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn serve_healthcheck_and_admin_cli() {
+    let h = Harness::new(true).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(listener, h.state.clone(), shutdown.clone()));
+
+    let check = |addr: String| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_postgate"))
+                .arg("healthcheck")
+                .env("POSTGATE_LISTEN", addr)
+                .status()
+                .expect("healthcheck")
+                .success()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(
+        check(addr.clone()).await,
+        "healthcheck against a running server"
+    );
+
+    // The admin CLI, end to end.
+    let (ok, out, err) = postgate(&h, &["tenant", "create", "cli"]);
+    assert!(ok, "{out}{err}");
+    let (ok, token, err) = postgate(
+        &h,
+        &[
+            "token",
+            "create",
+            "--tenant",
+            "cli",
+            "--permissions",
+            "SELECT",
+            "--name",
+            "reader",
+            "--expires",
+            "30d",
+        ],
+    );
+    assert!(ok, "{err}");
+    let token = token.trim().to_string();
+    assert!(token.starts_with("pg_") && !err.contains(&token));
+    let (ok, _, err) = postgate(
+        &h,
+        &[
+            "gen-token",
+            "cli",
+            "writer",
+            "--permissions",
+            "SELECT,INSERT",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, list, _) = postgate(&h, &["token", "list", "--tenant", "cli"]);
+    assert!(
+        ok && list.contains("reader") && list.contains("writer") && !list.contains(&token),
+        "{list}"
+    );
+    assert!(list.contains("expires: 20"), "{list}");
+    let (ok, _, err) = postgate(
+        &h,
+        &["token", "create", "--tenant", "cli", "--permissions", "DDL"],
+    );
+    assert!(!ok && err.contains("DDL"), "{err}");
+
+    // Over real HTTP.
+    let client_req = format!(
+        "POST /query HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n{body}",
+        len = json!({"sql": "SELECT 41 + 1 AS n"}).to_string().len(),
+        body = json!({"sql": "SELECT 41 + 1 AS n"})
+    );
+    let answer = raw_http(&addr, &client_req).await;
+    assert!(
+        answer.starts_with("HTTP/1.0 200") && answer.contains("[[42]]"),
+        "{answer}"
+    );
+
+    let prefix: String = token.chars().take(11).collect();
+    let (ok, _, err) = postgate(&h, &["token", "revoke", &prefix]);
+    assert!(ok, "{err}");
+    let answer = raw_http(&addr, &client_req).await;
+    assert!(answer.starts_with("HTTP/1.0 401"), "{answer}");
+
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    assert!(!check(addr).await, "healthcheck after shutdown");
+}
+
+async fn raw_http(addr: &str, req: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
