@@ -12,7 +12,7 @@
 --   web_anon          NOLOGIN, SELECT on what db_migrator creates
 --   read_only         NOLOGIN, SELECT on what db_migrator creates (and sequences)
 --   db_authenticator  LOGIN NOINHERIT, may SET ROLE web_anon or app_user and nothing else
---   postgate          LOGIN NOINHERIT, DML on schema postgate; tenant roles are granted to it
+--   postgate          LOGIN NOINHERIT; reads postgate.tokens/tenants (grants in V1__postgate.sql)
 --                     with INHERIT FALSE, so it reads tenant data only after SET ROLE
 --   runner            LOGIN NOINHERIT, DML on schema runner, reads postgate's tokens
 --   app               LOGIN, member of app_user: the applications' login
@@ -96,8 +96,8 @@ BEGIN
 
     -- Platform schemas: each service login gets what its issue needs, nothing more.
     GRANT USAGE ON SCHEMA postgate TO postgate, runner;
-    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA postgate TO postgate;
-    GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA postgate TO postgate;
+    -- postgate's own grants live in its migration (V1): it reads tokens and tenants, stamps
+    -- last_used_at, and nothing more.
     GRANT SELECT ON postgate.tenants, postgate.tokens TO runner;
     GRANT UPDATE (last_used_at) ON postgate.tokens TO runner;
 

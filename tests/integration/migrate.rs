@@ -828,13 +828,28 @@ fn dokploy_migrate_service_reaches_the_same_state_as_migrate_with_a_url() {
 
     // What Dokploy does, limited to the database part: postgres, then the one-off migrate job.
     compose.run(&["up", "-d", "migrate"]);
-    let waited = compose.cmd().args(["wait", "migrate"]).output().unwrap();
+    // The job's container state, polled with a deadline (`docker compose wait` reports it in
+    // words that vary between versions).
+    let container = format!("{}-migrate-1", compose.project);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let state = loop {
+        let out = Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.State.ExitCode}}",
+                &container,
+            ])
+            .output()
+            .unwrap();
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if state.starts_with("exited") || std::time::Instant::now() > deadline {
+            break state;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     let logs = compose.run(&["logs", "migrate"]);
-    assert!(
-        waited.status.success()
-            && String::from_utf8_lossy(&waited.stdout).contains("status code 0"),
-        "migrate job failed:\n{logs}"
-    );
+    assert_eq!(state, "exited 0", "migrate job failed:\n{logs}");
     assert!(
         logs.contains("applied 2 platform and 2 app migrations"),
         "{logs}"

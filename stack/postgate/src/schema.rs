@@ -1,7 +1,6 @@
-//! The SQL postgate needs, for the platform migrations and the role bootstrap to embed.
+//! The SQL postgate needs: the platform migration `migrations/V1__postgate.sql` (roles
+//! `postgate_definer` and `postgate_admin`, schema `postgate`, the SECURITY DEFINER tenant
+//! functions), embedded verbatim so postgate's tests run exactly what `stackctl migrate` applies.
 
-/// Roles besides the service login: run by the role bootstrap (needs CREATEROLE), before [`SQL`].
-pub const ROLES_SQL: &str = include_str!("../sql/roles.sql");
-
-/// Schema `postgate`: tenants, tokens and the SECURITY DEFINER functions. Idempotent.
-pub const SQL: &str = include_str!("../sql/schema.sql");
+/// Roles, schema `postgate`: tenants, tokens and the SECURITY DEFINER functions. Idempotent.
+pub const SQL: &str = include_str!("../../../migrations/V1__postgate.sql");

@@ -125,7 +125,7 @@ impl Drop for Pg {
 
 /// TEST-ONLY role bootstrap: the minimum of the platform's bootstrap that postgate needs (the
 /// service login `postgate`, an admin login `postgate_cli` holding postgate_admin), then
-/// postgate's own roles and schema. The platform bootstrap replaces this at merge.
+/// postgate's platform migration (roles and schema), as `stackctl migrate` applies it.
 pub async fn test_role_bootstrap(su: &Client) {
     su.batch_execute(&format!(
         "CREATE ROLE postgate LOGIN NOINHERIT PASSWORD '{SERVICE_PASSWORD}';
@@ -133,22 +133,16 @@ pub async fn test_role_bootstrap(su: &Client) {
     ))
     .await
     .expect("bootstrap logins");
-    su.batch_execute(postgate::schema::ROLES_SQL)
+    su.batch_execute(postgate::schema::SQL)
         .await
-        .expect("roles.sql");
+        .expect("V1__postgate.sql");
     su.batch_execute("GRANT postgate_admin TO postgate_cli")
         .await
         .expect("grant admin");
-    su.batch_execute(postgate::schema::SQL)
-        .await
-        .expect("schema.sql");
     // Idempotent: a second run changes nothing and does not fail.
-    su.batch_execute(postgate::schema::ROLES_SQL)
-        .await
-        .expect("roles.sql again");
     su.batch_execute(postgate::schema::SQL)
         .await
-        .expect("schema.sql again");
+        .expect("V1__postgate.sql again");
 }
 
 impl Harness {
