@@ -897,26 +897,24 @@ async fn wait_healthy(ctx: &Ctx, service: &str, name: &str) -> Result<()> {
         };
         let state = c.state.unwrap_or_default();
         match state.status {
-            Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD) => {
+            // Exited, or a crash loop under a restart policy: fail now rather than at the deadline.
+            Some(
+                status @ (ContainerStateStatusEnum::EXITED
+                | ContainerStateStatusEnum::DEAD
+                | ContainerStateStatusEnum::RESTARTING),
+            ) => {
                 let code = state.exit_code.unwrap_or(-1);
+                let restarting = if status == ContainerStateStatusEnum::RESTARTING {
+                    " and is restarting,"
+                } else {
+                    ""
+                };
                 return Err(failure(
                     ctx,
                     service,
                     name,
                     cond,
-                    &format!("exited with code {code} before it became healthy"),
-                )
-                .await);
-            }
-            // A crash loop under a restart policy: fail now rather than at the deadline.
-            Some(ContainerStateStatusEnum::RESTARTING) => {
-                let code = state.exit_code.unwrap_or(-1);
-                return Err(failure(
-                    ctx,
-                    service,
-                    name,
-                    cond,
-                    &format!("exited with code {code} and is restarting, before it became healthy"),
+                    &format!("exited with code {code}{restarting} before it became healthy"),
                 )
                 .await);
             }
