@@ -40,6 +40,10 @@ pub enum Command {
     Build(BuildArgs),
     /// Apply platform migrations, the role bootstrap and your migrations.
     Migrate(MigrateArgs),
+    /// Deploy, list and remove JavaScript workers, and read their logs (acts on the running runner).
+    Worker(WorkerArgs),
+    /// The runner's durable queue: job counts and dead-letter retries.
+    Queue(QueueArgs),
 }
 
 #[derive(Debug, Args)]
@@ -150,5 +154,114 @@ pub enum MigrateAction {
     New {
         /// What the migration does, e.g. add_orders.
         name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(subcommand)]
+    pub action: WorkerAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerAction {
+    /// Store a new version of a worker; every runner replica serves it within a second.
+    Deploy(Box<DeployArgs>),
+    /// The deployed workers.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a worker (its versions, schedule and secrets; its database token is revoked).
+    Rm {
+        /// The worker's name.
+        name: String,
+    },
+    /// The worker's JSON log lines (console output and invocation errors) from every replica.
+    Logs {
+        /// The worker's name.
+        name: String,
+        /// Keep following new lines.
+        #[arg(long, short)]
+        follow: bool,
+        /// Lines from the end of each replica's log to search.
+        #[arg(long, default_value = "1000")]
+        tail: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The worker's name: a-z, 0-9 and '-'; it answers at NAME.<workers domain>.
+    pub name: String,
+    /// The ES module (`export default { fetch, scheduled, queue }`).
+    pub file: PathBuf,
+    /// Also serve this host, `/path` prefix or `host/path` prefix (repeatable).
+    #[arg(long, value_name = "HOST_OR_PATH")]
+    pub route: Vec<String>,
+    /// Run `scheduled()` on this cron expression (5 fields, or 6 with seconds first).
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// Time zone of --cron (IANA name).
+    #[arg(long, default_value = "UTC", value_name = "TZ")]
+    pub timezone: String,
+    /// Consume this queue with `queue()` (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub queue: Vec<String>,
+    /// A plain variable on `env` (repeatable).
+    #[arg(long, value_name = "K=V")]
+    pub var: Vec<String>,
+    /// A secret on `env`: its value is read from the environment variable K, or else from a
+    /// line of stdin; it is sealed at rest and never printed (repeatable).
+    #[arg(long, value_name = "K")]
+    pub secret: Vec<String>,
+    /// Give the worker `env.DB` on this postgate tenant (made if missing) with its own token.
+    #[arg(long, value_name = "TENANT")]
+    pub db_tenant: Option<String>,
+    /// The token's permissions (SELECT, INSERT, UPDATE, DELETE, DDL).
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "SELECT,INSERT,UPDATE,DELETE",
+        requires = "db_tenant"
+    )]
+    pub db_permissions: String,
+    /// CPU time per invocation in ms (default: stack.toml [runner] cpu_ms).
+    #[arg(long)]
+    pub cpu_ms: Option<u32>,
+    /// Memory of the worker's runtime in MiB (default: [runner] memory_mb).
+    #[arg(long)]
+    pub memory_mb: Option<u32>,
+    /// Wall time per invocation in ms (default: [runner] wall_ms).
+    #[arg(long)]
+    pub wall_ms: Option<u32>,
+    /// Largest request body in bytes (default: [runner] max_body_bytes).
+    #[arg(long)]
+    pub max_body_bytes: Option<u32>,
+    /// Invocations admitted at once per replica (default: [runner] concurrency).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    pub action: QueueAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Jobs per queue and state (ready, scheduled, running, done, dead).
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make dead jobs ready again.
+    RetryDead {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
     },
 }

@@ -117,15 +117,34 @@ pub enum PoolMode {
     Session,
 }
 
+/// The worker runtime. The limits are each worker's defaults; `stackctl worker deploy`
+/// overrides them per worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunnerSection {
     pub replicas: u32,
+    /// CPU time per invocation (ms).
+    pub cpu_ms: u32,
+    /// Memory per worker runtime (MiB).
+    pub memory_mb: u32,
+    /// Wall time per invocation (ms).
+    pub wall_ms: u32,
+    /// Largest request body (bytes).
+    pub max_body_bytes: u32,
+    /// Invocations of one worker admitted at once per replica.
+    pub concurrency: u32,
 }
 
 impl Default for RunnerSection {
     fn default() -> Self {
-        Self { replicas: 3 }
+        Self {
+            replicas: 3,
+            cpu_ms: 50,
+            memory_mb: 64,
+            wall_ms: 30_000,
+            max_body_bytes: 1 << 20,
+            concurrency: 256,
+        }
     }
 }
 
@@ -386,6 +405,24 @@ fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
             "runner.replicas is {}; it must be between 1 and 64",
             f.runner.replicas
         ))));
+    }
+    let r = &f.runner;
+    for (k, v) in [
+        ("runner.cpu_ms", r.cpu_ms),
+        ("runner.memory_mb", r.memory_mb),
+        ("runner.wall_ms", r.wall_ms),
+        ("runner.concurrency", r.concurrency),
+    ] {
+        if v == 0 || v > i32::MAX as u32 {
+            return Err(at(k)(UserError::new(format!(
+                "{k} is {v}; it must be a positive number"
+            ))));
+        }
+    }
+    if r.max_body_bytes > i32::MAX as u32 {
+        return Err(at("runner.max_body_bytes")(UserError::new(
+            "runner.max_body_bytes must be below 2 GiB",
+        )));
     }
     let ports = [
         ("ports.postgres", f.ports.postgres),

@@ -13,6 +13,7 @@ mod render;
 mod scram;
 mod secrets;
 mod tls;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -69,5 +70,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logs(a) => engine::cmd_logs(&Stack::load(&dir)?, a),
         Command::Build(a) => engine::cmd_build(&Stack::load(&dir)?, a),
         Command::Migrate(a) => engine::cmd_migrate(&dir, a),
+        Command::Worker(a) => workers::run(&Stack::load(&dir)?, a),
+        Command::Queue(a) => workers::run_queue(&Stack::load(&dir)?, a),
     }
 }

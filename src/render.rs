@@ -255,6 +255,7 @@ pub fn compose(
     ctx.insert("hosts", &stack.hosts);
     ctx.insert("ports", &f.ports);
     ctx.insert("replicas", &f.runner.replicas);
+    ctx.insert("runner", &f.runner);
     ctx.insert("observability", &f.observability.enabled);
     ctx.insert(
         "migrations_dir",

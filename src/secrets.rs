@@ -95,6 +95,13 @@ pub const SECRETS: &[SecretSpec] = &[
         pooled: false,
     },
     SecretSpec {
+        key: "RUNNER_SECRETS_KEY",
+        kind: SecretKind::Hex32,
+        what: "ChaCha20-Poly1305 key sealing worker secrets at rest (runner)",
+        role: None,
+        pooled: false,
+    },
+    SecretSpec {
         key: "POOLER_ADMIN_PASSWORD",
         kind: SecretKind::Password,
         what: "pooler admin console (pooler_admin)",

@@ -14,7 +14,8 @@
 --   db_authenticator  LOGIN NOINHERIT, may SET ROLE web_anon or app_user and nothing else
 --   postgate          LOGIN NOINHERIT; reads postgate.tokens/tenants (grants in V1__postgate.sql)
 --                     with INHERIT FALSE, so it reads tenant data only after SET ROLE
---   runner            LOGIN NOINHERIT, DML on schema runner, reads postgate's tokens
+--   runner            LOGIN NOINHERIT, DML on schema runner, reads postgate's tokens,
+--                     may SET ROLE postgate_admin (worker tenants and tokens for env.DB)
 --   app               LOGIN, member of app_user: the applications' login
 --   anon, authenticated, service_role
 --                     NOLOGIN, no rights: they exist so Supabase-style policies load; grant
@@ -100,6 +101,10 @@ BEGIN
     -- last_used_at, and nothing more.
     GRANT SELECT ON postgate.tenants, postgate.tokens TO runner;
     GRANT UPDATE (last_used_at) ON postgate.tokens TO runner;
+    -- `runner worker deploy --db-tenant` makes the worker's tenant and token (SET ROLE
+    -- postgate_admin; runner is NOINHERIT). It adds little: the runner holds the token pepper,
+    -- from which every tenant login's password is derived.
+    GRANT postgate_admin TO runner;
 
     GRANT USAGE ON SCHEMA runner TO runner, app_user;
     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA runner TO runner;

@@ -27,6 +27,14 @@ use crate::error::UserError;
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
 
+/// What a command run by [`Docker::exec_capture`] printed, and its exit code.
+#[derive(Debug, Default)]
+pub struct ExecOutput {
+    pub code: Option<i64>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
 #[derive(Clone)]
 pub struct Docker {
     inner: bollard::Docker,
@@ -237,6 +245,66 @@ impl Docker {
                 .with_context(|| format!("running an exec in {name}"))?
                 .exit_code),
             Err(_) => Ok(None),
+        }
+    }
+
+    /// Runs a command in a running container with `stdin` written to it (then closed), and
+    /// returns its exit code and output. Fails when it does not finish within `timeout`.
+    pub async fn exec_capture(
+        &self,
+        name: &str,
+        cmd: Vec<String>,
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        use tokio::io::AsyncWriteExt;
+        let what = cmd.first().cloned().unwrap_or_default();
+        let opts = CreateExecOptions::<String> {
+            cmd: Some(cmd),
+            attach_stdin: Some(stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self
+            .inner
+            .create_exec(name, opts)
+            .await
+            .with_context(|| format!("creating an exec of {what} in {name}"))?;
+        let run = async {
+            let mut out = ExecOutput::default();
+            match self
+                .inner
+                .start_exec(&exec.id, None::<StartExecOptions>)
+                .await?
+            {
+                StartExecResults::Attached {
+                    mut output,
+                    mut input,
+                } => {
+                    if let Some(bytes) = stdin {
+                        input.write_all(&bytes).await?;
+                        input.flush().await?;
+                        input.shutdown().await?;
+                    }
+                    while let Some(chunk) = output.next().await {
+                        match chunk? {
+                            LogOutput::StdErr { message } => out.stderr.extend_from_slice(&message),
+                            other => out.stdout.extend_from_slice(&other.into_bytes()),
+                        }
+                    }
+                }
+                StartExecResults::Detached => {}
+            }
+            out.code = self.inner.inspect_exec(&exec.id).await?.exit_code;
+            Ok::<_, anyhow::Error>(out)
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(r) => r.with_context(|| format!("running {what} in {name}")),
+            Err(_) => Err(anyhow!(
+                "running {what} in {name}: no answer within {}s",
+                timeout.as_secs()
+            )),
         }
     }
 

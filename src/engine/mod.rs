@@ -29,7 +29,12 @@ use crate::error::UserError;
 use crate::render::{self, Target};
 use crate::secrets::EnvFile;
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+// For feature modules that act on a running stack (workers, queue): the one facade and the
+// helpers that find containers and read their logs.
+pub use docker::Docker;
+pub use ops::{LogView, logs_where, running_container};
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

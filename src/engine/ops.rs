@@ -197,6 +197,16 @@ impl LineBuf {
     }
 }
 
+/// Which log lines to print, and how.
+pub struct LogView<'a> {
+    pub follow: bool,
+    pub tail: &'a str,
+    /// Print only the lines this accepts.
+    pub keep: &'a (dyn Fn(&str) -> bool + Sync),
+    /// Prefix each line with its service (and replica number).
+    pub prefix: bool,
+}
+
 pub async fn logs(
     docker: &Docker,
     project: &str,
@@ -204,6 +214,24 @@ pub async fn logs(
     follow: bool,
     tail: &str,
 ) -> Result<()> {
+    let view = LogView {
+        follow,
+        tail,
+        keep: &|_| true,
+        prefix: true,
+    };
+    logs_where(docker, project, services, &view).await
+}
+
+/// The services' logs through `view`: one stream per container, lines merged as they come
+/// when following.
+pub async fn logs_where(
+    docker: &Docker,
+    project: &str,
+    services: &[String],
+    view: &LogView<'_>,
+) -> Result<()> {
+    let (follow, tail) = (view.follow, view.tail);
     let list = docker
         .list_containers(&[
             format!("{LABEL_PROJECT}={project}"),
@@ -263,7 +291,11 @@ pub async fn logs(
             .boxed()
     });
     let print = |prefix: &str, line: &str| {
+        if !(view.keep)(line) {
+            return;
+        }
         let mut out = std::io::stdout().lock();
+        let prefix = if view.prefix { prefix } else { "" };
         let _ = writeln!(out, "{prefix}{line}");
     };
     if follow {
@@ -295,6 +327,47 @@ pub async fn logs(
         }
     }
     Ok(())
+}
+
+/// The name of a running container of `service` (the lowest-numbered one), for `exec`.
+pub async fn running_container(docker: &Docker, project: &str, service: &str) -> Result<String> {
+    use bollard::models::ContainerSummaryStateEnum as S;
+    let list = docker
+        .list_containers(&[
+            format!("{LABEL_PROJECT}={project}"),
+            format!("{LABEL_SERVICE}={service}"),
+            format!("{LABEL_ONEOFF}=False"),
+        ])
+        .await?;
+    let mut running: Vec<(u32, String)> = list
+        .iter()
+        .filter(|c| matches!(c.state, Some(S::RUNNING)))
+        .filter_map(|c| {
+            let n = c
+                .labels
+                .as_ref()?
+                .get(LABEL_NUMBER)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let name = c
+                .names
+                .as_ref()?
+                .first()?
+                .trim_start_matches('/')
+                .to_string();
+            Some((n, name))
+        })
+        .collect();
+    running.sort();
+    match running.into_iter().next() {
+        Some((_, name)) => Ok(name),
+        None => bail!(
+            UserError::new(format!(
+                "no running container of service `{service}` in project {project}"
+            ))
+            .hint(format!("start it with `stackctl up {service}`"))
+        ),
+    }
 }
 
 /// Runs one container of `service` once, like `docker compose run --rm SERVICE`, streaming its

@@ -1,31 +1,17 @@
 #!/usr/bin/env bash
 # HTTP benchmark on this machine: requests/s of a hello-world worker through `runner serve`
-# vs a Node.js `http` hello world, same load generator (bench/load.js, keep-alive, 32
-# connections, 5 s); plus idle RSS of a runner and the RSS added per deployed worker.
-# Usage: stack/runner/bench-http.sh   (env: PROFILE=dev|release, WORKERS=20)
+# vs a Node.js `http` hello world, same load generator for both (wrk, one thread, when installed;
+# else bench/load.js), keep-alive, 32 connections, 5 s; plus idle RSS of a runner and the RSS
+# added per deployed worker.
+# Usage: stack/runner/bench-http.sh   (env: PROFILE=dev|release, WORKERS=20, LOADGEN=wrk|node)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PROFILE=${PROFILE:-dev}; WORKERS=${WORKERS:-20}
-command -v docker >/dev/null || { echo "bench-http.sh needs Docker" >&2; exit 1; }
+WORKERS=${WORKERS:-20}
 command -v node >/dev/null || { echo "bench-http.sh needs node (apt-get install nodejs)" >&2; exit 1; }
-if [ "$PROFILE" = release ]; then cargo build -q --release -p runner; BIN=target/release/runner
-else cargo build -q -p runner; BIN=target/debug/runner; fi
-NAME=runner-hbench-$$
-PIDS=()
+BENCH_TAG=runner-hbench
 LOG=$(mktemp)
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; docker rm -f "$NAME" >/dev/null 2>&1 || true; rm -f "$LOG"; }
-trap cleanup EXIT
-docker run -d --rm --name "$NAME" -p 127.0.0.1::5432 -e POSTGRES_PASSWORD=bench stackctl/postgres:17 >/dev/null
-PORT=$(docker port "$NAME" 5432/tcp | head -1 | sed 's/.*://')
-export RUNNER_DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres password=bench dbname=postgres"
-psql_() { docker exec -e PGPASSWORD=bench "$NAME" psql -U postgres -h 127.0.0.1 -qtAX -v ON_ERROR_STOP=1 -c "$1"; }
-deadline=$((SECONDS + 90))
-until psql_ "SELECT 1" >/dev/null 2>&1; do
-  [ $SECONDS -lt $deadline ] || { echo "PostgreSQL not ready in 90 s" >&2; exit 1; }
-  sleep 0.2
-done
-"$BIN" migrate >/dev/null
-RUNNER_LISTEN=127.0.0.1:0 RUNNER_WORKERS_DOMAIN=bench.local "$BIN" serve --id hbench >"$LOG" 2>&1 &
+bench_cleanup() { rm -f "$LOG"; }
+source "$(dirname "$0")/bench/common.sh"
+RUNNER_LISTEN=127.0.0.1:0 RUNNER_WORKERS_DOMAIN=workers.bench.local "$BIN" serve --id hbench >"$LOG" 2>&1 &
 RPID=$!; PIDS+=($RPID)
 deadline=$((SECONDS + 30))
 until grep -q '"runner serving"' "$LOG"; do
@@ -33,7 +19,6 @@ until grep -q '"runner serving"' "$LOG"; do
   sleep 0.1
 done
 ADDR=$(grep '"runner serving"' "$LOG" | sed 's/.*"addr":"\([^"]*\)".*/\1/')
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 sleep 1  # settle: idle RSS is a reading after start-up, not a readiness wait
 idle=$(rss "$RPID")
 
@@ -51,7 +36,19 @@ before=$(rss "$RPID")
 for i in $(seq 1 "$WORKERS"); do curl -s -o /dev/null -H "host: w$i.workers.bench.local" "http://$ADDR/"; done
 after=$(rss "$RPID")
 
-runner_rps=$(node stack/runner/bench/load.js "http://$ADDR/" 32 5 hello.workers.bench.local)
+LOADGEN=${LOADGEN:-$(command -v wrk >/dev/null && echo wrk || echo node)}
+# load URL [HOST] -> {"rps":N,...}
+load() {
+  if [ "$LOADGEN" = wrk ]; then
+    local out; out=$(wrk -t1 -c32 -d5s ${2:+-H "Host: $2"} "$1")
+    local rps; rps=$(awk '/^Requests\/sec/ {printf "%d", $2}' <<<"$out")
+    local bad; bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+    echo "{\"rps\":$rps,\"non2xx\":${bad:-0},\"loadgen\":\"wrk -t1 -c32\"}"
+  else
+    node stack/runner/bench/load.js "$1" 32 5 ${2:+"$2"}
+  fi
+}
+runner_rps=$(load "http://$ADDR/" hello.workers.bench.local)
 NPORT=$((20000 + RANDOM % 20000))
 node -e "require('http').createServer((q, s) => s.end('hello')).listen($NPORT, '127.0.0.1')" &
 NPID=$!; PIDS+=($NPID)
@@ -60,7 +57,7 @@ until curl -s "http://127.0.0.1:$NPORT/" >/dev/null; do
   [ $SECONDS -lt $deadline ] || { echo "node server did not start" >&2; exit 1; }
   sleep 0.1
 done
-node_rps=$(node stack/runner/bench/load.js "http://127.0.0.1:$NPORT/" 32 5)
+node_rps=$(load "http://127.0.0.1:$NPORT/")
 
 r=$(echo "$runner_rps" | sed 's/.*"rps":\([0-9]*\).*/\1/'); n=$(echo "$node_rps" | sed 's/.*"rps":\([0-9]*\).*/\1/')
 awk -v r="$r" -v n="$n" -v idle="$idle" -v b="$before" -v a="$after" -v w="$WORKERS" -v prof="$PROFILE" -v rj="$runner_rps" -v nj="$node_rps" 'BEGIN {

@@ -8,28 +8,10 @@
 #    (the runner's is measured the same way). SKIP_PEER=1 leaves it out.
 # Usage: stack/runner/bench.sh   (env: N=50000 C=2 L=2000 PROFILE=dev|release)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-N=${N:-50000}; C=${C:-2}; L=${L:-2000}; PROFILE=${PROFILE:-dev}
-command -v docker >/dev/null || { echo "bench.sh needs Docker" >&2; exit 1; }
-if [ "$PROFILE" = release ]; then cargo build -q --release -p runner; BIN=target/release/runner
-else cargo build -q -p runner; BIN=target/debug/runner; fi
+N=${N:-50000}; C=${C:-2}; L=${L:-2000}
+BENCH_TAG=runner-bench
+source "$(dirname "$0")/bench/common.sh"
 
-NAME=runner-bench-$$
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; docker rm -f "$NAME" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-docker run -d --rm --name "$NAME" -p 127.0.0.1::5432 -e POSTGRES_PASSWORD=bench stackctl/postgres:17 >/dev/null
-PORT=$(docker port "$NAME" 5432/tcp | head -1 | sed 's/.*://')
-export RUNNER_DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres password=bench dbname=postgres"
-psql_() { docker exec -e PGPASSWORD=bench "$NAME" psql -U postgres -h 127.0.0.1 -qtAX -v ON_ERROR_STOP=1 -c "$1"; }
-deadline=$((SECONDS + 90))
-until psql_ "SELECT 1" >/dev/null 2>&1; do
-  [ $SECONDS -lt $deadline ] || { echo "PostgreSQL not ready in 90 s" >&2; exit 1; }
-  sleep 0.2
-done
-"$BIN" migrate >/dev/null
-
-now() { date +%s.%N; }
 t0=$(now)
 psql_ "SELECT count(runner.enqueue('bench', jsonb_build_object('n', g))) FROM generate_series(1, $N) g" >/dev/null
 t1=$(now)

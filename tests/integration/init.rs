@@ -32,6 +32,7 @@ fn init_writes_every_file_with_its_mode() {
         "APP_DB_PASSWORD",
         "JWT_SECRET",
         "POSTGATE_TOKEN_PEPPER",
+        "RUNNER_SECRETS_KEY",
         "POOLER_ADMIN_PASSWORD",
         "GRAFANA_ADMIN_PASSWORD",
     ] {

@@ -10,3 +10,4 @@ mod engine;
 mod init;
 mod migrate;
 mod render;
+mod workers;

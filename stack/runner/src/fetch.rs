@@ -2,10 +2,16 @@
 //! against the blocked ranges (loopback, private, link-local incl. cloud metadata, CGNAT,
 //! unspecified, multicast, broadcast, IPv6 unique-local and link-local, IPv4-mapped forms);
 //! the connection then goes to that checked address, so a hostname cannot slip through and
-//! DNS cannot be asked twice (no rebinding). Plain `http://` only in this first cut.
+//! DNS cannot be asked twice (no rebinding). `https://` runs TLS (rustls, Mozilla's roots from
+//! `webpki-roots`, the host name checked against the certificate) over that same connection.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{self, pki_types::ServerName};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
@@ -73,11 +79,11 @@ fn blocked_v4(ip: Ipv4Addr) -> bool {
 /// Perform one request under `policy`. Errors are messages safe to show to the worker.
 pub async fn fetch(policy: &FetchPolicy, req: FetchRequest) -> Result<FetchResponse, String> {
     let url = url::Url::parse(&req.url).map_err(|e| format!("invalid URL {}: {e}", req.url))?;
-    match url.scheme() {
-        "http" => {}
-        "https" => return Err("https:// fetch is not supported by this runner yet".into()),
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
         s => return Err(format!("fetch: unsupported scheme {s}:")),
-    }
+    };
     let host = url.host_str().ok_or("fetch: URL has no host")?.to_string();
     let port = url.port_or_known_default().unwrap_or(80);
     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -107,10 +113,17 @@ pub async fn fetch(policy: &FetchPolicy, req: FetchRequest) -> Result<FetchRespo
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("fetch: connecting to {host}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("fetch: HTTP handshake with {host}: {e}"))?;
-        tokio::spawn(conn);
+        let mut sender = if tls {
+            let name = ServerName::try_from(bare.to_string())
+                .map_err(|e| format!("fetch: {host} is not a valid TLS server name: {e}"))?;
+            let stream = TlsConnector::from(tls_config()?)
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("fetch: TLS with {host}: {e}"))?;
+            handshake(stream, &host).await?
+        } else {
+            handshake(stream, &host).await?
+        };
         let path = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
@@ -160,6 +173,41 @@ pub async fn fetch(policy: &FetchPolicy, req: FetchRequest) -> Result<FetchRespo
     tokio::time::timeout(policy.timeout, work)
         .await
         .map_err(|_| format!("fetch: {host} did not answer within {:?}", policy.timeout))?
+}
+
+/// HTTP/1.1 over `io`; the connection task runs until the response is read.
+async fn handshake<T>(
+    io: T,
+    host: &str,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>, String>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("fetch: HTTP handshake with {host}: {e}"))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// One rustls client configuration for the process: ring, Mozilla's roots, HTTP/1.1 by ALPN.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("fetch: setting up TLS: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Ok(Arc::new(cfg))
+        })
+        .clone()
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// False until start-up is done and again once shutdown begins.
     pub ready: Arc<AtomicBool>,
-    pub max_body: usize,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -93,14 +92,15 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
             .map(|p| p.as_str())
             .unwrap_or("/")
     );
-    let body = match to_bytes(req.into_body(), st.max_body).await {
+    let max_body = worker.def.body_bytes;
+    let body = match to_bytes(req.into_body(), max_body).await {
         Ok(b) => b,
         Err(_) => {
             st.metrics.observe_request(&name, 413, started.elapsed());
             return json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                &format!("request body is larger than {} bytes", st.max_body),
+                &format!("request body is larger than {max_body} bytes"),
             );
         }
     };

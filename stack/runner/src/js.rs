@@ -28,6 +28,8 @@ pub struct Services {
     pub pool: deadpool_postgres::Pool,
     pub handle: tokio::runtime::Handle,
     pub fetch: crate::fetch::FetchPolicy,
+    /// postgate's gateway for `env.DB` (None when the runner has no token pepper).
+    pub gateway: Option<Arc<postgate::Gateway>>,
 }
 
 /// What is deployed: one version of one worker.
@@ -39,8 +41,18 @@ pub struct WorkerDef {
     pub routes: Vec<String>,
     pub queues: Vec<String>,
     pub vars: serde_json::Value,
+    /// Secrets on `env`, beside the vars.
+    pub secrets: std::collections::BTreeMap<String, crate::secrets::Secret>,
+    /// The worker's own postgate token: `env.DB` exists only with one.
+    pub db_token: Option<crate::secrets::Secret>,
     pub cpu_ms: u64,
     pub memory_mb: u64,
+    /// Wall time of one invocation.
+    pub wall: Duration,
+    /// Largest request body accepted (HTTP 413 past it).
+    pub body_bytes: usize,
+    /// Invocations admitted at once on this replica (queued or running); more get a 503.
+    pub concurrency: usize,
 }
 
 /// Why an invocation failed.
@@ -102,12 +114,11 @@ enum Task {
 pub struct WorkerHandle {
     pub def: Arc<WorkerDef>,
     tx: Mutex<mpsc::Sender<Task>>,
-    wall: Duration,
-    /// Invocations queued or running; past [`MAX_INFLIGHT`] new ones get a 503 at once.
+    /// Invocations queued or running; past `def.concurrency` new ones get a 503 at once.
     inflight: std::sync::atomic::AtomicUsize,
 }
 
-/// Concurrent invocations one worker may have queued on its engine per replica.
+/// The default of concurrent invocations one worker may have queued on its engine per replica.
 pub const MAX_INFLIGHT: usize = 256;
 
 struct InflightGuard<'a>(&'a std::sync::atomic::AtomicUsize);
@@ -120,11 +131,8 @@ impl Drop for InflightGuard<'_> {
 
 impl WorkerHandle {
     /// Start the worker's thread. The module is compiled on the thread, lazily.
-    pub fn spawn(
-        def: WorkerDef,
-        wall: Duration,
-        services: Option<Services>,
-    ) -> std::io::Result<Arc<WorkerHandle>> {
+    pub fn spawn(def: WorkerDef, services: Option<Services>) -> std::io::Result<Arc<WorkerHandle>> {
+        let wall = def.wall;
         let def = Arc::new(def);
         let (tx, rx) = mpsc::channel();
         let d = def.clone();
@@ -135,13 +143,12 @@ impl WorkerHandle {
         Ok(Arc::new(WorkerHandle {
             def,
             tx: Mutex::new(tx),
-            wall,
             inflight: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
     fn admit(&self) -> Result<InflightGuard<'_>, InvokeError> {
-        if self.inflight.fetch_add(1, Ordering::SeqCst) >= MAX_INFLIGHT {
+        if self.inflight.fetch_add(1, Ordering::SeqCst) >= self.def.concurrency.max(1) {
             self.inflight.fetch_sub(1, Ordering::SeqCst);
             return Err(InvokeError::Limit {
                 worker: self.def.name.clone(),
@@ -170,7 +177,7 @@ impl WorkerHandle {
         &self,
         rx: oneshot::Receiver<Result<T, InvokeError>>,
     ) -> Result<T, InvokeError> {
-        match tokio::time::timeout(self.wall, rx).await {
+        match tokio::time::timeout(self.def.wall, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(self.unavailable("its engine thread stopped")),
             Err(_) => Err(self.unavailable("no answer within the wall-time limit")),
@@ -489,6 +496,33 @@ impl Engine {
             .catch(&ctx)
             .map_err(caught)?;
             g.set("__fetch", fetch).catch(&ctx).map_err(caught)?;
+            // env.DB: only for a worker that has its own token; the token stays in Rust.
+            let gateway = self.services.as_ref().and_then(|s| s.gateway.clone());
+            if let (Some(token), Some(gateway), Some(s)) =
+                (def.db_token.clone(), gateway, self.services.clone())
+            {
+                let deadline = self.deadline.clone();
+                let query =
+                    Function::new(ctx.clone(), move |sql: String, params: String| -> String {
+                        let params: Vec<serde_json::Value> =
+                            serde_json::from_str(&params).unwrap_or_default();
+                        let statement = postgate::Statement { sql, params };
+                        let started = Instant::now();
+                        let r = s.handle.block_on(gateway.query(
+                            token.expose(),
+                            statement,
+                            postgate::RowsAs::Objects,
+                        ));
+                        extend(&deadline, started.elapsed());
+                        match r {
+                            Ok(res) => json!({"ok": true, "result": res}).to_string(),
+                            Err(e) => json!({"ok": false, "error": e}).to_string(),
+                        }
+                    })
+                    .catch(&ctx)
+                    .map_err(caught)?;
+                g.set("__db", query).catch(&ctx).map_err(caught)?;
+            }
             ctx.eval::<(), _>(PRELUDE).catch(&ctx).map_err(caught)?;
             let env: Object = ctx
                 .json_parse(def.vars.to_string())
@@ -502,6 +536,16 @@ impl Engine {
                 .catch(&ctx)
                 .map_err(caught)?;
             env.set("QUEUE", queue).catch(&ctx).map_err(caught)?;
+            for (k, v) in &def.secrets {
+                env.set(k.as_str(), v.expose())
+                    .catch(&ctx)
+                    .map_err(caught)?;
+            }
+            let make_db: Function = g.get("__makeDb").catch(&ctx).map_err(caught)?;
+            let db: rquickjs::Value = make_db.call(()).catch(&ctx).map_err(caught)?;
+            if !db.is_undefined() {
+                env.set("DB", db).catch(&ctx).map_err(caught)?;
+            }
             g.set("__env", env).catch(&ctx).map_err(caught)?;
             let module =
                 Module::declare(ctx.clone(), format!("{}.js", def.name), def.source.as_str())

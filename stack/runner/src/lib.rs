@@ -3,6 +3,7 @@
 //! Services take their listener and a shutdown token (see [`serve::run`]); the JavaScript
 //! engine runs on its own threads ([`js`]), never on tokio's workers.
 
+pub mod admin;
 pub mod cron;
 pub mod db;
 pub mod fetch;
@@ -13,5 +14,6 @@ pub mod metrics;
 pub mod notify;
 pub mod queue;
 pub mod registry;
+pub mod secrets;
 pub mod serve;
 pub mod sql;

@@ -47,6 +47,84 @@ struct Tuning {
     grace_secs: f64,
 }
 
+/// Worker defaults (stack.toml `[runner]`), used where a worker sets none.
+#[derive(clap::Args, Clone)]
+struct Defaults {
+    /// CPU time per invocation, in milliseconds.
+    #[arg(long, env = "RUNNER_CPU_MS", default_value_t = 50)]
+    cpu_ms: u64,
+    /// Memory per worker runtime, in MiB.
+    #[arg(long, env = "RUNNER_MEMORY_MB", default_value_t = 64)]
+    memory_mb: u64,
+    /// Wall time per invocation, in milliseconds.
+    #[arg(long, env = "RUNNER_WALL_MS", default_value_t = 30_000)]
+    wall_ms: u64,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "RUNNER_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Invocations of one worker admitted at once per replica (queued or running).
+    #[arg(long, env = "RUNNER_CONCURRENCY", default_value_t = runner::js::MAX_INFLIGHT)]
+    concurrency: usize,
+}
+
+/// Keys for secrets and env.DB. Values are never printed (`hide_env_values`).
+#[derive(clap::Args, Clone)]
+struct Keys {
+    /// 32 bytes, hex: seals worker secrets at rest.
+    #[arg(long, env = "RUNNER_SECRETS_KEY", hide_env_values = true)]
+    secrets_key: Option<String>,
+    /// postgate's token pepper: env.DB verifies worker tokens with it.
+    #[arg(long, env = "POSTGATE_TOKEN_PEPPER", hide_env_values = true)]
+    postgate_pepper: Option<String>,
+    /// The login postgate's library reads tokens with (default: RUNNER_DATABASE_URL); tenant
+    /// logins connect to the same host and database.
+    #[arg(long, env = "POSTGATE_DATABASE_URL", hide_env_values = true)]
+    postgate_database_url: Option<String>,
+}
+
+impl Keys {
+    fn secrets_key(&self) -> anyhow::Result<Option<runner::secrets::SecretsKey>> {
+        self.secrets_key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .map(runner::secrets::SecretsKey::from_hex)
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    fn pepper(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.postgate_pepper
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(|p| postgate::config::check_pepper(p).map_err(|e| anyhow::anyhow!(e)))
+            .transpose()
+    }
+}
+
+#[derive(Subcommand)]
+enum WorkerCmd {
+    /// Deploy a worker from a JSON manifest on stdin (what `stackctl worker deploy` sends).
+    Deploy {
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        keys: Keys,
+    },
+    /// The deployed workers.
+    List {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a worker (its versions, schedule and secrets; its tokens are revoked).
+    Rm {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+    },
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve HTTP, run queue consumers and cron until SIGTERM.
@@ -66,6 +144,15 @@ enum Cmd {
         /// Do not fire cron schedules from this replica.
         #[arg(long, env = "RUNNER_NO_CRON")]
         no_cron: bool,
+        #[command(flatten)]
+        defaults: Defaults,
+        #[command(flatten)]
+        keys: Keys,
+    },
+    /// Worker admin: deploy, list, rm.
+    Worker {
+        #[command(subcommand)]
+        cmd: WorkerCmd,
     },
     /// GET /health on this machine; exit 0 when it answers 200 (the container healthcheck).
     Healthcheck {
@@ -189,11 +276,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers_domain,
             fetch_allow,
             no_cron,
+            defaults,
+            keys,
         } => {
             let mut s = settings(&db, &tuning)?;
             s.workers_domain = workers_domain.filter(|d| !d.is_empty());
             s.cron = !no_cron;
             s.fetch.allow = fetch_allow;
+            s.limits = runner::registry::Limits {
+                cpu_ms: defaults.cpu_ms.max(1),
+                memory_mb: defaults.memory_mb.max(1),
+                wall: Duration::from_millis(defaults.wall_ms.max(1)),
+                body_bytes: defaults.max_body_bytes,
+                concurrency: defaults.concurrency.max(1),
+            };
+            s.secrets_key = keys.secrets_key()?;
+            if let Some(pepper) = keys.pepper()? {
+                s.postgate = Some(postgate::Settings {
+                    database_url: keys
+                        .postgate_database_url
+                        .clone()
+                        .filter(|u| !u.is_empty())
+                        .unwrap_or_else(|| db.database_url.clone()),
+                    pepper,
+                    limits: postgate::Limits::default(),
+                    parser_check: true,
+                    pool_size: 4,
+                });
+            }
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
@@ -207,6 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             });
         }
+        Cmd::Worker { cmd } => return worker(cmd).await,
         Cmd::Migrate { db } => {
             let mut c = connect(&db.database_url).await?;
             runner::sql::apply(&mut c).await?;
@@ -261,6 +372,50 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let _ = listen.await;
             }
         },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn worker(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
+    use runner::admin;
+    match cmd {
+        WorkerCmd::Deploy { db, keys } => {
+            // One JSON line: no need to wait for the end of stdin.
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the manifest from stdin")?;
+            let m: admin::Manifest =
+                serde_json::from_str(&line).context("the manifest on stdin is not valid")?;
+            let mut c = connect(&db.database_url).await?;
+            let key = keys.secrets_key()?;
+            let pepper = keys.pepper()?;
+            match admin::deploy(&mut c, &m, key.as_ref(), pepper.as_deref()).await {
+                Ok(d) => println!("{}", serde_json::to_string(&d)?),
+                Err(admin::AdminError::Invalid(msg)) => {
+                    eprintln!("error: {msg}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        WorkerCmd::List { db, json } => {
+            let c = connect(&db.database_url).await?;
+            let rows = admin::list(&c).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", admin::render_list(&rows));
+            }
+        }
+        WorkerCmd::Rm { db, name } => {
+            let mut c = connect(&db.database_url).await?;
+            if !admin::remove(&mut c, &name).await? {
+                eprintln!("error: no worker named {name} is deployed");
+                return Ok(ExitCode::from(3));
+            }
+            println!("worker {name} removed");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,8 @@
 // worker module. Natives from Rust: __log(level, msg), __uuid(), __random(n), __url(href, base).
 (() => {
   const G = globalThis;
-  const natives = { log: G.__log, uuid: G.__uuid, random: G.__random, url: G.__url, enqueue: G.__enqueue, fetch: G.__fetch };
-  delete G.__log; delete G.__uuid; delete G.__random; delete G.__url; delete G.__enqueue; delete G.__fetch;
+  const natives = { log: G.__log, uuid: G.__uuid, random: G.__random, url: G.__url, enqueue: G.__enqueue, fetch: G.__fetch, db: G.__db };
+  delete G.__log; delete G.__uuid; delete G.__random; delete G.__url; delete G.__enqueue; delete G.__fetch; delete G.__db;
 
   // ---- timers: run by the runner between promise jobs, cleared after each invocation
   let timerSeq = 0;
@@ -35,6 +35,27 @@
     },
   });
   G.__makeQueue = makeQueue;
+
+  // ---- env.DB (only with the worker's own postgate token): query(sql, params) runs one
+  // statement in its own transaction as the token's tenant role; rows come back as objects.
+  G.__makeDb = () => {
+    if (typeof natives.db !== 'function') return undefined;
+    const db = natives.db;
+    return Object.freeze({
+      async query(sql, params = []) {
+        if (typeof sql !== 'string') throw new TypeError('env.DB.query needs an SQL string');
+        if (!Array.isArray(params)) throw new TypeError('env.DB.query params must be an array');
+        const r = JSON.parse(db(sql, JSON.stringify(params)));
+        if (!r.ok) {
+          const e = new Error(r.error.message);
+          e.code = r.error.code;
+          if (r.error.sqlstate) e.sqlstate = r.error.sqlstate;
+          throw e;
+        }
+        return { rows: r.result.rows, columns: r.result.columns, rowCount: r.result.row_count };
+      },
+    });
+  };
 
   const fmt = (v) => {
     if (typeof v === 'string') return v;

@@ -13,47 +13,117 @@ use tokio_util::sync::CancellationToken;
 use crate::db::{DbError, conn};
 use crate::js::{Services, WorkerDef, WorkerHandle};
 use crate::notify::Bus;
+use crate::secrets::SecretsKey;
 
 pub struct Registry {
     workers: RwLock<HashMap<String, Arc<WorkerHandle>>>,
-    /// `NAME.workers.DOMAIN` routes to worker NAME.
-    domain: Option<String>,
-    wall: Duration,
+    /// The workers' host suffix: `NAME.SUFFIX` routes to worker NAME (stack.toml's
+    /// `[domains] workers`, default `workers.DOMAIN`).
+    suffix: Option<String>,
+    defaults: Limits,
+    key: Option<SecretsKey>,
     services: Option<Services>,
     queues: watch::Sender<BTreeSet<String>>,
 }
 
-const SELECT: &str = "
-SELECT w.name, w.active_version, v.source, w.routes, w.queues, w.vars, w.cpu_ms, w.memory_mb
-  FROM runner.workers w
-  JOIN runner.worker_versions v ON v.worker = w.name AND v.version = w.active_version";
+/// A replica's default limits (stack.toml `[runner]`), used where a worker sets none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub cpu_ms: u64,
+    pub memory_mb: u64,
+    pub wall: Duration,
+    pub body_bytes: usize,
+    pub concurrency: usize,
+}
 
-fn def_of(r: &tokio_postgres::Row) -> WorkerDef {
-    WorkerDef {
-        name: r.get(0),
-        version: r.get(1),
-        source: r.get(2),
-        routes: r.get(3),
-        queues: r.get(4),
-        vars: r.get(5),
-        cpu_ms: r.get::<_, i32>(6).max(1) as u64,
-        memory_mb: r.get::<_, i32>(7).max(1) as u64,
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            cpu_ms: 50,
+            memory_mb: 64,
+            wall: Duration::from_secs(30),
+            body_bytes: 1 << 20,
+            concurrency: crate::js::MAX_INFLIGHT,
+        }
     }
 }
 
+const SELECT: &str = "
+SELECT w.name, w.active_version, v.source, w.routes, w.queues, w.vars, w.cpu_ms, w.memory_mb,
+       w.wall_ms, w.body_bytes, w.concurrency
+  FROM runner.workers w
+  JOIN runner.worker_versions v ON v.worker = w.name AND v.version = w.active_version";
+
+const SECRETS: &str =
+    "SELECT worker, name, nonce, sealed FROM runner.worker_secrets WHERE worker = ANY($1)";
+
+type SealedRows = Vec<tokio_postgres::Row>;
+
 impl Registry {
     pub fn new(
-        domain: Option<String>,
-        wall: Duration,
+        suffix: Option<String>,
+        defaults: Limits,
+        key: Option<SecretsKey>,
         services: Option<Services>,
     ) -> Arc<Registry> {
         Arc::new(Registry {
             workers: RwLock::new(HashMap::new()),
-            domain: domain.map(|d| d.trim_matches('.').to_ascii_lowercase()),
-            wall,
+            suffix: suffix
+                .map(|d| d.trim_matches('.').to_ascii_lowercase())
+                .filter(|d| !d.is_empty()),
+            defaults,
+            key,
             services,
             queues: watch::channel(BTreeSet::new()).0,
         })
+    }
+
+    /// The definition of one row of [`SELECT`], with its secrets opened.
+    fn def_of(&self, r: &tokio_postgres::Row, sealed: &SealedRows) -> Result<WorkerDef, String> {
+        let d = &self.defaults;
+        let name: String = r.get(0);
+        let pos = |i: usize| r.get::<_, Option<i32>>(i).filter(|v| *v > 0);
+        let mut secrets = std::collections::BTreeMap::new();
+        let mut db_token = None;
+        for s in sealed.iter().filter(|s| s.get::<_, &str>(0) == name) {
+            let key = self.key.as_ref().ok_or_else(|| {
+                "the worker has secrets but RUNNER_SECRETS_KEY is not set".to_string()
+            })?;
+            let sname: String = s.get(1);
+            let value = key
+                .open(&name, &sname, s.get(2), s.get(3))
+                .map_err(|e| e.to_string())?;
+            if sname == crate::secrets::DB_TOKEN {
+                db_token = Some(value);
+            } else {
+                secrets.insert(sname, value);
+            }
+        }
+        Ok(WorkerDef {
+            version: r.get(1),
+            source: r.get(2),
+            routes: r.get(3),
+            queues: r.get(4),
+            vars: r.get(5),
+            secrets,
+            db_token,
+            cpu_ms: pos(6).map_or(d.cpu_ms, |v| v as u64),
+            memory_mb: pos(7).map_or(d.memory_mb, |v| v as u64),
+            wall: pos(8).map_or(d.wall, |v| Duration::from_millis(v as u64)),
+            body_bytes: r
+                .get::<_, Option<i32>>(9)
+                .filter(|v| *v >= 0)
+                .map_or(d.body_bytes, |v| v as usize),
+            concurrency: pos(10).map_or(d.concurrency, |v| v as usize),
+            name,
+        })
+    }
+
+    async fn sealed(client: &impl GenericClient, names: &[String]) -> Result<SealedRows, DbError> {
+        client
+            .query(SECRETS, &[&names])
+            .await
+            .map_err(|e| DbError::new("loading worker secrets", e))
     }
 
     /// Queues some worker consumes; changes as workers are deployed.
@@ -89,7 +159,7 @@ impl Registry {
         }
         let name = def.name.clone();
         let version = def.version;
-        let h = WorkerHandle::spawn(def, self.wall, self.services.clone())?;
+        let h = WorkerHandle::spawn(def, self.services.clone())?;
         map.insert(name.clone(), h);
         drop(map);
         crate::log::info(
@@ -129,8 +199,11 @@ impl Registry {
     /// `/path` prefix, or `host/path` prefix; the longest match wins).
     pub fn route(&self, host: &str, path: &str) -> Option<Arc<WorkerHandle>> {
         let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
-        if let Some(domain) = &self.domain
-            && let Some(name) = host.strip_suffix(&format!(".workers.{domain}"))
+        if let Some(suffix) = &self.suffix
+            && let Some(name) = host
+                .strip_suffix(suffix.as_str())
+                .and_then(|h| h.strip_suffix('.'))
+            && !name.is_empty()
             && !name.contains('.')
         {
             return self.get(name);
@@ -156,13 +229,11 @@ impl Registry {
             .query(SELECT, &[])
             .await
             .map_err(|e| DbError::new("loading workers", e))?;
-        let defs: Vec<WorkerDef> = rows.iter().map(def_of).collect();
-        let names: BTreeSet<String> = defs.iter().map(|d| d.name.clone()).collect();
-        for def in defs {
-            let name = def.name.clone();
-            if let Err(e) = self.install(def) {
-                crate::log::error(&format!("starting worker {name}"), &e);
-            }
+        let all: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let sealed = Self::sealed(client, &all).await?;
+        let names: BTreeSet<String> = all.iter().cloned().collect();
+        for r in &rows {
+            self.load_row(r, &sealed);
         }
         let stale: Vec<String> = self
             .workers
@@ -186,13 +257,28 @@ impl Registry {
             .map_err(|e| DbError::new(format!("loading worker {name}"), e))?;
         match rows.first() {
             Some(r) => {
-                if let Err(e) = self.install(def_of(r)) {
-                    crate::log::error(&format!("starting worker {name}"), &e);
-                }
+                let sealed = Self::sealed(client, &[name.to_string()]).await?;
+                self.load_row(r, &sealed);
             }
             None => self.remove(name),
         }
         Ok(())
+    }
+
+    fn load_row(&self, r: &tokio_postgres::Row, sealed: &SealedRows) {
+        let name: String = r.get(0);
+        match self.def_of(r, sealed) {
+            Ok(def) => {
+                if let Err(e) = self.install(def) {
+                    crate::log::error(&format!("starting worker {name}"), &e);
+                }
+            }
+            Err(e) => crate::log::line(
+                "error",
+                "worker not loaded",
+                serde_json::json!({"worker": name, "error": e}),
+            ),
+        }
     }
 }
 

@@ -35,8 +35,12 @@ pub struct Settings {
     pub grace: Duration,
     pub cron: bool,
     pub cron_every: Duration,
-    pub max_body: usize,
-    pub wall: Duration,
+    /// Default limits of workers that set none (stack.toml `[runner]`).
+    pub limits: crate::registry::Limits,
+    /// Opens worker secrets (`RUNNER_SECRETS_KEY`).
+    pub secrets_key: Option<crate::secrets::SecretsKey>,
+    /// postgate's settings for `env.DB` (its database URL and token pepper); None = no env.DB.
+    pub postgate: Option<postgate::Settings>,
     /// Outbound fetch: addresses allowed despite the private/loopback block, timeout, size.
     pub fetch: crate::fetch::FetchPolicy,
 }
@@ -55,8 +59,9 @@ impl Settings {
             grace: Duration::from_secs(20),
             cron: true,
             cron_every: Duration::from_millis(250),
-            max_body: 1 << 20,
-            wall: Duration::from_secs(30),
+            limits: crate::registry::Limits::default(),
+            secrets_key: None,
+            postgate: None,
             fetch: crate::fetch::FetchPolicy {
                 allow: Vec::new(),
                 timeout: Duration::from_secs(15),
@@ -152,17 +157,29 @@ pub async fn run(
     let pool = crate::db::pool(&s.database_url, s.pool_size)?;
     let bus = Bus::new();
     let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut tasks = JoinSet::new();
+    let gateway = match &s.postgate {
+        Some(ps) => {
+            let g = Arc::new(
+                postgate::Gateway::new(ps.clone()).context("setting up postgate for env.DB")?,
+            );
+            tasks.spawn(g.background(shutdown.clone()));
+            Some(g)
+        }
+        None => None,
+    };
     let registry = Registry::new(
         s.workers_domain.clone(),
-        s.wall,
+        s.limits.clone(),
+        s.secrets_key.clone(),
         Some(crate::js::Services {
             pool: pool.clone(),
             handle: tokio::runtime::Handle::current(),
             fetch: s.fetch.clone(),
+            gateway,
         }),
     );
-    let ready = Arc::new(AtomicBool::new(false));
-    let mut tasks = JoinSet::new();
 
     tasks.spawn(crate::notify::listen(
         s.database_url.clone(),
@@ -238,7 +255,6 @@ pub async fn run(
         registry,
         metrics,
         ready: ready.clone(),
-        max_body: s.max_body,
     };
     ready.store(true, Ordering::SeqCst);
     let local = listener

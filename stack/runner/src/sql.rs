@@ -1,15 +1,23 @@
 //! The runner's schema, as SQL files embedded in the library.
 //!
-//! The SQL lives in the workspace's `migrations/V2__runner.sql` (a platform migration);
+//! The SQL lives in the workspace's `migrations/V2__runner.sql` and `V6__runner_limits_secrets.sql`
+//! (platform migrations);
 //! [`apply`] runs it for tests and `runner migrate`. Every statement is idempotent.
 
 /// `(name, sql)` in the order they must run: the platform migration that `stackctl migrate`
 /// applies (refinery, embedded from the workspace's `migrations/`), reused here verbatim so the
 /// runner's own `migrate` and its tests cannot drift from it.
-pub const MIGRATIONS: &[(&str, &str)] = &[("V2__runner", SCHEMA_SQL)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("V2__runner", SCHEMA_SQL),
+    ("V6__runner_limits_secrets", LIMITS_SECRETS_SQL),
+];
 
 /// Jobs and `runner.enqueue(...)`, cron schedules and ticks, workers and `runner.deploy(...)`.
 pub const SCHEMA_SQL: &str = include_str!("../../../migrations/V2__runner.sql");
+
+/// Per-worker limits, the env.DB binding and sealed secrets.
+pub const LIMITS_SECRETS_SQL: &str =
+    include_str!("../../../migrations/V6__runner_limits_secrets.sql");
 
 /// Apply every migration in one transaction, serialised by an advisory lock.
 pub async fn apply(client: &mut tokio_postgres::Client) -> Result<(), crate::db::DbError> {

@@ -116,7 +116,12 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     let pool = runner::db::pool(&pg.url, 4).expect("pool");
     let registry = Registry::new(
         Some("workers.test".into()),
-        Duration::from_secs(10),
+        runner::registry::Limits {
+            wall: Duration::from_secs(10),
+            body_bytes: 1024,
+            ..Default::default()
+        },
+        None,
         Some(runner::js::Services {
             pool: pool.clone(),
             handle: tokio::runtime::Handle::current(),
@@ -126,6 +131,7 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
                 timeout: Duration::from_secs(5),
                 max_response: 1 << 20,
             },
+            gateway: None,
         }),
     );
     registry
@@ -152,10 +158,9 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
         registry: registry.clone(),
         metrics: Arc::new(runner::metrics::Metrics::default()),
         ready: Arc::new(AtomicBool::new(true)),
-        max_body: 1024,
     });
 
-    let (s, b) = send(&router, get("hello.workers.workers.test", "/")).await;
+    let (s, b) = send(&router, get("hello.workers.test", "/")).await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "hello from env v1"));
 
     let req = Request::post("/api/items?q=42")
@@ -177,43 +182,43 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     let (s, b) = send(&router, get("nobody.example", "/nowhere")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(b.contains("\"not_found\""), "{b}");
-    let (s, _) = send(&router, get("nope.workers.workers.test", "/")).await;
+    let (s, _) = send(&router, get("nope.workers.test", "/")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Limits: each is stopped with its own error; hello keeps answering after each.
     let t = Instant::now();
-    let (s, b) = send(&router, get("spin.workers.workers.test", "/")).await;
+    let (s, b) = send(&router, get("spin.workers.test", "/")).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(b.contains("CPU time"), "{b}");
     println!(
         "limits: endless loop stopped after {:?} with: {b}",
         t.elapsed()
     );
-    let (s, b) = send(&router, get("bomb.workers.workers.test", "/")).await;
+    let (s, b) = send(&router, get("bomb.workers.test", "/")).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(b.contains("memory"), "{b}");
     println!("limits: memory bomb stopped with: {b}");
     let big = Request::post("/")
-        .header("host", "hello.workers.workers.test")
+        .header("host", "hello.workers.test")
         .body(Body::from(vec![b'x'; 4096]))
         .expect("request");
     let (s, b) = send(&router, big).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     println!("limits: 4 KiB body over a 1 KiB limit refused with: {b}");
-    let (s, b) = send(&router, get("throws.workers.workers.test", "/")).await;
+    let (s, b) = send(&router, get("throws.workers.test", "/")).await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(
         !b.contains("secret internal detail"),
         "script errors stay in the logs: {b}"
     );
-    let (s, b) = send(&router, get("hello.workers.workers.test", "/")).await;
+    let (s, b) = send(&router, get("hello.workers.test", "/")).await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "hello from env v1"));
     // The spinning worker gets a fresh runtime and is stopped again (not wedged).
-    let (s, _) = send(&router, get("spin.workers.workers.test", "/")).await;
+    let (s, _) = send(&router, get("spin.workers.test", "/")).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
 
     // setTimeout (sleeping is not CPU time: 120 ms > the 50 ms CPU limit) and env.QUEUE.send.
-    let (s, b) = send(&router, get("timers.workers.workers.test", "/")).await;
+    let (s, b) = send(&router, get("timers.workers.test", "/")).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert!(b.starts_with("slept true "), "{b}");
     let id: i64 = b
@@ -264,7 +269,7 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
         let router = router.clone();
         async move {
             let path = format!("/?u={}", url_escape(&target));
-            send(&router, get("fetcher.workers.workers.test", &path)).await
+            send(&router, get("fetcher.workers.test", &path)).await
         }
     };
     let (s, b) = fetch_via(format!("http://{up}/ping")).await;
@@ -285,7 +290,7 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     let t = Instant::now();
     deploy("hello", HELLO2, &[]).await;
     loop {
-        let (_, b) = send(&router, get("hello.workers.workers.test", "/")).await;
+        let (_, b) = send(&router, get("hello.workers.test", "/")).await;
         if b == "hello v2" {
             break;
         }

@@ -1,0 +1,294 @@
+//! The runner end to end on the real engine (issue 6, point 1): `stackctl init` → `build` →
+//! `up runner` → `worker deploy` of a hello worker (var + sealed secret) and of a JSON API worker
+//! that keeps notes in its own postgate tenant through `env.DB`; requests through each replica's
+//! published loopback port, routed by `NAME.workers.DOMAIN` and by a path route; a redeploy
+//! served by every replica within a second; `worker list|logs|rm` and `queue stats`.
+//! Unique project name and image tags; everything it made is removed by a guard.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::{Stackctl, require_docker};
+
+struct Stack {
+    s: Stackctl,
+    name: String,
+    tags: Vec<String>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.s.cmd(["down", "--volumes"]).run();
+        for t in &self.tags {
+            let _ = Command::new("docker").args(["rmi", "-f", t]).output();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The loopback port published for `container`'s 8787.
+fn runner_port(container: &str) -> u16 {
+    let out = Command::new("docker")
+        .args(["port", container, "8787/tcp"])
+        .output()
+        .expect("docker port");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no published port for {container}: {text:?}"))
+}
+
+/// One HTTP request with curl: (status, body).
+fn http(port: u16, method: &str, host: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "-m", "10", "-X", method, "-H"])
+        .arg(format!("Host: {host}"))
+        .args(["-w", "\n%{http_code}"]);
+    if let Some(b) = body {
+        c.args(["-H", "content-type: application/json", "--data-binary", b]);
+    }
+    let out = c
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl must be installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Polls until `f` returns Some, or panics with `what` after `within`.
+fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const HELLO_V1: &str = r#"export default {
+  fetch(req, env) {
+    console.log('hello served', new URL(req.url).pathname);
+    return new Response(`hello ${env.GREETING} v1 key=${env.API_KEY === 'k-123'} db=${typeof env.DB}`);
+  },
+};"#;
+const HELLO_V2: &str =
+    r#"export default { fetch(req, env) { return new Response(`hello ${env.GREETING} v2`); } };"#;
+const API: &str = r#"export default {
+  async fetch(req, env) {
+    await env.DB.query('CREATE TABLE IF NOT EXISTS notes (id bigserial PRIMARY KEY, body text NOT NULL)');
+    if (req.method === 'POST') {
+      const { body } = await req.json();
+      const r = await env.DB.query('INSERT INTO notes (body) VALUES ($1) RETURNING id, body', [body]);
+      console.log('note created', r.rows[0].id);
+      return Response.json(r.rows[0], { status: 201 });
+    }
+    try {
+      await env.DB.query('SELECT * FROM runner.workers');
+      return Response.json({ leak: true }, { status: 500 });
+    } catch (e) {
+      const r = await env.DB.query('SELECT body FROM notes ORDER BY id');
+      return Response.json({ notes: r.rows.map((n) => n.body), count: r.rowCount, denied: e.code });
+    }
+  },
+};"#;
+
+#[test]
+fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
+    require_docker();
+    let started = Instant::now();
+    let suffix = std::process::id() ^ (started.elapsed().as_nanos() as u32).rotate_left(7);
+    let name = format!("twk{suffix:08x}");
+    let tags = vec![
+        format!("stackctl/stackctl:e2e-{name}"),
+        format!("stackctl/runner:e2e-{name}"),
+    ];
+    let st = Stack {
+        s: Stackctl::new(),
+        name: name.clone(),
+        tags: tags.clone(),
+    };
+    let s = &st.s;
+    s.cmd(["init", "--pooler", "pgbouncer", "--project", &name])
+        .run()
+        .success();
+    // Free ports, two replicas, and our own tags for the images built from this tree (the
+    // shared tags may be rebuilt meanwhile from another checkout).
+    let toml = s
+        .read("stack.toml")
+        .replace("postgres = 5432", &format!("postgres = {}", free_port()))
+        .replace("pooler = 6432", &format!("pooler = {}", free_port()))
+        .replace("postgate = 8080", &format!("postgate = {}", free_port()))
+        .replace("grafana = 3000", &format!("grafana = {}", free_port()))
+        .replace("replicas = 3", "replicas = 2")
+        .replace(
+            "stackctl = \"stackctl/stackctl:0.1.0\"",
+            &format!("stackctl = \"{}\"", tags[0]),
+        )
+        .replace(
+            "runner = \"stackctl/runner:0.1.0\"",
+            &format!("runner = \"{}\"", tags[1]),
+        );
+    assert!(
+        toml.contains(&tags[1]),
+        "stack.toml layout changed:\n{toml}"
+    );
+    s.write("stack.toml", &toml);
+
+    s.cmd(["build", "stackctl", "runner"]).run().success();
+    s.cmd(["up", "runner", "--wait-timeout", "150"])
+        .run()
+        .success();
+    let ports: Vec<u16> = (1..=2)
+        .map(|n| runner_port(&format!("{}-runner-{n}", st.name)))
+        .collect();
+    println!("stack up after {:?}", started.elapsed());
+
+    s.write("hello.js", HELLO_V1);
+    s.write("api.js", API);
+    s.cmd([
+        "worker",
+        "deploy",
+        "hello",
+        "hello.js",
+        "--var",
+        "GREETING=hi",
+        "--secret",
+        "API_KEY",
+    ])
+    .env("API_KEY", "k-123")
+    .run()
+    .success()
+    .stdout_contains("deployed worker hello version 1 (secrets: API_KEY)");
+    s.cmd([
+        "worker",
+        "deploy",
+        "api",
+        "api.js",
+        "--route",
+        "/api",
+        "--db-tenant",
+        "notes_app",
+        "--db-permissions",
+        "SELECT,INSERT,UPDATE,DELETE,DDL",
+    ])
+    .run()
+    .success()
+    .stdout_contains("env.DB on tenant notes_app with a new token");
+
+    // Host routing on every replica (the first answer may wait for the NOTIFY to land).
+    for &p in &ports {
+        let body = eventually(Duration::from_secs(5), "hello by host", || {
+            let (code, body) = http(p, "GET", "hello.workers.localhost", "/", None);
+            (code == 200).then_some(body)
+        });
+        assert_eq!(body, "hello hi v1 key=true db=undefined");
+    }
+    // An unknown worker host and an unrouted path: JSON 404.
+    let (code, body) = http(ports[0], "GET", "nobody.workers.localhost", "/", None);
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("\"not_found\""), "{body}");
+
+    // The JSON API through its path route, any host; its table lives in its tenant.
+    eventually(Duration::from_secs(5), "api by route", || {
+        (http(ports[1], "GET", "example.test", "/api/notes", None).0 == 200).then_some(())
+    });
+    let (code, body) = http(
+        ports[0],
+        "POST",
+        "example.test",
+        "/api/notes",
+        Some(r#"{"body":"first"}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["body"], "first");
+    let (code, body) = http(
+        ports[1],
+        "POST",
+        "api.workers.localhost",
+        "/",
+        Some(r#"{"body":"second"}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = http(ports[1], "GET", "example.test", "/api/notes", None);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({"notes": ["first", "second"], "count": 2, "denied": "denied"}),
+        "the worker's token reaches its tenant only"
+    );
+
+    // Redeploy: every replica serves v2 within a second of the deploy command's return.
+    s.write("hello.js", HELLO_V2);
+    s.cmd([
+        "worker",
+        "deploy",
+        "hello",
+        "hello.js",
+        "--var",
+        "GREETING=hi",
+    ])
+    .run()
+    .success()
+    .stdout_contains("version 2 (secrets: API_KEY)");
+    let t = Instant::now();
+    for &p in &ports {
+        eventually(Duration::from_secs(1), "v2 on every replica", || {
+            let (code, body) = http(p, "GET", "hello.workers.localhost", "/", None);
+            (code == 200 && body == "hello hi v2").then_some(())
+        });
+    }
+    println!("redeploy served by both replicas after {:?}", t.elapsed());
+
+    let list = s.cmd(["worker", "list"]).run().success().stdout();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("api ") && l.contains("/api") && l.contains("notes_app")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("hello ") && l.contains("API_KEY")),
+        "{list}"
+    );
+    let logs = s.cmd(["worker", "logs", "api"]).run().success().stdout();
+    assert!(logs.contains("note created"), "{logs}");
+    assert!(
+        logs.lines().all(|l| l.contains("\"worker\":\"api\"")),
+        "only api's lines: {logs}"
+    );
+    assert!(!logs.contains("k-123") && !list.contains("k-123"));
+    s.cmd(["queue", "stats"])
+        .run()
+        .success()
+        .stdout_contains("QUEUE");
+
+    // Bad input: a clear error and nothing deployed.
+    s.cmd(["worker", "deploy", "Bad_Name", "hello.js"])
+        .run()
+        .failure()
+        .stderr_contains("invalid worker name");
+
+    s.cmd(["worker", "rm", "hello"]).run().success();
+    eventually(Duration::from_secs(2), "hello gone", || {
+        (http(ports[0], "GET", "hello.workers.localhost", "/", None).0 == 404).then_some(())
+    });
+    s.cmd(["worker", "rm", "hello"])
+        .run()
+        .failure()
+        .stderr_contains("no worker named hello");
+    println!("workers e2e took {:?}", started.elapsed());
+}
