@@ -157,11 +157,13 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
 
     s.write("hello.js", HELLO_V1);
     s.write("api.js", API);
+    let (hello_js, api_js) = (s.file("hello.js"), s.file("api.js"));
+    let (hello_js, api_js) = (hello_js.to_str().unwrap(), api_js.to_str().unwrap());
     s.cmd([
         "worker",
         "deploy",
         "hello",
-        "hello.js",
+        hello_js,
         "--var",
         "GREETING=hi",
         "--secret",
@@ -175,7 +177,7 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
         "worker",
         "deploy",
         "api",
-        "api.js",
+        api_js,
         "--route",
         "/api",
         "--db-tenant",
@@ -237,7 +239,7 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
         "worker",
         "deploy",
         "hello",
-        "hello.js",
+        hello_js,
         "--var",
         "GREETING=hi",
     ])
@@ -277,7 +279,7 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
         .stdout_contains("QUEUE");
 
     // Bad input: a clear error and nothing deployed.
-    s.cmd(["worker", "deploy", "Bad_Name", "hello.js"])
+    s.cmd(["worker", "deploy", "Bad_Name", hello_js])
         .run()
         .failure()
         .stderr_contains("invalid worker name");
