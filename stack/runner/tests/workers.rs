@@ -279,12 +279,35 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
         "http://10.0.0.1/".to_string(),
         "http://169.254.169.254/latest/meta-data/".to_string(),
         format!("http://localhost:{}/ping", up.port()),
+        format!("https://127.0.0.1:{}/", up.port()),
+        "https://10.0.0.1/".to_string(),
+        "https://169.254.169.254/latest/meta-data/".to_string(),
+        format!("https://localhost:{}/", up.port()),
     ] {
         let (s, b) = fetch_via(target.clone()).await;
         assert_eq!(s, StatusCode::BAD_GATEWAY, "{target}: {b}");
-        assert!(b.contains("refused"), "{target}: {b}");
+        assert!(b.contains("to ") && b.contains("refused"), "{target}: {b}");
         println!("fetch {target} -> {b}");
     }
+    // https:// speaks TLS to the checked address: an allowed listener sees a TLS ClientHello
+    // (record type 0x16, version 3.x) and, as it is no TLS server, the fetch fails in TLS.
+    let sniffer = tokio::net::TcpListener::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    let sn = sniffer.local_addr().expect("addr");
+    let first = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut c, _) = sniffer.accept().await.expect("accept");
+        let mut head = [0u8; 3];
+        c.read_exact(&mut head).await.expect("read");
+        head
+    });
+    let (s, b) = fetch_via(format!("https://{sn}/")).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    assert!(b.contains("TLS with 127.0.0.2"), "{b}");
+    let head = first.await.expect("sniffer");
+    assert_eq!((head[0], head[1]), (0x16, 0x03), "a TLS handshake record");
+    println!("fetch https://{sn}/ -> TLS ClientHello sent, then: {b}");
 
     // Redeploy: served within a second through LISTEN/NOTIFY.
     let t = Instant::now();
