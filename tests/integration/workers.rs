@@ -242,6 +242,8 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
         hello_js,
         "--var",
         "GREETING=hi",
+        "--max-body-bytes",
+        "16",
     ])
     .run()
     .success()
@@ -254,6 +256,39 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
         });
     }
     println!("redeploy served by both replicas after {:?}", t.elapsed());
+
+    // Per-worker limits set at deploy: hello's 16-byte body limit; a spinning worker with a
+    // 20 ms CPU limit is stopped with its error while hello keeps answering.
+    let (code, body) = http(
+        ports[0],
+        "POST",
+        "hello.workers.localhost",
+        "/",
+        Some(&"x".repeat(64)),
+    );
+    assert_eq!(code, 413, "{body}");
+    s.write("spin.js", "export default { fetch() { for (;;) {} } };");
+    let spin_js = s.file("spin.js");
+    s.cmd([
+        "worker",
+        "deploy",
+        "spin",
+        spin_js.to_str().unwrap(),
+        "--cpu-ms",
+        "20",
+    ])
+    .run()
+    .success();
+    let (code, body) = eventually(Duration::from_secs(5), "spin deployed", || {
+        let r = http(ports[0], "GET", "spin.workers.localhost", "/", None);
+        (r.0 != 404).then_some(r)
+    });
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("CPU time"), "{body}");
+    assert_eq!(
+        http(ports[0], "GET", "hello.workers.localhost", "/", None),
+        (200, "hello hi v2".to_string())
+    );
 
     let list = s.cmd(["worker", "list"]).run().success().stdout();
     assert!(
