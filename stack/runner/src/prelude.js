@@ -284,11 +284,14 @@
     const handler = w && w[kind];
     if (typeof handler !== 'function') throw new Error(`worker has no ${kind} handler`);
     if (kind === 'fetch') {
-      const req = new Request(input.url, { method: input.method, headers: input.headers, body: input.body });
+      // The runner built this URL itself (valid, absolute): no second parse per request.
+      const req = Object.create(Request.prototype);
+      req.url = input.url; req.method = input.method; req.headers = new Headers(input.headers);
+      req._init(input.body); req.signal = null;
       const res = await handler.call(w, req, env, ctx);
-      await Promise.allSettled(waits);
+      if (waits.length) await Promise.allSettled(waits);
       if (!(res instanceof Response)) throw new TypeError('fetch handler must return a Response');
-      return JSON.stringify({ status: res.status, headers: [...res.headers], body: res._body === null ? '' : res._body });
+      return JSON.stringify({ status: res.status, headers: [...res.headers._m], body: res._body === null ? '' : res._body });
     }
     if (kind === 'scheduled') {
       const ev = { type: 'scheduled', cron: input.cron, scheduledTime: Date.parse(input.scheduledTime), missed: input.missed | 0 };
