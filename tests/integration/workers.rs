@@ -99,7 +99,7 @@ const API: &str = r#"export default {
       return Response.json({ leak: true }, { status: 500 });
     } catch (e) {
       const r = await env.DB.query('SELECT body FROM notes ORDER BY id');
-      return Response.json({ notes: r.rows.map((n) => n.body), count: r.rowCount, denied: e.code });
+      return Response.json({ notes: r.rows.map((n) => n.body), count: r.rowCount, denied: e.code, otherSecret: typeof env.API_KEY });
     }
   },
 };"#;
@@ -229,8 +229,9 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(
         v,
-        serde_json::json!({"notes": ["first", "second"], "count": 2, "denied": "denied"}),
-        "the worker's token reaches its tenant only"
+        serde_json::json!({"notes": ["first", "second"], "count": 2, "denied": "denied",
+            "otherSecret": "undefined"}),
+        "the worker's token reaches its tenant only; hello's secret is not on api's env"
     );
 
     // Redeploy: every replica serves v2 within a second of the deploy command's return.
