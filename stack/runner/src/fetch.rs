@@ -23,6 +23,8 @@ pub struct FetchPolicy {
     pub allow: Vec<IpAddr>,
     pub timeout: Duration,
     pub max_response: usize,
+    /// TLS settings with extra trusted roots ([`tls_config_with`]); None = Mozilla's roots only.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,7 +118,11 @@ pub async fn fetch(policy: &FetchPolicy, req: FetchRequest) -> Result<FetchRespo
         let mut sender = if tls {
             let name = ServerName::try_from(bare.to_string())
                 .map_err(|e| format!("fetch: {host} is not a valid TLS server name: {e}"))?;
-            let stream = TlsConnector::from(tls_config()?)
+            let cfg = match &policy.tls {
+                Some(c) => c.clone(),
+                None => tls_config()?,
+            };
+            let stream = TlsConnector::from(cfg)
                 .connect(name, stream)
                 .await
                 .map_err(|e| format!("fetch: TLS with {host}: {e}"))?;
@@ -193,21 +199,31 @@ where
 /// One rustls client configuration for the process: ring, Mozilla's roots, HTTP/1.1 by ALPN.
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
     static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("fetch: setting up TLS: {e}"))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Ok(Arc::new(cfg))
-        })
-        .clone()
+    CONFIG.get_or_init(|| tls_config_with(b"")).clone()
+}
+
+/// Mozilla's roots plus the certificates of `extra_pem` (`RUNNER_FETCH_CA_FILE`: e.g. the CA of
+/// an egress proxy that re-signs TLS).
+pub fn tls_config_with(extra_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in CertificateDer::pem_slice_iter(extra_pem) {
+        let cert = cert.map_err(|e| format!("reading the extra CA certificates: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("adding an extra CA certificate: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("fetch: setting up TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
 }
 
 #[cfg(test)]

@@ -144,6 +144,9 @@ enum Cmd {
         /// Do not fire cron schedules from this replica.
         #[arg(long, env = "RUNNER_NO_CRON")]
         no_cron: bool,
+        /// PEM file of CA certificates `fetch` trusts beside Mozilla's roots (an egress proxy's).
+        #[arg(long, env = "RUNNER_FETCH_CA_FILE")]
+        fetch_ca_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         defaults: Defaults,
         #[command(flatten)]
@@ -276,6 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers_domain,
             fetch_allow,
             no_cron,
+            fetch_ca_file,
             defaults,
             keys,
         } => {
@@ -283,6 +287,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             s.workers_domain = workers_domain.filter(|d| !d.is_empty());
             s.cron = !no_cron;
             s.fetch.allow = fetch_allow;
+            if let Some(path) = fetch_ca_file.filter(|p| !p.as_os_str().is_empty()) {
+                let pem = std::fs::read(&path)
+                    .with_context(|| format!("reading RUNNER_FETCH_CA_FILE {}", path.display()))?;
+                s.fetch.tls =
+                    Some(runner::fetch::tls_config_with(&pem).map_err(|e| anyhow::anyhow!(e))?);
+            }
             s.limits = runner::registry::Limits {
                 cpu_ms: defaults.cpu_ms.max(1),
                 memory_mb: defaults.memory_mb.max(1),

@@ -66,6 +66,7 @@ impl Settings {
                 allow: Vec::new(),
                 timeout: Duration::from_secs(15),
                 max_response: 8 << 20,
+                tls: None,
             },
         }
     }

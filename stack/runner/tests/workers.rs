@@ -130,6 +130,7 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
                 allow: vec!["127.0.0.2".parse().expect("ip")],
                 timeout: Duration::from_secs(5),
                 max_response: 1 << 20,
+                tls: None,
             },
             gateway: None,
         }),
