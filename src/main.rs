@@ -12,6 +12,7 @@ mod init;
 mod render;
 mod scram;
 mod secrets;
+mod supabase;
 mod tls;
 
 use std::process::ExitCode;
@@ -69,5 +70,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logs(a) => engine::cmd_logs(&Stack::load(&dir)?, a),
         Command::Build(a) => engine::cmd_build(&Stack::load(&dir)?, a),
         Command::Migrate(a) => engine::cmd_migrate(&dir, a),
+        Command::ImportSupabase(a) => supabase::run(&dir, a),
     }
 }

@@ -15,6 +15,10 @@ mod docker;
 mod images;
 mod ops;
 mod plan;
+mod task;
+
+pub use docker::Docker;
+pub use task::{Task, TaskOutput, run_task};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
