@@ -140,7 +140,7 @@ async fn run_async(dir: &Path, a: ImportSupabaseArgs) -> Result<()> {
     };
 
     let docker = Docker::connect().await?;
-    let state_dir = tools::state_dir(dir)?;
+    let state_dir = tools::state_dir(dir);
     let files = Files::new(&state_dir, &identity);
     let tools = Tools {
         docker: &docker,

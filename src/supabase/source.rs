@@ -81,17 +81,12 @@ pub fn libpq_env(target: &Target, app: &str) -> Vec<String> {
 /// `(major, minor)` from `pg_dump --version` output such as `pg_dump (PostgreSQL) 17.6 (Debian 17.6-1)`.
 pub fn parse_client_version(text: &str) -> Option<(u32, u32)> {
     let v = text.split_whitespace().nth(2)?;
-    let mut parts = v.split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts
-        .next()
-        .and_then(|m| {
-            m.trim_end_matches(|c: char| !c.is_ascii_digit())
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0);
-    Some((major, minor))
+    let number = |s: &str| -> Option<u32> {
+        let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let (major, rest) = v.split_once('.').unwrap_or((v, ""));
+    Some((number(major)?, number(rest).unwrap_or(0)))
 }
 
 /// pg_dump must be at least the source's major version (it refuses newer servers), and the

@@ -45,15 +45,27 @@ pub struct DumpSpec<'a> {
 }
 
 impl Tools<'_> {
-    fn task(&self, purpose: &str, cmd: Vec<String>, env: Vec<String>, deadline: Duration) -> Task {
-        let owner = std::fs::metadata(&self.dir)
-            .map(|m| format!("{}:{}", m.uid(), m.gid()))
-            .ok();
-        let mut binds = vec![format!("{}:{MOUNT}", self.dir.display())];
-        if let Some(f) = &self.dump_file {
-            binds.push(format!("{}:{SOURCE_DUMP}:ro", f.display()));
+    /// A task; all but the version check mount the state directory (created here) and the dump file.
+    fn task(
+        &self,
+        purpose: &str,
+        cmd: Vec<String>,
+        env: Vec<String>,
+        deadline: Duration,
+    ) -> Result<Task> {
+        let mut binds = Vec::new();
+        let mut owner = None;
+        if purpose != "import-version" {
+            ensure_state_dir(&self.dir)?;
+            owner = std::fs::metadata(&self.dir)
+                .map(|m| format!("{}:{}", m.uid(), m.gid()))
+                .ok();
+            binds.push(format!("{}:{MOUNT}", self.dir.display()));
+            if let Some(f) = &self.dump_file {
+                binds.push(format!("{}:{SOURCE_DUMP}:ro", f.display()));
+            }
         }
-        Task {
+        Ok(Task {
             project: self.project.clone(),
             purpose: purpose.into(),
             image: self.image.clone(),
@@ -62,7 +74,7 @@ impl Tools<'_> {
             binds,
             user: owner,
             deadline,
-        }
+        })
     }
 
     async fn run(&self, task: Task, what: &str, hint: &str) -> Result<TaskOutput> {
@@ -86,7 +98,7 @@ impl Tools<'_> {
             vec!["pg_dump".into(), "--version".into()],
             vec![],
             SHORT,
-        );
+        )?;
         let out = self.run(t, "pg_dump --version", "").await?;
         let text = String::from_utf8_lossy(&out.stdout);
         source::parse_client_version(&text).with_context(|| {
@@ -121,7 +133,7 @@ impl Tools<'_> {
                 .iter()
                 .map(|s| format!("--exclude-table-data={s}")),
         );
-        let t = self.task("import-dump", cmd, source::libpq_env(src, DUMP_APP), LONG);
+        let t = self.task("import-dump", cmd, source::libpq_env(src, DUMP_APP), LONG)?;
         self.run(
             t,
             "pg_dump of the source",
@@ -138,7 +150,7 @@ impl Tools<'_> {
             vec!["pg_restore".into(), "--list".into(), archive.into()],
             vec![],
             SHORT,
-        );
+        )?;
         let out = self
             .run(
                 t,
@@ -174,7 +186,7 @@ impl Tools<'_> {
             cmd,
             source::libpq_env(target, RESTORE_APP),
             LONG,
-        );
+        )?;
         self.run(
             t,
             "pg_restore into the target",
@@ -193,20 +205,26 @@ impl Tools<'_> {
     }
 }
 
-/// The state directory of imports: `<stack>/.stackctl/import`, private to its owner.
-pub fn state_dir(stack_dir: &Path) -> Result<PathBuf> {
+/// The state directory of imports: `<stack>/.stackctl/import`.
+pub fn state_dir(stack_dir: &Path) -> PathBuf {
+    stack_dir.join(".stackctl").join("import")
+}
+
+/// Creates the state directory, private to its owner, with a `.gitignore` beside it.
+pub fn ensure_state_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = stack_dir.join(".stackctl").join("import");
-    crate::files::ensure_writable_dir(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+    crate::files::ensure_writable_dir(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("setting the mode of {}", dir.display()))?;
-    let ignore = stack_dir.join(".stackctl").join(".gitignore");
-    if !ignore.exists() {
-        crate::files::write_atomic(
-            &ignore,
-            b"# stackctl's state: dumps hold user data\n*\n",
-            crate::files::PUBLIC,
-        )?;
+    if let Some(parent) = dir.parent() {
+        let ignore = parent.join(".gitignore");
+        if !ignore.exists() {
+            crate::files::write_atomic(
+                &ignore,
+                b"# stackctl's state: dumps hold user data\n*\n",
+                crate::files::PUBLIC,
+            )?;
+        }
     }
-    Ok(dir)
+    Ok(())
 }
