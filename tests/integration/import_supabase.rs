@@ -254,6 +254,49 @@ fn a_supabase_like_project_imports_verified_and_its_policies_hold() {
         .success()
         .stdout_contains(": verified");
     assert_eq!(db.int("SELECT count(*) FROM app.todos"), 6000);
+
+    // Without --database-url the target is the stack's own PostgreSQL: the loopback port of
+    // stack.toml's `ports.postgres`, as `postgres` with .env's POSTGRES_PASSWORD. Point both at
+    // the target server and import once more, with --skip-auth-users.
+    p.stack.edit(
+        "stack.toml",
+        "postgres = 5432",
+        &format!("postgres = {}", p.tgt.port),
+    );
+    let env_pw = p.stack.env_values()["POSTGRES_PASSWORD"].clone();
+    p.stack.edit(
+        ".env",
+        &format!("POSTGRES_PASSWORD={env_pw}"),
+        &format!("POSTGRES_PASSWORD={}", p.tgt.password),
+    );
+    let own = p
+        .stack
+        .cmd([
+            "import-supabase",
+            "--from",
+            &p.src.url(),
+            "--clean",
+            "--yes",
+            "--skip-auth-users",
+            "--json",
+        ])
+        .run()
+        .success();
+    let v = json(&own);
+    assert_eq!(
+        v["preflight"]["target"],
+        format!("postgres@127.0.0.1:{}/app", p.tgt.port)
+    );
+    assert_eq!(v["verification"]["ok"], true, "{v:#}");
+    // auth.users came without its rows, so the foreign keys to it are listed, not carried.
+    assert_eq!(db.int("SELECT count(*) FROM auth.users"), 0);
+    let nc = not_carried(&v["verification"]);
+    assert!(
+        nc.iter()
+            .any(|n| n == "foreign key todos_user_id_fkey on app.todos"),
+        "{nc:?}"
+    );
+    assert_eq!(db.int("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = 'auth.users'::regclass"), 0);
 }
 
 #[test]
