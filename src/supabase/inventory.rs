@@ -387,7 +387,11 @@ pub fn from_toc(list: &str, only: &[String], with_auth_users: bool) -> Result<In
     use super::toc;
     let version = list
         .lines()
-        .find_map(|l| l.strip_prefix("; Dumped from database version: "))
+        .find_map(|l| {
+            l.trim_start_matches(';')
+                .trim_start()
+                .strip_prefix("Dumped from database version: ")
+        })
         .unwrap_or("unknown")
         .trim()
         .to_string();
@@ -503,4 +507,21 @@ pub fn from_toc(list: &str, only: &[String], with_auth_users: bool) -> Result<In
         }
     }
     Ok(inv)
+}
+
+/// Records the foreign keys (from a dump's SQL) that leave the imported schemas.
+pub fn add_foreign_keys(inv: &mut Inventory, fks: &[(String, String, String)]) {
+    for (schema, tag, target) in fks {
+        let target_schema = target.split('.').next().unwrap_or("");
+        if !inv.imported.contains(schema) || inv.imported.iter().any(|s| s == target_schema) {
+            continue;
+        }
+        let (table, name) = tag.split_once(' ').unwrap_or((tag, ""));
+        inv.foreign_keys_out.push(Named {
+            schema: schema.clone(),
+            table: table.to_string(),
+            name: name.to_string(),
+            detail: target.clone(),
+        });
+    }
 }

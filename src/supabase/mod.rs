@@ -184,13 +184,27 @@ async fn run_async(dir: &Path, a: ImportSupabaseArgs) -> Result<()> {
         (inv, "a fresh read-only snapshot of the source".to_string())
     } else {
         let list = tools.list(&tools.archive(None)).await?;
-        (
-            inventory::from_toc(&list, &a.schemas, !a.skip_auth_users)?,
-            format!(
-                "the dump file {}",
-                a.dump.as_ref().expect("dump mode").display()
-            ),
-        )
+        let mut inv = inventory::from_toc(&list, &a.schemas, !a.skip_auth_users)?;
+        // A dump records what its foreign keys reference only in their SQL.
+        let fk_list: String = list
+            .lines()
+            .filter(|l| toc::parse_line(l).is_some_and(|e| e.desc == "FK CONSTRAINT"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let fk_file = format!("{}.fk.list", files.key);
+        crate::files::write_atomic(
+            &state_dir.join(&fk_file),
+            fk_list.as_bytes(),
+            crate::files::SECRET,
+        )?;
+        let sql = tools.sql_of(&tools.archive(None), &fk_file).await?;
+        let _ = std::fs::remove_file(state_dir.join(&fk_file));
+        inventory::add_foreign_keys(&mut inv, &toc::foreign_key_targets(&sql));
+        let shown = format!(
+            "the dump file {}",
+            a.dump.as_ref().expect("dump mode").display()
+        );
+        (inv, shown)
     };
     let client_version = tools.client_version().await?;
     let mut su = target.connect().await.map_err(|e| {

@@ -84,7 +84,8 @@ pub fn plan(inv: &Inventory, target: &TargetInfo, skip_auth_users: bool) -> Plan
             format!("{} on {}.{}", t.name, t.schema, t.table),
             format!(
                 "schema {} is managed by Supabase; nothing in the stack writes to that table, so {} would never fire",
-                t.schema, t.detail
+                t.schema,
+                if t.detail.is_empty() { "the trigger" } else { &t.detail }
             ),
         ));
     }

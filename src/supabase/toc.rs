@@ -203,6 +203,36 @@ pub fn filter(list: &str, rules: &Rules) -> (String, usize) {
     (out, kept)
 }
 
+/// `(schema, "table constraint", referenced "schema.table")` of every foreign key in the SQL that
+/// `pg_restore --file=-` prints for a list of FK CONSTRAINT entries (a dump file's only record of
+/// what its foreign keys reference).
+pub fn foreign_key_targets(sql: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in sql.lines() {
+        if let Some(rest) = line.strip_prefix("-- Name: ") {
+            current = rest
+                .split_once("; Type: FK CONSTRAINT; Schema: ")
+                .and_then(|(tag, r)| {
+                    r.split_once(';')
+                        .map(|(schema, _)| (schema.to_string(), tag.to_string()))
+                });
+        } else if let (Some((schema, tag)), Some((_, r))) =
+            (&current, line.split_once(" REFERENCES "))
+        {
+            let target = r.split('(').next().unwrap_or("").trim();
+            let unquoted: String = target
+                .split('.')
+                .map(|p| p.trim_matches('"'))
+                .collect::<Vec<_>>()
+                .join(".");
+            out.push((schema.clone(), tag.clone(), unquoted));
+            current = None;
+        }
+    }
+    out
+}
+
 /// The entries of a list (for an inventory of a dump file).
 pub fn entries(list: &str) -> Vec<Entry> {
     list.lines().filter_map(parse_line).collect()
@@ -324,6 +354,25 @@ mod tests {
             kept(&out)
                 .iter()
                 .all(|l| !l.contains("on_auth_user_created"))
+        );
+    }
+
+    #[test]
+    fn foreign_key_targets_are_read_from_the_restore_sql() {
+        let sql = "--\n-- Name: avatars avatars_bucket_id_fkey; Type: FK CONSTRAINT; Schema: app; Owner: postgres\n--\n\n\
+                   ALTER TABLE ONLY app.avatars\n    ADD CONSTRAINT avatars_bucket_id_fkey FOREIGN KEY (bucket_id) REFERENCES storage.buckets(id);\n\n\
+                   -- Name: todos t_fk; Type: FK CONSTRAINT; Schema: app; Owner: postgres\n\
+                   ALTER TABLE ONLY app.todos\n    ADD CONSTRAINT t_fk FOREIGN KEY (user_id) REFERENCES auth.users(id);\n";
+        assert_eq!(
+            foreign_key_targets(sql),
+            vec![
+                (
+                    "app".into(),
+                    "avatars avatars_bucket_id_fkey".into(),
+                    "storage.buckets".into()
+                ),
+                ("app".into(), "todos t_fk".into(), "auth.users".into()),
+            ]
         );
     }
 

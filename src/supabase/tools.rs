@@ -161,6 +161,23 @@ impl Tools<'_> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The SQL of the entries in `list_file` (`pg_restore --file=-`), without connecting anywhere.
+    pub async fn sql_of(&self, archive: &str, list_file: &str) -> Result<String> {
+        let t = self.task(
+            "import-list",
+            vec![
+                "pg_restore".into(),
+                format!("--use-list={MOUNT}/{list_file}"),
+                "--file=-".into(),
+                archive.into(),
+            ],
+            vec![],
+            SHORT,
+        )?;
+        let out = self.run(t, "reading the dump's foreign keys", "").await?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Restores `archive` with the entries of `list_file` into `target` (as its login).
     pub async fn restore(
         &self,
