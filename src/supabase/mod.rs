@@ -357,7 +357,11 @@ async fn run_async(dir: &Path, a: ImportSupabaseArgs) -> Result<()> {
             tools.dump(src, &spec, &partial),
             inventory::count_rows(sc, &inv.tables)
         );
-        dumped?;
+        if let Err(e) = dumped {
+            // A partial dump is of no use and holds user data.
+            let _ = std::fs::remove_file(state_dir.join(&partial));
+            return Err(e);
+        }
         for (t, n) in inv.tables.iter_mut().zip(counted?) {
             t.rows = Some(n);
         }

@@ -95,10 +95,14 @@ pub fn print_preflight(p: &Preflight) {
         "  skip        {} (managed by Supabase)",
         list(&p.schemas_skipped)
     );
+    let estimate = if p.estimated_rows > 0 {
+        format!(" (about {} rows, planner estimate)", p.estimated_rows)
+    } else {
+        String::new()
+    };
     println!(
-        "  tables      {} (about {} rows){}",
+        "  tables      {}{estimate}{}",
         p.tables,
-        p.estimated_rows,
         if p.auth_users {
             ", auth.users included"
         } else {
