@@ -394,6 +394,7 @@ async fn run_async(dir: &Path, a: ImportSupabaseArgs) -> Result<()> {
         fresh_auth_users: fresh_users,
     };
     files.save(&st)?;
+    files.release_target(&target.describe())?;
 
     step!("compatibility layer: roles, auth, extensions, search_path");
     for (ext, err) in

@@ -93,6 +93,34 @@ impl Files {
         })
     }
 
+    /// This run now owns what it restores into `target`: unfinished runs of other imports into
+    /// the same target lose their claim, so that they never empty this run's schemas on resume.
+    pub fn release_target(&self, target: &str) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if key == self.key {
+                continue;
+            }
+            let other = Files {
+                dir: self.dir.clone(),
+                key: key.to_string(),
+            };
+            if let Ok(Some(mut st)) = other.load()
+                && st.restoring_into.as_deref() == Some(target)
+            {
+                st.restoring_into = None;
+                other.save(&st)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes everything of this key (after a verified import).
     pub fn remove_all(&self) -> Result<()> {
         for name in [
