@@ -17,6 +17,7 @@ mod inventory;
 mod managed;
 mod plan;
 mod report;
+mod safety;
 mod source;
 mod state;
 mod toc;
@@ -258,55 +259,32 @@ async fn run_async(dir: &Path, a: ImportSupabaseArgs) -> Result<()> {
 
     // Safety: only empty schemas, ours from an unfinished run, or --clean --yes.
     let (occupied, users_exist) = compat::occupied(&su, &inv.imported).await?;
-    let users_in_way = users_exist && inv.auth_users;
-    let resumable = prior
+    let claim = prior
         .as_ref()
-        .filter(|p| p.restoring_into.as_deref() == Some(target.describe().as_str()));
-    let mut fresh: Vec<String> = inv
-        .imported
-        .iter()
-        .filter(|s| !occupied.iter().any(|(o, _)| o == *s))
-        .cloned()
-        .collect();
-    let mut fresh_users = !users_exist;
-    if !occupied.is_empty() || users_in_way {
-        let ours = resumable.is_some_and(|p| {
-            occupied.iter().all(|(s, _)| p.fresh_schemas.contains(s))
-                && (!users_in_way || p.fresh_auth_users)
+        .filter(|p| p.restoring_into.as_deref() == Some(target.describe().as_str()))
+        .map(|p| safety::Claim {
+            fresh_schemas: &p.fresh_schemas,
+            fresh_auth_users: p.fresh_auth_users,
         });
-        let names: Vec<String> = occupied.iter().map(|(s, _)| s.clone()).collect();
-        if a.clean || ours {
-            if ours {
-                step!(
-                    "resuming: removing what the unfinished run restored into {} ({})",
-                    target.describe(),
-                    names.join(", ")
-                );
-                let p = resumable.expect("ours implies resumable");
-                fresh = p.fresh_schemas.clone();
-                fresh_users = p.fresh_auth_users;
-            } else {
-                step!(
-                    "--clean: dropping {} on {}",
-                    names.join(", "),
-                    target.describe()
-                );
-                fresh = inv.imported.clone();
-                fresh_users = true;
-            }
-            compat::clean(&mut su, &names, users_in_way).await?;
+    let observed = safety::Observed {
+        occupied: &occupied,
+        users_exist,
+        brings_users: inv.auth_users,
+        imported: &inv.imported,
+    };
+    let decision = safety::decide(&observed, claim.as_ref(), a.clean, &target.describe())?;
+    if !decision.clean.is_empty() || decision.drop_users {
+        let what = if decision.resumed {
+            "resuming: removing what the unfinished run restored into"
         } else {
-            let mut what: Vec<String> = occupied
-                .iter()
-                .map(|(s, n)| format!("schema {s} holds {n} objects"))
-                .collect();
-            if users_in_way {
-                what.push("auth.users exists".into());
-            }
-            return Err(UserError::new(format!("the target {} is not empty: {}", target.describe(), what.join("; ")))
-                .hint("import into an empty database, or add `--clean --yes` to drop those schemas (and auth.users) on the target first")
-                .into());
-        }
+            "--clean: dropping what the import replaces in"
+        };
+        step!(
+            "{what} {} ({})",
+            target.describe(),
+            decision.clean.join(", ")
+        );
+        compat::clean(&mut su, &decision.clean, decision.drop_users).await?;
     }
 
     // Dump (unless an earlier run's dump is reused), counting rows in the same snapshot meanwhile.
@@ -390,8 +368,8 @@ async fn run_async(dir: &Path, a: ImportSupabaseArgs) -> Result<()> {
             .unwrap_or_else(|| chrono::Utc::now().to_rfc3339()),
         inventory: inv.clone(),
         restoring_into: Some(target.describe()),
-        fresh_schemas: fresh,
-        fresh_auth_users: fresh_users,
+        fresh_schemas: decision.fresh_schemas.clone(),
+        fresh_auth_users: decision.fresh_auth_users,
     };
     files.save(&st)?;
     files.release_target(&target.describe())?;
