@@ -166,7 +166,7 @@ async fn run_async(dir: &Path, a: ImportSupabaseArgs) -> Result<()> {
             ),
         )
     } else if let Some(src) = &source {
-        let sc = src.connect().await.map_err(|e| {
+        let sc = source::connect(src).await.map_err(|e| {
             e.context(UserError::new(format!("connecting to the source {}", src.describe())).hint(
                 "check host, port, user and password in --from (Supabase: Project Settings → Database → direct connection or session pooler)",
             ))

@@ -1,9 +1,15 @@
 //! The source connection: parsing `--from`, refusing a transaction pooler, and checking that the
 //! client tools are new enough for the server (pure functions, unit-tested).
 
-use anyhow::Result;
-use tokio_postgres::Config;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::{Client, Config};
 
 use crate::db::connect::Target;
 use crate::error::UserError;
@@ -22,6 +28,79 @@ pub fn parse_url(url: &str, flag: &str, app: &str) -> Result<Target> {
     }
     config.application_name(app);
     Ok(Target { config })
+}
+
+/// Connects to the source with TLS when the server offers it (`sslmode=prefer`, the default) or
+/// must (`require`), as libpq does in those modes: the traffic is encrypted and the server's
+/// certificate is not verified (Supabase's is signed by Supabase's own CA).
+pub async fn connect(target: &Target) -> Result<Client> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("setting up TLS")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+        .with_no_client_auth();
+    let (client, connection) = target
+        .config
+        .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+        .await
+        .map_err(|e| target.explain(e))?;
+    tokio::spawn(async move {
+        // A broken connection shows up as an error on the next query.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// libpq's `sslmode=require`: encrypt, accept the server's certificate; signatures are still
+/// checked, so the handshake proves the server holds the certificate's key.
+#[derive(Debug)]
+struct EncryptOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Refuses a transaction pooler: pg_dump needs one session for its whole snapshot, and
