@@ -442,3 +442,63 @@ fn an_interrupted_restore_is_resumed_from_the_kept_dump() {
     );
     assert!(p.state_files().is_empty(), "{:?}", p.state_files());
 }
+
+#[test]
+fn a_source_that_only_accepts_tls_is_read_over_tls() {
+    let s = Stackctl::new();
+    s.cmd(["init"]).run().success();
+    // A TLS-only source: our image with the stack's server certificate, then `hostssl` only.
+    let certs = format!("{}:/etc/postgresql/tls:ro", s.file("certs").display());
+    let (src, tgt) = std::thread::scope(|sc| {
+        let a = sc.spawn(|| Postgres::start_with(&["-v", &certs]));
+        let b = sc.spawn(Postgres::start);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let url = src.url();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let hba = Command::new("docker")
+        .args(["exec", "-u", "postgres", &src.name, "bash", "-c"])
+        .arg("sed -i 's/^host all all all scram-sha-256/hostssl all all all scram-sha-256/' \"$PGDATA/pg_hba.conf\" && pg_ctl reload -D \"$PGDATA\"")
+        .output()
+        .unwrap();
+    assert!(
+        hba.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hba.stderr)
+    );
+    // Without TLS the source now refuses (the test client has no TLS).
+    while Db::connect(&url).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the source still accepts connections without TLS"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.cmd([
+        "import-supabase",
+        "--from",
+        &url,
+        "--database-url",
+        &tgt.url(),
+        "--dry-run",
+    ])
+    .run()
+    .success()
+    .stdout_contains("(PostgreSQL 17.");
+    let plain = s
+        .cmd([
+            "import-supabase",
+            "--from",
+            &format!("{url}?sslmode=disable"),
+            "--database-url",
+            &tgt.url(),
+            "--dry-run",
+        ])
+        .run()
+        .failure();
+    assert!(
+        plain.stderr().contains("no encryption"),
+        "{}",
+        plain.stderr()
+    );
+}
