@@ -300,35 +300,13 @@ async fn run_async(dir: &Path, a: ImportSupabaseArgs) -> Result<()> {
             tools.image
         );
         let t = Instant::now();
-        let include: Vec<String> = if a.schemas.is_empty() {
-            Vec::new()
-        } else {
-            let mut v = inv.imported.clone();
-            if inv.auth_users {
-                v.push("auth".into());
-            }
-            v
-        };
-        let exclude_schemas: Vec<String> = if a.schemas.is_empty() {
-            inv.skipped
-                .iter()
-                .filter(|s| *s != "auth" || !inv.auth_users)
-                .cloned()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let exclude_data: Vec<String> = if a.skip_auth_users {
-            vec!["auth.users".into()]
-        } else {
-            Vec::new()
-        };
+        let sel = plan::dump_selection(&inv, !a.schemas.is_empty(), a.skip_auth_users);
         let spec = tools::DumpSpec {
             snapshot: snap,
-            include: &include,
-            exclude_schemas: &exclude_schemas,
+            include: &sel.include,
+            exclude_schemas: &sel.exclude_schemas,
             exclude_tables: &inv.auth_other_tables,
-            exclude_data: &exclude_data,
+            exclude_data: &sel.exclude_data,
         };
         let partial = files.partial_name();
         let (dumped, counted) = tokio::join!(

@@ -151,6 +151,48 @@ pub fn plan(inv: &Inventory, target: &TargetInfo, skip_auth_users: bool) -> Plan
     }
 }
 
+/// pg_dump's selection (as patterns): with `--schema`, the named schemas plus `auth` (for
+/// auth.users); otherwise everything but the skipped schemas, `auth` excepted. The other tables of
+/// `auth` are excluded separately (`Inventory::auth_other_tables`).
+#[derive(Debug, PartialEq)]
+pub struct DumpSelection {
+    pub include: Vec<String>,
+    pub exclude_schemas: Vec<String>,
+    pub exclude_data: Vec<String>,
+}
+
+/// A name as a pg_dump pattern that matches only itself.
+fn literal(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub fn dump_selection(inv: &Inventory, explicit: bool, skip_auth_users: bool) -> DumpSelection {
+    let mut include = Vec::new();
+    let mut exclude_schemas = Vec::new();
+    if explicit {
+        include = inv.imported.iter().map(|s| literal(s)).collect();
+        if inv.auth_users {
+            include.push(literal("auth"));
+        }
+    } else {
+        exclude_schemas = inv
+            .skipped
+            .iter()
+            .filter(|s| *s != "auth" || !inv.auth_users)
+            .map(|s| literal(s))
+            .collect();
+    }
+    DumpSelection {
+        include,
+        exclude_schemas,
+        exclude_data: if skip_auth_users {
+            vec![format!("{}.{}", literal("auth"), literal("users"))]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
 /// How many objects of `kind` in `schema` the plan leaves out (for the expected counts).
 pub fn left_out(plan: &Plan, schema: &str, kind: &str) -> i64 {
     match kind {
@@ -161,5 +203,79 @@ pub fn left_out(plan: &Plan, schema: &str, kind: &str) -> i64 {
             .filter(|(s, _)| s == schema)
             .count() as i64,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inv(imported: &[&str], skipped: &[&str], auth_users: bool) -> Inventory {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Inventory {
+            server_version: String::new(),
+            server_version_num: 170000,
+            database: String::new(),
+            size_bytes: 0,
+            imported: v(imported),
+            skipped: v(skipped),
+            extensions: Vec::new(),
+            tables: Vec::new(),
+            objects: Default::default(),
+            publications: vec!["supabase_realtime".into(), "mine".into()],
+            event_triggers: Vec::new(),
+            skipped_policies: Vec::new(),
+            skipped_triggers: Vec::new(),
+            policies: Vec::new(),
+            foreign_keys_out: vec![super::super::inventory::Named {
+                schema: "app".into(),
+                table: "todos".into(),
+                name: "todos_user_id_fkey".into(),
+                detail: "auth.users".into(),
+            }],
+            auth_users,
+            auth_users_indexes: Vec::new(),
+            auth_other_tables: Vec::new(),
+            api_grants: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_dump_keeps_auth_for_its_users_and_quotes_names() {
+        let i = inv(&["app", "MyApp"], &["auth", "storage"], true);
+        let all = dump_selection(&i, false, false);
+        assert_eq!(all.include, Vec::<String>::new());
+        assert_eq!(all.exclude_schemas, vec!["\"storage\""]);
+        let some = dump_selection(&i, true, true);
+        assert_eq!(some.include, vec!["\"app\"", "\"MyApp\"", "\"auth\""]);
+        assert_eq!(some.exclude_data, vec!["\"auth\".\"users\""]);
+        let no_auth = dump_selection(&inv(&["app"], &["auth"], false), false, false);
+        assert_eq!(no_auth.exclude_schemas, vec!["\"auth\""]);
+    }
+
+    #[test]
+    fn foreign_keys_to_auth_users_go_only_with_skip_auth_users() {
+        let i = inv(&["app"], &["auth"], true);
+        let t = TargetInfo::default();
+        let keep = plan(&i, &t, false);
+        assert!(keep.rules.drop_fks.is_empty());
+        assert_eq!(
+            keep.not_carried
+                .iter()
+                .filter(|n| n.kind == "publication")
+                .count(),
+            1
+        );
+        let skip = plan(&i, &t, true);
+        assert!(
+            skip.rules
+                .drop_fks
+                .contains(&("app".to_string(), "todos todos_user_id_fkey".to_string()))
+        );
+        assert!(
+            skip.not_carried
+                .iter()
+                .any(|n| n.name == "todos_user_id_fkey on app.todos")
+        );
     }
 }

@@ -386,21 +386,24 @@ fn an_interrupted_restore_is_resumed_from_the_kept_dump() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting stackctl");
-    // Cut every restore session as soon as one appears (the restore's application name).
+    // Cut every restore session (the restore's application name) once one is copying rows, so
+    // that the cut run has restored some objects already.
     let watcher = p.tgt.db();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut cut = 0;
     while cut == 0 {
         assert!(
             Instant::now() < deadline,
-            "no restore session appeared within 120 s"
+            "no restore session copied rows within 120 s"
         );
         if child.try_wait().unwrap().is_some() {
             break;
         }
         cut = watcher.int(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-              WHERE application_name = 'stackctl import-supabase (restore)') t",
+              WHERE application_name = 'stackctl import-supabase (restore)' \
+                AND EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'stackctl import-supabase (restore)' \
+                                                          AND query ILIKE 'COPY %')) t",
         );
         std::thread::sleep(Duration::from_millis(10));
     }
