@@ -88,6 +88,7 @@ now() { date +%s%N; }
 secs() { awk -v ns="$1" 'BEGIN { printf "%.2f", ns / 1e9 }'; }
 peer_total=0
 ours_total=0
+ratios=""
 for i in $(seq 1 "$RUNS"); do
   # The peer: bare pg_dump -Fc, then pg_restore -j2, from the same image, same networking.
   dst -d app -c "CREATE DATABASE peer_$i" >/dev/null
@@ -111,8 +112,10 @@ for i in $(seq 1 "$RUNS"); do
   ours=$((t1 - t0))
   peer_total=$((peer_total + peer))
   ours_total=$((ours_total + ours))
-  echo "run $i: pg_dump -Fc + pg_restore -j2 $(secs $peer) s; stackctl import-supabase $(secs $ours) s ($(tail -1 "$WORK/ours.out"))"
+  ratios="$ratios $(awk -v o="$ours" -v p="$peer" 'BEGIN { printf "%.2f", o / p }')"
+  echo "run $i: pg_dump -Fc + pg_restore -j2 $(secs $peer) s; stackctl import-supabase $(secs $ours) s; ratio $(awk -v o="$ours" -v p="$peer" 'BEGIN { printf "%.2f", o / p }') ($(tail -1 "$WORK/ours.out"))"
 done
 grep -E '^import: (dumped|restored)' "$WORK/ours.err" | sed 's/^/  last stackctl run: /'
 awk -v o="$ours_total" -v p="$peer_total" -v n="$RUNS" 'BEGIN {
   printf "import-supabase ÷ pg_dump -Fc + pg_restore -j2: %.2f s ÷ %.2f s = %.2f (target ≤ 1.3; mean of %d runs)\n", o / n / 1e9, p / n / 1e9, o / p, n }'
+echo "median of the per-run ratios: $(echo $ratios | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')"

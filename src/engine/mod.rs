@@ -18,7 +18,7 @@ mod plan;
 mod task;
 
 pub use docker::Docker;
-pub use task::{Task, TaskOutput, run_task};
+pub use task::{Task, TaskOutput, remove_tasks, run_task};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,8 @@
 //! A task runs with host networking, so it reaches exactly the addresses stackctl itself reaches
 //! (a loopback port published by the stack, or a database on the internet). It carries the
 //! project's labels with `oneoff=True`, so `stackctl down` also removes one left behind by a
-//! killed stackctl. Every task has a deadline; Ctrl-C removes the container before returning.
+//! killed stackctl. Every task has a deadline; [`remove_tasks`] removes those of a project by
+//! label (the caller does so on Ctrl-C).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -107,19 +108,40 @@ pub async fn run_task(docker: &Docker, task: &Task) -> Result<TaskOutput> {
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         })
     };
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(task.deadline, run) => match r {
-            Ok(r) => r,
-            Err(_) => Err(UserError::new(format!(
-                "{} ({}) did not finish within {} s",
-                task.purpose,
-                task.cmd.first().map(String::as_str).unwrap_or("?"),
-                task.deadline.as_secs()
-            ))
-            .into()),
-        },
-        _ = tokio::signal::ctrl_c() => Err(UserError::new(format!("interrupted during {}", task.purpose)).into()),
+    let outcome = match tokio::time::timeout(task.deadline, run).await {
+        Ok(r) => r,
+        Err(_) => Err(UserError::new(format!(
+            "{} ({}) did not finish within {} s",
+            task.purpose,
+            task.cmd.first().map(String::as_str).unwrap_or("?"),
+            task.deadline.as_secs()
+        ))
+        .into()),
     };
     docker.remove_container(&name).await?;
     outcome
+}
+
+/// Removes (killing) every one-off task container of `project` whose purpose starts with `prefix`.
+pub async fn remove_tasks(docker: &Docker, project: &str, prefix: &str) -> Result<usize> {
+    let list = docker
+        .list_containers(&[
+            format!("{LABEL_PROJECT}={project}"),
+            format!("{LABEL_ONEOFF}=True"),
+        ])
+        .await?;
+    let mut n = 0;
+    for c in list {
+        let purpose = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_SERVICE))
+            .map(String::as_str)
+            .unwrap_or("");
+        if let (true, Some(id)) = (purpose.starts_with(prefix), c.id.as_deref()) {
+            docker.remove_container(id).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }

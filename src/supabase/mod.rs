@@ -49,7 +49,21 @@ pub fn run(stack_dir: &Path, args: ImportSupabaseArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(run_async(stack_dir, args))
+        .block_on(async {
+            tokio::select! {
+                r = run_async(stack_dir, args) => r,
+                _ = tokio::signal::ctrl_c() => {
+                    // pg_dump / pg_restore may be running in a container: remove it by label.
+                    // What was written stays for the next run to resume (or replace).
+                    let project = Stack::load(stack_dir)?.project().to_string();
+                    let docker = Docker::connect().await?;
+                    crate::engine::remove_tasks(&docker, &project, "import-").await?;
+                    Err(UserError::new("interrupted")
+                        .hint("run the same command again: it resumes from the kept dump")
+                        .into())
+                }
+            }
+        })
 }
 
 /// Progress, on stderr so that stdout holds only the report (or the JSON).
