@@ -58,8 +58,16 @@ pub fn run(stack_dir: &Path, args: ImportSupabaseArgs) -> Result<()> {
                     let project = Stack::load(stack_dir)?.project().to_string();
                     let docker = Docker::connect().await?;
                     crate::engine::remove_tasks(&docker, &project, "import-").await?;
+                    // An unfinished dump is never reused, and holds user data.
+                    if let Ok(entries) = std::fs::read_dir(tools::state_dir(stack_dir)) {
+                        for e in entries.flatten() {
+                            if e.file_name().to_string_lossy().ends_with(".dump.partial") {
+                                let _ = std::fs::remove_file(e.path());
+                            }
+                        }
+                    }
                     Err(UserError::new("interrupted")
-                        .hint("run the same command again: it resumes from the kept dump")
+                        .hint("run the same command again: a finished dump is reused, a restore is resumed")
                         .into())
                 }
             }
