@@ -44,6 +44,8 @@ pub enum Command {
     Worker(WorkerArgs),
     /// The runner's durable queue: job counts and dead-letter retries.
     Queue(QueueArgs),
+    /// Copy a Supabase project's database (data, RLS policies, users) into the stack, verified.
+    ImportSupabase(ImportSupabaseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -264,4 +266,46 @@ pub enum QueueAction {
         #[arg(long)]
         queue: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportSupabaseArgs {
+    /// The source database: the direct connection or the session pooler (port 5432), never the
+    /// transaction pooler (6543). The user needs BYPASSRLS (Supabase's `postgres` has it).
+    #[arg(
+        long,
+        env = "STACKCTL_IMPORT_FROM",
+        value_name = "URL",
+        required_unless_present = "dump",
+        conflicts_with = "dump"
+    )]
+    pub from: Option<String>,
+    /// Restore this pg_dump custom-format archive instead of dumping a source.
+    #[arg(long, value_name = "FILE")]
+    pub dump: Option<PathBuf>,
+    /// Import only these schemas (default: every schema Supabase does not manage).
+    #[arg(long = "schema", value_name = "NAME")]
+    pub schemas: Vec<String>,
+    /// Parallel pg_restore jobs.
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    /// Print the preflight report and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Leave the rows of auth.users behind (foreign keys to it are then not carried).
+    #[arg(long)]
+    pub skip_auth_users: bool,
+    /// Drop the target's schemas that the import writes (and auth.users) first. Needs --yes.
+    #[arg(long, requires = "yes")]
+    pub clean: bool,
+    /// Confirm --clean.
+    #[arg(long)]
+    pub yes: bool,
+    /// The target, as a superuser URL (default: the stack's own postgres on its loopback port).
+    /// It must have had `stackctl migrate` (the role bootstrap); logins' passwords come from .env.
+    #[arg(long, env = "STACKCTL_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Print the preflight report and the verification as one JSON document.
+    #[arg(long)]
+    pub json: bool,
 }

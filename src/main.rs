@@ -12,6 +12,7 @@ mod init;
 mod render;
 mod scram;
 mod secrets;
+mod supabase;
 mod tls;
 mod workers;
 
@@ -72,5 +73,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Migrate(a) => engine::cmd_migrate(&dir, a),
         Command::Worker(a) => workers::run(&Stack::load(&dir)?, a),
         Command::Queue(a) => workers::run_queue(&Stack::load(&dir)?, a),
+        Command::ImportSupabase(a) => supabase::run(&dir, a),
     }
 }

@@ -103,7 +103,7 @@ impl Target {
         Ok(client)
     }
 
-    fn explain(&self, e: tokio_postgres::Error) -> anyhow::Error {
+    pub fn explain(&self, e: tokio_postgres::Error) -> anyhow::Error {
         let (user, addr, db) = (self.user(), self.address(), self.database());
         if let Some(db_err) = e.as_db_error() {
             let code = db_err.code();

@@ -15,6 +15,14 @@ mod docker;
 mod images;
 mod ops;
 mod plan;
+mod task;
+
+// For feature modules that act on a running stack (import-supabase's tool containers, workers,
+// queue): the one facade, one-off tool containers, and the helpers that find containers and read
+// their logs.
+pub use docker::Docker;
+pub use ops::{LogView, logs_where, running_container};
+pub use task::{Task, TaskOutput, remove_tasks, run_task};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,11 +36,6 @@ use crate::config::Stack;
 use crate::error::UserError;
 use crate::render::{self, Target};
 use crate::secrets::EnvFile;
-
-// For feature modules that act on a running stack (workers, queue): the one facade and the
-// helpers that find containers and read their logs.
-pub use docker::Docker;
-pub use ops::{LogView, logs_where, running_container};
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -7,6 +7,7 @@ mod support;
 mod bad_input;
 mod configs;
 mod engine;
+mod import_supabase;
 mod init;
 mod migrate;
 mod render;

@@ -716,6 +716,11 @@ impl Postgres {
     /// Starts a server (database `app`, superuser `postgres`) on a loopback port and waits, with a
     /// deadline, until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Postgres::start`] with extra `docker run` arguments (e.g. a volume).
+    pub fn start_with(docker_args: &[&str]) -> Self {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let image = postgres_image();
         let name = format!(
@@ -727,7 +732,9 @@ impl Postgres {
         let out = Command::new("docker")
             .args(["run", "-d", "--rm", "--name", &name, "-e"])
             .arg(format!("POSTGRES_PASSWORD={password}"))
-            .args(["-e", "POSTGRES_DB=app", "-p", "127.0.0.1::5432", image])
+            .args(["-e", "POSTGRES_DB=app", "-p", "127.0.0.1::5432"])
+            .args(docker_args)
+            .arg(image)
             .output()
             .expect("docker run");
         assert!(

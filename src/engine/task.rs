@@ -1,0 +1,147 @@
+//! One-off tool containers: run a client program (pg_dump, pg_restore) from one of the stack's
+//! images, collect its output, and remove the container whatever happens.
+//!
+//! A task runs with host networking, so it reaches exactly the addresses stackctl itself reaches
+//! (a loopback port published by the stack, or a database on the internet). It carries the
+//! project's labels with `oneoff=True`, so `stackctl down` also removes one left behind by a
+//! killed stackctl. Every task has a deadline; [`remove_tasks`] removes those of a project by
+//! label (the caller does so on Ctrl-C).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use futures_util::StreamExt;
+
+use super::apply::{LABEL_ONEOFF, LABEL_SERVICE};
+use super::docker::{Docker, LABEL_PROJECT};
+use crate::error::UserError;
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct Task {
+    /// Compose project the container is labelled with.
+    pub project: String,
+    /// What it is for (`import-dump`, `import-restore`): the service label and part of its name.
+    pub purpose: String,
+    pub image: String,
+    pub cmd: Vec<String>,
+    /// `KEY=value` pairs (passwords go here, never on the command line).
+    pub env: Vec<String>,
+    /// `host-path:container-path[:ro]` bind mounts.
+    pub binds: Vec<String>,
+    /// `uid:gid` to run as (so files written to a bind mount belong to the caller).
+    pub user: Option<String>,
+    /// How long it may run.
+    pub deadline: Duration,
+}
+
+/// What it printed and how it ended.
+#[derive(Debug)]
+pub struct TaskOutput {
+    pub code: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl TaskOutput {
+    /// The last `n` lines of stderr (for error messages).
+    pub fn stderr_tail(&self, n: usize) -> String {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// Runs `task` to completion (or its deadline, or Ctrl-C) and removes its container.
+pub async fn run_task(docker: &Docker, task: &Task) -> Result<TaskOutput> {
+    if docker.inspect_image(&task.image).await?.is_none() {
+        bail!(
+            UserError::new(format!("image {} is not on this machine", task.image))
+                .hint("run `stackctl build postgres` (or `stackctl up`) first")
+        );
+    }
+    let suffix: String = {
+        use rand::Rng;
+        let mut r = rand::rng();
+        (0..8)
+            .map(|_| char::from(b"0123456789abcdef"[r.random_range(0..16)]))
+            .collect()
+    };
+    let name = format!("{}-{}-run-{suffix}", task.project, task.purpose);
+    let labels = HashMap::from([
+        (LABEL_PROJECT.to_string(), task.project.clone()),
+        (LABEL_SERVICE.to_string(), task.purpose.clone()),
+        (LABEL_ONEOFF.to_string(), "True".to_string()),
+    ]);
+    let body = ContainerCreateBody {
+        image: Some(task.image.clone()),
+        cmd: Some(task.cmd.clone()),
+        env: Some(task.env.clone()),
+        labels: Some(labels),
+        user: task.user.clone(),
+        host_config: Some(HostConfig {
+            network_mode: Some("host".into()),
+            binds: Some(task.binds.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    docker.create_container(&name, body).await?;
+    let run = async {
+        docker.start_container(&name).await?;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut logs = docker.logs(&name, true, "all");
+        while let Some(chunk) = logs.next().await {
+            match chunk? {
+                LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
+                LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                _ => {}
+            }
+        }
+        let code = docker.wait_container(&name).await?;
+        Ok::<_, anyhow::Error>(TaskOutput {
+            code,
+            stdout,
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    };
+    let outcome = match tokio::time::timeout(task.deadline, run).await {
+        Ok(r) => r,
+        Err(_) => Err(UserError::new(format!(
+            "{} ({}) did not finish within {} s",
+            task.purpose,
+            task.cmd.first().map(String::as_str).unwrap_or("?"),
+            task.deadline.as_secs()
+        ))
+        .into()),
+    };
+    docker.remove_container(&name).await?;
+    outcome
+}
+
+/// Removes (killing) every one-off task container of `project` whose purpose starts with `prefix`.
+pub async fn remove_tasks(docker: &Docker, project: &str, prefix: &str) -> Result<usize> {
+    let list = docker
+        .list_containers(&[
+            format!("{LABEL_PROJECT}={project}"),
+            format!("{LABEL_ONEOFF}=True"),
+        ])
+        .await?;
+    let mut n = 0;
+    for c in list {
+        let purpose = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_SERVICE))
+            .map(String::as_str)
+            .unwrap_or("");
+        if let (true, Some(id)) = (purpose.starts_with(prefix), c.id.as_deref()) {
+            docker.remove_container(id).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
