@@ -12,6 +12,7 @@ mod init;
 mod render;
 mod scram;
 mod secrets;
+mod tenants;
 mod tls;
 
 use std::process::ExitCode;
@@ -69,5 +70,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logs(a) => engine::cmd_logs(&Stack::load(&dir)?, a),
         Command::Build(a) => engine::cmd_build(&Stack::load(&dir)?, a),
         Command::Migrate(a) => engine::cmd_migrate(&dir, a),
+        Command::Tenant(a) => tenants::run_tenant(&Stack::load(&dir)?, a.action),
+        Command::Token(a) => tenants::run_token(&Stack::load(&dir)?, a.action),
+        Command::GenToken(a) => tenants::run_gen_token(&Stack::load(&dir)?, a),
     }
 }

@@ -9,4 +9,5 @@ mod configs;
 mod engine;
 mod init;
 mod migrate;
+mod postgate;
 mod render;

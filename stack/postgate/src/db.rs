@@ -67,6 +67,9 @@ pub struct Db {
     shared: Arc<Shared>,
     service: Pool,
     base: tokio_postgres::Config,
+    /// Where LISTEN connects: the service login's URL, or a direct one when `base` goes through a
+    /// transaction pooler (which cannot hold a LISTEN session).
+    listen: tokio_postgres::Config,
     pepper: Vec<u8>,
     pool_size: usize,
     tenants: Mutex<HashMap<String, Pool>>,
@@ -98,11 +101,21 @@ impl Db {
         Ok(Db {
             shared: Arc::new(Shared::default()),
             service: pool(base.clone(), pool_size)?,
+            listen: base.clone(),
             base,
             pepper,
             pool_size,
             tenants: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// LISTEN for token changes over `url` (the service login, straight to PostgreSQL) instead of
+    /// the service URL: needed when that one goes through a transaction-mode pooler.
+    pub fn set_listen_url(&mut self, url: &str) -> Result<(), DbError> {
+        let mut cfg: tokio_postgres::Config = url.parse().map_err(DbError::Url)?;
+        cfg.application_name("postgate-listen");
+        self.listen = cfg;
+        Ok(())
     }
 
     pub fn pepper(&self) -> &[u8] {
@@ -203,7 +216,7 @@ impl Db {
         shutdown: CancellationToken,
     ) -> impl Future<Output = ()> + Send + 'static {
         let shared = self.shared.clone();
-        let cfg = self.base.clone();
+        let cfg = self.listen.clone();
         let service = self.service.clone();
         async move {
             let flusher = flush_last_used(shared.clone(), service, shutdown.clone());

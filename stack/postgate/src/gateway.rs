@@ -70,6 +70,14 @@ impl Gateway {
         })
     }
 
+    /// LISTEN for token revocations over this URL (the service login, straight to PostgreSQL)
+    /// rather than `database_url`, which may go through a transaction-mode pooler that cannot
+    /// hold a LISTEN session. Without it, LISTEN uses `database_url`.
+    pub fn with_listen_url(mut self, url: &str) -> Result<Gateway, DbError> {
+        self.db.set_listen_url(url)?;
+        Ok(self)
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
