@@ -80,8 +80,13 @@ fn pool(cfg: tokio_postgres::Config, size: usize) -> Result<Pool, DbError> {
         cfg,
         NoTls,
         ManagerConfig {
-            // DISCARD-like reset between uses: nothing a client left in the session survives.
-            recycling_method: RecyclingMethod::Clean,
+            // No reset round trip between uses. Each request is one transaction that starts with
+            // SET LOCAL of role, search_path and timeouts and ends in COMMIT or ROLLBACK, and
+            // behind a transaction pooler the next transaction may run on another server session
+            // anyway, so a per-checkout reset would clean nothing reliably. What a statement could
+            // leave in a session (a plain SET, an advisory lock) stays with the same login: the
+            // same tenant and permission set.
+            recycling_method: RecyclingMethod::Fast,
         },
     );
     Pool::builder(mgr)

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::Mutex;
 use std::time::Instant;
+use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::ToSql;
 
 /// One statement and its parameters (`$1`, `$2`, ...), each a JSON value.
@@ -191,11 +192,20 @@ impl Gateway {
             quote_ident(info.schema()),
             timeout_ms.saturating_mul(3),
         );
-        if let Err(e) = client.batch_execute(&setup).await {
+        // Pipelined: the setup and the first Parse go out together; the server runs them in order,
+        // so the statement is parsed under the tenant's role and search_path.
+        let (setup_result, first) = tokio::join!(
+            client.batch_execute(&setup),
+            client.prepare(&statements[0].sql)
+        );
+        if let Err(e) = setup_result {
             discard(client);
             return Err(ApiError::internal("starting the transaction", &e));
         }
-        match self.run_in_tx(&client, info, statements, rows_as).await {
+        match self
+            .run_in_tx(&client, info, statements, rows_as, first)
+            .await
+        {
             Ok(results) => match client.batch_execute("COMMIT").await {
                 Ok(()) => Ok(results),
                 Err(e) => {
@@ -221,19 +231,22 @@ impl Gateway {
         info: &TokenInfo,
         statements: &[Statement],
         rows_as: RowsAs,
+        first: Result<tokio_postgres::Statement, tokio_postgres::Error>,
     ) -> Result<Vec<QueryResult>, ApiError> {
         let limits = &self.settings.limits;
         let role = info.role();
+        let mut first = Some(first);
         let mut budget = Budget {
             bytes: 0,
             max: limits.max_response_bytes,
         };
         let mut results = Vec::with_capacity(statements.len());
         for (i, s) in statements.iter().enumerate() {
-            let stmt = client
-                .prepare(&s.sql)
-                .await
-                .map_err(|e| ApiError::from_user_sql(&e).at(i))?;
+            let prepared = match first.take() {
+                Some(p) => p,
+                None => client.prepare(&s.sql).await,
+            };
+            let stmt = prepared.map_err(|e| ApiError::from_user_sql(&e).at(i))?;
             if stmt.params().len() != s.params.len() {
                 return Err(ApiError::bad_request(format!(
                     "the statement takes {} parameters, {} given",
@@ -310,15 +323,24 @@ impl Gateway {
             // The statement must leave the transaction as it found it: same role, same read-only
             // mode, still inside our transaction (SET LOCAL ROLE ends with it). Anything else rolls
             // back, whatever the statement did.
+            // One simple-protocol round trip; `pg_catalog.` so that no function of the tenant's
+            // schema can stand in for current_setting.
             let state = client
-                .query_one(
-                    "SELECT current_user::text, current_setting('transaction_read_only')",
-                    &[],
+                .simple_query(
+                    "SELECT current_user, pg_catalog.current_setting('transaction_read_only')",
                 )
                 .await
                 .map_err(|e| ApiError::from_user_sql(&e).at(i))?;
-            let user: String = state.get(0);
-            let ro: String = state.get(1);
+            let (user, ro) = state
+                .iter()
+                .find_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => Some((
+                        r.get(0).unwrap_or_default().to_string(),
+                        r.get(1).unwrap_or_default().to_string(),
+                    )),
+                    _ => None,
+                })
+                .unwrap_or_default();
             if user != role || (info.permissions.read_only() && ro != "on") {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
