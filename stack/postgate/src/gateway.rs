@@ -206,10 +206,16 @@ impl Gateway {
             .run_in_tx(&client, info, statements, rows_as, first)
             .await
         {
-            Ok(results) => match client.batch_execute("COMMIT").await {
+            // The last statement's check travels with the COMMIT, in one message: when it fails it
+            // raises, PostgreSQL skips the COMMIT, and the ROLLBACK below ends the transaction.
+            Ok(results) => match client.batch_execute(&check_then_commit(info)).await {
                 Ok(()) => Ok(results),
                 Err(e) => {
-                    let err = ApiError::from_user_sql(&e);
+                    let err = if is_session_changed(&e) {
+                        session_changed().at(statements.len() - 1)
+                    } else {
+                        ApiError::from_user_sql(&e)
+                    };
                     if client.batch_execute("ROLLBACK").await.is_err() {
                         discard(client);
                     }
@@ -241,6 +247,7 @@ impl Gateway {
             max: limits.max_response_bytes,
         };
         let mut results = Vec::with_capacity(statements.len());
+        let last = statements.len() - 1;
         for (i, s) in statements.iter().enumerate() {
             let prepared = match first.take() {
                 Some(p) => p,
@@ -320,11 +327,19 @@ impl Gateway {
             } else {
                 rows.len() as u64
             };
+            results.push(QueryResult {
+                columns,
+                rows,
+                row_count,
+            });
             // The statement must leave the transaction as it found it: same role, same read-only
             // mode, still inside our transaction (SET LOCAL ROLE ends with it). Anything else rolls
-            // back, whatever the statement did.
-            // One simple-protocol round trip; `pg_catalog.` so that no function of the tenant's
-            // schema can stand in for current_setting.
+            // back, whatever the statement did. The last statement's check goes with the COMMIT
+            // (`check_then_commit`); the others take one simple-protocol round trip here;
+            // `pg_catalog.` so that no function of the tenant's schema can stand in.
+            if i == last {
+                break;
+            }
             let state = client
                 .simple_query(
                     "SELECT current_user, pg_catalog.current_setting('transaction_read_only')",
@@ -342,21 +357,46 @@ impl Gateway {
                 })
                 .unwrap_or_default();
             if user != role || (info.permissions.read_only() && ro != "on") {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "session_changed",
-                    "the statement changed the role or the transaction; it was rolled back",
-                )
-                .at(i));
+                return Err(session_changed().at(i));
             }
-            results.push(QueryResult {
-                columns,
-                rows,
-                row_count,
-            });
         }
         Ok(results)
     }
+}
+
+fn session_changed() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "session_changed",
+        "the statement changed the role or the transaction; it was rolled back",
+    )
+}
+
+/// What `check_then_commit` raises when the check fails (a cast that cannot succeed, computed at
+/// run time so the planner cannot fold it).
+const SESSION_CHANGED_MARK: &str = "postgate_session_changed:";
+
+/// One message: the role and read-only check of the last statement, then COMMIT. Operators and
+/// functions are schema-qualified, so nothing the tenant defines can stand in for them.
+fn check_then_commit(info: &TokenInfo) -> String {
+    let role = info.role().replace('\'', "''");
+    let read_only = if info.permissions.read_only() {
+        " AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on'"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT CASE WHEN current_user OPERATOR(pg_catalog.=) '{role}'::pg_catalog.name{read_only} \
+         THEN 1 ELSE ('{SESSION_CHANGED_MARK}'::pg_catalog.text OPERATOR(pg_catalog.||) current_user::pg_catalog.text)::pg_catalog.int4 END; \
+         COMMIT"
+    )
+}
+
+fn is_session_changed(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| {
+        d.code() == &tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION
+            && d.message().contains(SESSION_CHANGED_MARK)
+    })
 }
 
 fn check_error(e: CheckError) -> ApiError {
