@@ -46,6 +46,71 @@ pub enum Command {
     Queue(QueueArgs),
     /// Copy a Supabase project's database (data, RLS policies, users) into the stack, verified.
     ImportSupabase(ImportSupabaseArgs),
+    /// Manage postgate's tenants (runs `postgate tenant ...` in the stack).
+    Tenant(TenantArgs),
+    /// Manage postgate's tokens (runs `postgate token ...` in the stack).
+    Token(TokenArgs),
+    /// Alias of `token create --tenant TENANT --name NAME` (the form OpenWorkers users know).
+    GenToken(GenTokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    #[command(subcommand)]
+    pub action: TenantAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantAction {
+    /// Create a tenant: a schema and its NOLOGIN roles.
+    Create {
+        /// 1-31 characters a-z, 0-9, _ starting with a letter.
+        name: String,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub action: TokenAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token for a tenant and print it once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// SELECT[,INSERT,UPDATE,DELETE,DDL]
+        #[arg(long)]
+        permissions: String,
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Lifetime: 30d, 12h, 15m, 45s, 2w.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List tokens (prefix, name, permissions, last use, expiry).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a token by id or prefix (every replica stops accepting it within a second).
+    Revoke { id_or_prefix: String },
+}
+
+#[derive(Debug, Args)]
+pub struct GenTokenArgs {
+    pub tenant: String,
+    pub name: String,
+    /// SELECT[,INSERT,UPDATE,DELETE,DDL]
+    #[arg(long)]
+    pub permissions: String,
+    /// Lifetime: 30d, 12h, 15m, 45s, 2w.
+    #[arg(long)]
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -41,6 +41,7 @@ pub struct StackFile {
     pub domains: DomainsSection,
     pub postgres: PostgresSection,
     pub pooler: PoolerSection,
+    pub postgate: PostgateSection,
     pub runner: RunnerSection,
     pub migrations: MigrationsSection,
     pub observability: ObservabilitySection,
@@ -115,6 +116,40 @@ impl Default for PoolerSection {
 pub enum PoolMode {
     Transaction,
     Session,
+}
+
+/// postgate's limits (rendered into its container's environment as `POSTGATE_*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgateSection {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// Most rows one statement may return; more rolls the transaction back.
+    pub max_rows: u64,
+    /// Largest JSON response, in bytes; more rolls the transaction back.
+    pub max_response_bytes: u64,
+    /// `SET LOCAL statement_timeout`, in milliseconds.
+    pub statement_timeout_ms: u64,
+    /// Most statements in one `/batch`.
+    pub max_batch: u32,
+    /// Requests per second per token and replica (burst of twice this); 0 = unlimited.
+    pub rate_per_token: u32,
+    /// Connections per pool (the service login's and each tenant login's).
+    pub pool_size: u32,
+}
+
+impl Default for PostgateSection {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_rows: 10_000,
+            max_response_bytes: 10 << 20,
+            statement_timeout_ms: 10_000,
+            max_batch: 100,
+            rate_per_token: 100,
+            pool_size: 16,
+        }
+    }
 }
 
 /// The worker runtime. The limits are each worker's defaults; `stackctl worker deploy`
@@ -400,6 +435,25 @@ fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
             p.pool_size, p.min_pool_size, p.max_client_conn
         ))));
     }
+    let g = &f.postgate;
+    for (key, value, max) in [
+        ("postgate.max_body_bytes", g.max_body_bytes, 1u64 << 30),
+        ("postgate.max_rows", g.max_rows, 10_000_000),
+        ("postgate.max_response_bytes", g.max_response_bytes, 1 << 30),
+        (
+            "postgate.statement_timeout_ms",
+            g.statement_timeout_ms,
+            3_600_000,
+        ),
+        ("postgate.max_batch", u64::from(g.max_batch), 10_000),
+        ("postgate.pool_size", u64::from(g.pool_size), 1_000),
+    ] {
+        if !(1..=max).contains(&value) {
+            return Err(at(key)(UserError::new(format!(
+                "{key} is {value}; it must be between 1 and {max}"
+            ))));
+        }
+    }
     if !(1..=64).contains(&f.runner.replicas) {
         return Err(at("runner.replicas")(UserError::new(format!(
             "runner.replicas is {}; it must be between 1 and 64",
@@ -541,6 +595,27 @@ mod tests {
         assert_eq!(s.hosts.grafana, "grafana.localhost");
         assert_eq!(s.file.runner.replicas, 3);
         assert_eq!(s.pooler(), PoolerKind::Pgcat);
+        assert_eq!(s.file.postgate.max_rows, 10_000);
+    }
+
+    #[test]
+    fn postgate_limits_are_checked_with_their_line() {
+        let text = "[postgate]\nmax_rows = 10\npool_size = 0\n";
+        let file = parse_stack_file(text, Path::new("stack.toml")).unwrap();
+        let err = Stack::build(Path::new("."), file, Some(text))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stack.toml:3: postgate.pool_size is 0"),
+            "{err}"
+        );
+        let err = parse_stack_file("[postgate]\nmax_row = 1\n", Path::new("stack.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stack.toml:2") && err.contains("max_row"),
+            "{err}"
+        );
     }
 
     #[test]

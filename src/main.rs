@@ -13,6 +13,7 @@ mod render;
 mod scram;
 mod secrets;
 mod supabase;
+mod tenants;
 mod tls;
 mod workers;
 
@@ -74,5 +75,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Worker(a) => workers::run(&Stack::load(&dir)?, a),
         Command::Queue(a) => workers::run_queue(&Stack::load(&dir)?, a),
         Command::ImportSupabase(a) => supabase::run(&dir, a),
+        Command::Tenant(a) => tenants::run_tenant(&Stack::load(&dir)?, a.action),
+        Command::Token(a) => tenants::run_token(&Stack::load(&dir)?, a.action),
+        Command::GenToken(a) => tenants::run_gen_token(&Stack::load(&dir)?, a),
     }
 }

@@ -177,6 +177,15 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
                     verifier: scram::verifier("pooler_admin", pw),
                 });
             }
+            // PgBouncer logs in as its auth_user itself (no client proof to pass through), so it
+            // needs that login's clear password. pooler_auth may only call pooler.auth_lookup.
+            if let Some(pw) = env.get("POOLER_AUTH_PASSWORD") {
+                users.push(PoolUser {
+                    role: "pooler_auth",
+                    password: pw,
+                    verifier: pw.to_string(),
+                });
+            }
             ctx.insert("users", &users);
             out.push(ConfigFile {
                 name: "pgbouncer_ini",
@@ -256,6 +265,7 @@ pub fn compose(
     ctx.insert("ports", &f.ports);
     ctx.insert("replicas", &f.runner.replicas);
     ctx.insert("runner", &f.runner);
+    ctx.insert("postgate", &f.postgate);
     ctx.insert("observability", &f.observability.enabled);
     ctx.insert(
         "migrations_dir",

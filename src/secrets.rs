@@ -109,6 +109,13 @@ pub const SECRETS: &[SecretSpec] = &[
         pooled: false,
     },
     SecretSpec {
+        key: "POOLER_AUTH_PASSWORD",
+        kind: SecretKind::Password,
+        what: "login pooler_auth: PgBouncer's auth_user (looks up postgate's tenant logins)",
+        role: Some("pooler_auth"),
+        pooled: false,
+    },
+    SecretSpec {
         key: "GRAFANA_ADMIN_PASSWORD",
         kind: SecretKind::Password,
         what: "Grafana admin user",

@@ -10,6 +10,8 @@ use tokio_postgres::Client;
 use crate::scram;
 
 const SQL: &str = include_str!("bootstrap.sql");
+/// PgBouncer's auth_query function, run after the bootstrap (postgate's tests run it too).
+pub const POOLER_AUTH_SQL: &str = include_str!("pooler_auth.sql");
 
 /// The logins the bootstrap manages, each with the `.env` key of its password.
 pub const LOGINS: &[(&str, &str)] = &[
@@ -18,6 +20,7 @@ pub const LOGINS: &[(&str, &str)] = &[
     ("postgate", "POSTGATE_DB_PASSWORD"),
     ("runner", "RUNNER_DB_PASSWORD"),
     ("app", "APP_DB_PASSWORD"),
+    ("pooler_auth", "POOLER_AUTH_PASSWORD"),
 ];
 
 /// Every role the bootstrap manages (logins first).
@@ -27,6 +30,7 @@ pub const ROLES: &[&str] = &[
     "postgate",
     "runner",
     "app",
+    "pooler_auth",
     "app_user",
     "web_anon",
     "read_only",
@@ -79,6 +83,9 @@ pub async fn run(
             ),
             None => anyhow::Error::new(e).context("running the role bootstrap"),
         })?;
+    tx.batch_execute(POOLER_AUTH_SQL)
+        .await
+        .context("defining the pooler's auth_query function (pooler.auth_lookup)")?;
     tx.commit().await.context("committing the role bootstrap")?;
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }

@@ -17,6 +17,11 @@
 --   runner            LOGIN NOINHERIT, DML on schema runner, reads postgate's tokens,
 --                     may SET ROLE postgate_admin (worker tenants and tokens for env.DB)
 --   app               LOGIN, member of app_user: the applications' login
+--   pooler_auth       LOGIN NOINHERIT: PgBouncer's auth_user; may only call pooler.auth_lookup
+--                     (src/db/pooler_auth.sql), which returns the verifiers of postgate's
+--                     tenant logins and of no other role
+--   postgate_admin    (made by V1__postgate.sql) granted to db_migrator WITH SET, without INHERIT:
+--                     the operator's admin path (`stackctl tenant|token`) does SET ROLE to it
 --   anon, authenticated, service_role
 --                     NOLOGIN, no rights: they exist so Supabase-style policies load; grant
 --                     them what you need in your own migrations
@@ -45,7 +50,8 @@ BEGIN
             ('db_authenticator', false),
             ('postgate', false),
             ('runner', false),
-            ('app', true)) AS t(name, inherit) LOOP
+            ('app', true),
+            ('pooler_auth', false)) AS t(name, inherit) LOOP
         v := verifiers ->> r.name;
         IF v IS NULL OR v NOT LIKE 'SCRAM-SHA-256$4096:%' THEN
             RAISE EXCEPTION 'no SCRAM verifier given for login %', r.name;
@@ -78,6 +84,8 @@ BEGIN
     END LOOP;
     GRANT web_anon, app_user TO db_authenticator WITH INHERIT FALSE, SET TRUE;
     GRANT app_user TO app WITH INHERIT TRUE;
+    -- The operator's login administers postgate's tenants and tokens after SET ROLE only.
+    GRANT postgate_admin TO db_migrator WITH INHERIT FALSE, SET TRUE;
 
     -- Nobody creates in schema public but db_migrator; db_migrator may create schemas.
     REVOKE CREATE ON SCHEMA public FROM PUBLIC;

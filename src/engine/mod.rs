@@ -176,11 +176,59 @@ pub fn cmd_migrate(dir: &Path, a: MigrateArgs) -> Result<()> {
             };
             up(&docker, &stack, &project, &opts).await?;
         }
-        let code = ops::run_oneoff(&docker, &stack, &project, "migrate", Some(command)).await?;
+        let code =
+            ops::run_oneoff(&docker, &stack, &project, "migrate", Some(command), &[]).await?;
         if code != 0 {
             bail!(
                 UserError::new(format!("the migrate container exited with code {code}"))
                     .hint("its output is above")
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Runs postgate's admin CLI (`postgate ARGS...`) once in the stack: a one-off container of the
+/// `postgate` service (its image, network and environment) on the stack's network, after the
+/// database and the migrate job are up. It connects as the operator's login `db_migrator`, which
+/// holds `postgate_admin` (SET ROLE, not inherited), straight to PostgreSQL: the service login
+/// `postgate` itself cannot create tenants or tokens.
+pub fn cmd_postgate_admin(stack: &Stack, args: Vec<String>) -> Result<()> {
+    let project = load_project(stack, None)?;
+    let Some(svc) = project.file.services.get("postgate") else {
+        bail!("the Compose file has no `postgate` service");
+    };
+    let image = svc.image.clone();
+    let vars = variables(stack)?;
+    let password = vars
+        .get("MIGRATOR_PASSWORD")
+        .filter(|p| !p.is_empty())
+        .with_context(|| {
+            UserError::new(format!(
+                "{} has no MIGRATOR_PASSWORD (the admin login db_migrator)",
+                stack.env_path().display()
+            ))
+            .hint("run `stackctl init` to add the missing secrets")
+        })?;
+    let admin_url = format!(
+        "postgres://db_migrator:{password}@postgres:5432/{}",
+        stack.file.postgres.database
+    );
+    runtime()?.block_on(async {
+        let docker = docker::Docker::connect().await?;
+        let opts = apply::UpOptions {
+            only: vec!["migrate".into()],
+            without: Vec::new(),
+            wait_timeout: Duration::from_secs(180),
+        };
+        up(&docker, stack, &project, &opts).await?;
+        images::ensure(&docker, stack, std::slice::from_ref(&image), &|_, _| {}).await?;
+        let env = [("POSTGATE_ADMIN_DATABASE_URL".to_string(), admin_url)];
+        let code = ops::run_oneoff(&docker, stack, &project, "postgate", Some(args), &env).await?;
+        if code != 0 {
+            bail!(
+                UserError::new(format!("postgate's admin command exited with code {code}"))
+                    .hint("its message is above")
             );
         }
         Ok(())

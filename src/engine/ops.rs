@@ -370,14 +370,15 @@ pub async fn running_container(docker: &Docker, project: &str, service: &str) ->
     }
 }
 
-/// Runs one container of `service` once, like `docker compose run --rm SERVICE`, streaming its
-/// output; returns its exit code.
+/// Runs one container of `service` once, like `docker compose run --rm -e K=V SERVICE`, streaming
+/// its output; returns its exit code. `env` adds to (or overrides) the service's environment.
 pub async fn run_oneoff(
     docker: &Docker,
     _stack: &Stack,
     project: &Project,
     service: &str,
     command: Option<Vec<String>>,
+    env: &[(String, String)],
 ) -> Result<i64> {
     let svc = &project.file.services[service];
     apply::ensure_networks_and_volumes(docker, project, &[service.to_string()]).await?;
@@ -405,6 +406,13 @@ pub async fn run_oneoff(
     }
     if command.is_some() {
         body.cmd = command;
+    }
+    if !env.is_empty() {
+        let vars = body.env.get_or_insert_with(Vec::new);
+        for (k, v) in env {
+            vars.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
+            vars.push(format!("{k}={v}"));
+        }
     }
     let id = docker.create_container(&name, body).await?;
     let result = async {

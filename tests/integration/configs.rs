@@ -555,7 +555,18 @@ fn pgbouncer_ini_and_userlist_match_stack_toml_and_env() {
         ),
         "auth_file is the private copy of the mounted userlist"
     );
-    let users = userlist(&s.read(&list_rel));
+    let mut users = userlist(&s.read(&list_rel));
+    // PgBouncer's auth_user logs in by itself, so it holds that one login's clear password; the
+    // logins it looks up (postgate's tenant logins) come from pooler.auth_lookup.
+    assert_eq!(
+        users.remove("pooler_auth").as_deref(),
+        Some(env["POOLER_AUTH_PASSWORD"].as_str())
+    );
+    assert_eq!(pb.get("auth_user"), Some("pooler_auth"));
+    assert_eq!(
+        pb.get("auth_query"),
+        Some("SELECT username, password FROM pooler.auth_lookup($1)")
+    );
     let mut expected: BTreeMap<&str, &str> = POOLED
         .iter()
         .map(|(k, role)| (*role, env[*k].as_str()))

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use crate::support::{Stackctl, compose_v2, require_docker};
 
 /// A stack directory with a unique project name; `down --volumes` on drop.
-struct Proj {
-    s: Stackctl,
-    name: String,
+pub(crate) struct Proj {
+    pub(crate) s: Stackctl,
+    pub(crate) name: String,
 }
 
 impl Proj {
-    fn new(tag: &str) -> Proj {
+    pub(crate) fn new(tag: &str) -> Proj {
         require_docker();
         let suffix: u32 = rand_suffix();
         let name = format!("t{tag}{suffix:08x}");
@@ -40,7 +40,7 @@ impl Proj {
     }
 
     /// service-number -> container id of the project's service containers.
-    fn containers(&self) -> BTreeMap<String, String> {
+    pub(crate) fn containers(&self) -> BTreeMap<String, String> {
         let out = Command::new("docker")
             .args(["ps", "-a", "--filter", &format!("label=com.docker.compose.project={}", self.name)])
             .args(["--filter", "label=com.docker.compose.oneoff=False", "--format"])
@@ -470,7 +470,7 @@ services:
     );
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -479,7 +479,7 @@ fn free_port() -> u16 {
 }
 
 /// `psql` through 127.0.0.1:`port` as `user`; returns its unaligned output.
-fn psql(port: u16, user: &str, password: &str, sql: &str) -> String {
+pub(crate) fn psql(port: u16, user: &str, password: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args([
             "-h",

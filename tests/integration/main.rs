@@ -10,5 +10,6 @@ mod engine;
 mod import_supabase;
 mod init;
 mod migrate;
+mod postgate;
 mod render;
 mod workers;

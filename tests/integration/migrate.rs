@@ -476,6 +476,7 @@ const ROLES: &[&str] = &[
     "db_authenticator",
     "postgate",
     "runner",
+    "pooler_auth",
     "anon",
     "authenticated",
     "service_role",
@@ -551,6 +552,8 @@ fn expected() -> BTreeMap<&'static str, (Vec<&'static str>, Vec<&'static str>, b
             true,
         ),
     );
+    // PgBouncer's auth_user: logs in, may call pooler.auth_lookup and nothing in the matrix.
+    m.insert("pooler_auth", (vec![], vec![], true));
     for r in ["anon", "authenticated", "service_role"] {
         m.insert(r, (vec![], vec![], false));
     }
@@ -614,6 +617,7 @@ fn privilege_matrix() {
             "postgate" => env_value(&s, "POSTGATE_DB_PASSWORD"),
             "runner" => env_value(&s, "RUNNER_DB_PASSWORD"),
             "app" => env_value(&s, "APP_DB_PASSWORD"),
+            "pooler_auth" => env_value(&s, "POOLER_AUTH_PASSWORD"),
             // NOLOGIN roles have no password; try one anyway.
             _ => "any-password".to_string(),
         };

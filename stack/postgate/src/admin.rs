@@ -20,6 +20,8 @@ pub enum AdminError {
         tenant: String,
         source: tokio_postgres::Error,
     },
+    #[error("listing tenants: {0}")]
+    ListTenants(tokio_postgres::Error),
     #[error("listing tokens: {0}")]
     List(tokio_postgres::Error),
     #[error("revoking token {id}: {source}")]
@@ -29,6 +31,36 @@ pub enum AdminError {
     },
     #[error("no active token matches {0:?} (give its id or its prefix)")]
     NoSuchToken(String),
+}
+
+/// The admin login may hold `postgate_admin` without inheriting it (the stack's `db_migrator`
+/// does: its own sessions never see postgate's tables): take the role for this session when the
+/// login does not inherit it. A login holding it neither way gets PostgreSQL's own refusals.
+pub async fn become_admin(client: &Client) -> Result<(), tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT pg_has_role('postgate_admin', 'USAGE'), pg_has_role('postgate_admin', 'SET')",
+            &[],
+        )
+        .await?;
+    let (inherits, may_set): (bool, bool) = (row.get(0), row.get(1));
+    if !inherits && may_set {
+        client.batch_execute("SET ROLE postgate_admin").await?;
+    }
+    Ok(())
+}
+
+/// `tenant list`: (name, creation time in UTC).
+pub async fn list_tenants(client: &Client) -> Result<Vec<(String, String)>, AdminError> {
+    let rows = client
+        .query(
+            "SELECT name, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+               FROM postgate.tenants ORDER BY name",
+            &[],
+        )
+        .await
+        .map_err(AdminError::ListTenants)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// `tenant create NAME`.

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     pub listen: String,
     #[arg(long, env = "POSTGATE_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// The service login straight to PostgreSQL, for LISTEN (needed when POSTGATE_DATABASE_URL
+    /// goes through a transaction-mode pooler); default: POSTGATE_DATABASE_URL.
+    #[arg(long, env = "POSTGATE_LISTEN_DATABASE_URL", hide_env_values = true)]
+    pub listen_database_url: Option<String>,
     #[arg(long, env = "POSTGATE_TOKEN_PEPPER", hide_env_values = true)]
     pub pepper: String,
     /// The pg_query check; `false` leaves PostgreSQL as the only wall (tests prove it holds).
@@ -85,6 +89,11 @@ pub enum TenantCommand {
     /// Create a tenant: its schema and NOLOGIN roles.
     Create {
         name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List tenants (name, creation time).
+    List {
         #[command(flatten)]
         admin: AdminArgs,
     },

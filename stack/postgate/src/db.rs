@@ -67,6 +67,9 @@ pub struct Db {
     shared: Arc<Shared>,
     service: Pool,
     base: tokio_postgres::Config,
+    /// Where LISTEN connects: the service login's URL, or a direct one when `base` goes through a
+    /// transaction pooler (which cannot hold a LISTEN session).
+    listen: tokio_postgres::Config,
     pepper: Vec<u8>,
     pool_size: usize,
     tenants: Mutex<HashMap<String, Pool>>,
@@ -77,8 +80,13 @@ fn pool(cfg: tokio_postgres::Config, size: usize) -> Result<Pool, DbError> {
         cfg,
         NoTls,
         ManagerConfig {
-            // DISCARD-like reset between uses: nothing a client left in the session survives.
-            recycling_method: RecyclingMethod::Clean,
+            // No reset round trip between uses. Each request is one transaction that starts with
+            // SET LOCAL of role, search_path and timeouts and ends in COMMIT or ROLLBACK, and
+            // behind a transaction pooler the next transaction may run on another server session
+            // anyway, so a per-checkout reset would clean nothing reliably. What a statement could
+            // leave in a session (a plain SET, an advisory lock) stays with the same login: the
+            // same tenant and permission set.
+            recycling_method: RecyclingMethod::Fast,
         },
     );
     Pool::builder(mgr)
@@ -98,11 +106,21 @@ impl Db {
         Ok(Db {
             shared: Arc::new(Shared::default()),
             service: pool(base.clone(), pool_size)?,
+            listen: base.clone(),
             base,
             pepper,
             pool_size,
             tenants: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// LISTEN for token changes over `url` (the service login, straight to PostgreSQL) instead of
+    /// the service URL: needed when that one goes through a transaction-mode pooler.
+    pub fn set_listen_url(&mut self, url: &str) -> Result<(), DbError> {
+        let mut cfg: tokio_postgres::Config = url.parse().map_err(DbError::Url)?;
+        cfg.application_name("postgate-listen");
+        self.listen = cfg;
+        Ok(())
     }
 
     pub fn pepper(&self) -> &[u8] {
@@ -203,7 +221,7 @@ impl Db {
         shutdown: CancellationToken,
     ) -> impl Future<Output = ()> + Send + 'static {
         let shared = self.shared.clone();
-        let cfg = self.base.clone();
+        let cfg = self.listen.clone();
         let service = self.service.clone();
         async move {
             let flusher = flush_last_used(shared.clone(), service, shutdown.clone());

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::Mutex;
 use std::time::Instant;
+use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::ToSql;
 
 /// One statement and its parameters (`$1`, `$2`, ...), each a JSON value.
@@ -68,6 +69,14 @@ impl Gateway {
             settings,
             buckets: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// LISTEN for token revocations over this URL (the service login, straight to PostgreSQL)
+    /// rather than `database_url`, which may go through a transaction-mode pooler that cannot
+    /// hold a LISTEN session. Without it, LISTEN uses `database_url`.
+    pub fn with_listen_url(mut self, url: &str) -> Result<Gateway, DbError> {
+        self.db.set_listen_url(url)?;
+        Ok(self)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -183,15 +192,30 @@ impl Gateway {
             quote_ident(info.schema()),
             timeout_ms.saturating_mul(3),
         );
-        if let Err(e) = client.batch_execute(&setup).await {
+        // Pipelined: the setup and the first Parse go out together; the server runs them in order,
+        // so the statement is parsed under the tenant's role and search_path.
+        let (setup_result, first) = tokio::join!(
+            client.batch_execute(&setup),
+            client.prepare(&statements[0].sql)
+        );
+        if let Err(e) = setup_result {
             discard(client);
             return Err(ApiError::internal("starting the transaction", &e));
         }
-        match self.run_in_tx(&client, info, statements, rows_as).await {
-            Ok(results) => match client.batch_execute("COMMIT").await {
+        match self
+            .run_in_tx(&client, info, statements, rows_as, first)
+            .await
+        {
+            // The last statement's check travels with the COMMIT, in one message: when it fails it
+            // raises, PostgreSQL skips the COMMIT, and the ROLLBACK below ends the transaction.
+            Ok(results) => match client.batch_execute(&check_then_commit(info)).await {
                 Ok(()) => Ok(results),
                 Err(e) => {
-                    let err = ApiError::from_user_sql(&e);
+                    let err = if is_session_changed(&e) {
+                        session_changed().at(statements.len() - 1)
+                    } else {
+                        ApiError::from_user_sql(&e)
+                    };
                     if client.batch_execute("ROLLBACK").await.is_err() {
                         discard(client);
                     }
@@ -213,19 +237,23 @@ impl Gateway {
         info: &TokenInfo,
         statements: &[Statement],
         rows_as: RowsAs,
+        first: Result<tokio_postgres::Statement, tokio_postgres::Error>,
     ) -> Result<Vec<QueryResult>, ApiError> {
         let limits = &self.settings.limits;
         let role = info.role();
+        let mut first = Some(first);
         let mut budget = Budget {
             bytes: 0,
             max: limits.max_response_bytes,
         };
         let mut results = Vec::with_capacity(statements.len());
+        let last = statements.len() - 1;
         for (i, s) in statements.iter().enumerate() {
-            let stmt = client
-                .prepare(&s.sql)
-                .await
-                .map_err(|e| ApiError::from_user_sql(&e).at(i))?;
+            let prepared = match first.take() {
+                Some(p) => p,
+                None => client.prepare(&s.sql).await,
+            };
+            let stmt = prepared.map_err(|e| ApiError::from_user_sql(&e).at(i))?;
             if stmt.params().len() != s.params.len() {
                 return Err(ApiError::bad_request(format!(
                     "the statement takes {} parameters, {} given",
@@ -299,34 +327,76 @@ impl Gateway {
             } else {
                 rows.len() as u64
             };
-            // The statement must leave the transaction as it found it: same role, same read-only
-            // mode, still inside our transaction (SET LOCAL ROLE ends with it). Anything else rolls
-            // back, whatever the statement did.
-            let state = client
-                .query_one(
-                    "SELECT current_user::text, current_setting('transaction_read_only')",
-                    &[],
-                )
-                .await
-                .map_err(|e| ApiError::from_user_sql(&e).at(i))?;
-            let user: String = state.get(0);
-            let ro: String = state.get(1);
-            if user != role || (info.permissions.read_only() && ro != "on") {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "session_changed",
-                    "the statement changed the role or the transaction; it was rolled back",
-                )
-                .at(i));
-            }
             results.push(QueryResult {
                 columns,
                 rows,
                 row_count,
             });
+            // The statement must leave the transaction as it found it: same role, same read-only
+            // mode, still inside our transaction (SET LOCAL ROLE ends with it). Anything else rolls
+            // back, whatever the statement did. The last statement's check goes with the COMMIT
+            // (`check_then_commit`); the others take one simple-protocol round trip here;
+            // `pg_catalog.` so that no function of the tenant's schema can stand in.
+            if i == last {
+                break;
+            }
+            let state = client
+                .simple_query(
+                    "SELECT current_user, pg_catalog.current_setting('transaction_read_only')",
+                )
+                .await
+                .map_err(|e| ApiError::from_user_sql(&e).at(i))?;
+            let (user, ro) = state
+                .iter()
+                .find_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => Some((
+                        r.get(0).unwrap_or_default().to_string(),
+                        r.get(1).unwrap_or_default().to_string(),
+                    )),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            if user != role || (info.permissions.read_only() && ro != "on") {
+                return Err(session_changed().at(i));
+            }
         }
         Ok(results)
     }
+}
+
+fn session_changed() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "session_changed",
+        "the statement changed the role or the transaction; it was rolled back",
+    )
+}
+
+/// What `check_then_commit` raises when the check fails (a cast that cannot succeed, computed at
+/// run time so the planner cannot fold it).
+const SESSION_CHANGED_MARK: &str = "postgate_session_changed:";
+
+/// One message: the role and read-only check of the last statement, then COMMIT. Operators and
+/// functions are schema-qualified, so nothing the tenant defines can stand in for them.
+fn check_then_commit(info: &TokenInfo) -> String {
+    let role = info.role().replace('\'', "''");
+    let read_only = if info.permissions.read_only() {
+        " AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on'"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT CASE WHEN current_user OPERATOR(pg_catalog.=) '{role}'::pg_catalog.name{read_only} \
+         THEN 1 ELSE ('{SESSION_CHANGED_MARK}'::pg_catalog.text OPERATOR(pg_catalog.||) current_user::pg_catalog.text)::pg_catalog.int4 END; \
+         COMMIT"
+    )
+}
+
+fn is_session_changed(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| {
+        d.code() == &tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION
+            && d.message().contains(SESSION_CHANGED_MARK)
+    })
 }
 
 fn check_error(e: CheckError) -> ApiError {

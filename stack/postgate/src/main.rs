@@ -41,6 +41,14 @@ async fn run(command: Command) -> Result<ExitCode> {
             admin::create_tenant(&client, &name).await?;
             println!("tenant {name} created");
         }
+        Command::Tenant {
+            command: TenantCommand::List { admin },
+        } => {
+            let (client, _) = connect(&admin).await?;
+            for (name, created) in admin::list_tenants(&client).await? {
+                println!("{name}\tcreated: {created}");
+            }
+        }
         Command::Token { command } => match command {
             TokenCommand::Create {
                 tenant,
@@ -120,6 +128,9 @@ async fn connect(args: &AdminArgs) -> Result<(tokio_postgres::Client, Vec<u8>)> 
             tracing::error!("database connection: {e}");
         }
     });
+    admin::become_admin(&client)
+        .await
+        .context("taking the postgate_admin role")?;
     Ok((client, pepper))
 }
 
@@ -142,7 +153,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
         parser_check: args.parser_check,
         pool_size: args.pool_size,
     };
-    let gateway = Gateway::new(settings).context("configuring the database pools")?;
+    let mut gateway = Gateway::new(settings).context("configuring the database pools")?;
+    if let Some(url) = args
+        .listen_database_url
+        .as_deref()
+        .filter(|u| !u.is_empty())
+    {
+        gateway = gateway
+            .with_listen_url(url)
+            .context("POSTGATE_LISTEN_DATABASE_URL")?;
+    }
     let state = Arc::new(AppState {
         gateway,
         metrics: Metrics::new().context("registering metrics")?,

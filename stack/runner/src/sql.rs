@@ -1,6 +1,6 @@
 //! The runner's schema, as SQL files embedded in the library.
 //!
-//! The SQL lives in the workspace's `migrations/V2__runner.sql` and `V6__runner_limits_secrets.sql`
+//! The SQL lives in the workspace's `migrations/V2__runner.sql` and `V3__runner_limits_secrets.sql`
 //! (platform migrations);
 //! [`apply`] runs it for tests and `runner migrate`. Every statement is idempotent.
 
@@ -9,7 +9,7 @@
 /// runner's own `migrate` and its tests cannot drift from it.
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("V2__runner", SCHEMA_SQL),
-    ("V6__runner_limits_secrets", LIMITS_SECRETS_SQL),
+    ("V3__runner_limits_secrets", LIMITS_SECRETS_SQL),
 ];
 
 /// Jobs and `runner.enqueue(...)`, cron schedules and ticks, workers and `runner.deploy(...)`.
@@ -17,7 +17,7 @@ pub const SCHEMA_SQL: &str = include_str!("../../../migrations/V2__runner.sql");
 
 /// Per-worker limits, the env.DB binding and sealed secrets.
 pub const LIMITS_SECRETS_SQL: &str =
-    include_str!("../../../migrations/V6__runner_limits_secrets.sql");
+    include_str!("../../../migrations/V3__runner_limits_secrets.sql");
 
 /// Apply every migration in one transaction, serialised by an advisory lock.
 pub async fn apply(client: &mut tokio_postgres::Client) -> Result<(), crate::db::DbError> {

@@ -185,6 +185,55 @@ async fn service_login_reads_no_tenant_data_and_creates_no_roles() {
     );
 }
 
+/// PgBouncer's auth_user learns the verifiers of postgate's tenant logins and of no other role:
+/// the superuser and the platform logins are not reachable through the pooler's auth_query.
+#[tokio::test]
+async fn pooler_auth_answers_for_tenant_logins_only() {
+    let h = Harness::new(true).await;
+    h.tenant("acme").await;
+    let _token = h.token("acme", "SELECT").await;
+    let auth = h.pg.pooler_auth().await;
+    let found = |user: &'static str| {
+        let auth = &auth;
+        async move {
+            auth.query(
+                "SELECT username, password FROM pooler.auth_lookup($1)",
+                &[&user],
+            )
+            .await
+            .expect("auth_lookup")
+            .len()
+        }
+    };
+    assert_eq!(found("pgt_acme_s_login").await, 1);
+    for other in [
+        "postgres",
+        "postgate",
+        "pooler_auth",
+        "postgate_cli",
+        "pgt_acme_s",
+        "pgt_acme_owner",
+    ] {
+        assert_eq!(found(other).await, 0, "auth_lookup answered for {other}");
+    }
+    for sql in [
+        "SELECT rolpassword FROM pg_authid",
+        "SELECT * FROM postgate.tokens",
+        "SET ROLE pgt_acme_s_login",
+        "CREATE ROLE evil",
+    ] {
+        assert!(
+            auth.batch_execute(sql).await.is_err(),
+            "pooler_auth could: {sql}"
+        );
+    }
+    // The superuser cannot come in through the pooler at all.
+    let su =
+        h.pg.try_pooler("postgres", crate::support::SUPER_PASSWORD)
+            .await;
+    assert!(su.is_err(), "the superuser got through the pooler");
+}
+
 #[tokio::test]
 async fn types_round_trip() {
     let h = Harness::new(true).await;

@@ -94,11 +94,7 @@ async fn serve_healthcheck_and_admin_cli() {
     assert!(!ok && err.contains("DDL"), "{err}");
 
     // Over real HTTP.
-    let client_req = format!(
-        "POST /query HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n{body}",
-        len = json!({"sql": "SELECT 41 + 1 AS n"}).to_string().len(),
-        body = json!({"sql": "SELECT 41 + 1 AS n"})
-    );
+    let client_req = query_request(&token, "SELECT 41 + 1 AS n");
     let answer = raw_http(&addr, &client_req).await;
     assert!(
         answer.starts_with("HTTP/1.0 200") && answer.contains("[[42]]"),
@@ -132,4 +128,118 @@ async fn raw_http(addr: &str, req: &str) -> String {
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A `postgate serve` process (the real binary), killed on drop.
+struct Process {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `postgate serve` through the pooler (LISTEN straight to PostgreSQL, as in the stack)
+/// and waits, with a deadline, until /ready answers 200.
+async fn spawn_serve(h: &Harness) -> Process {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_postgate"))
+        .arg("serve")
+        .env("POSTGATE_LISTEN", &addr)
+        .env("POSTGATE_DATABASE_URL", h.service_url())
+        .env("POSTGATE_LISTEN_DATABASE_URL", h.listen_url())
+        .env(
+            "POSTGATE_TOKEN_PEPPER",
+            std::str::from_utf8(PEPPER).unwrap(),
+        )
+        .env("POSTGATE_RATE_PER_TOKEN", "0")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning postgate serve");
+    let p = Process { child, addr };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ok = tokio::net::TcpStream::connect(&p.addr).await.is_ok()
+            && raw_http(&p.addr, "GET /ready HTTP/1.0\r\nHost: x\r\n\r\n")
+                .await
+                .starts_with("HTTP/1.0 200");
+        if ok {
+            return p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "postgate serve on {} not ready in 30 s",
+            p.addr
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn query_request(token: &str, sql: &str) -> String {
+    let body = json!({ "sql": sql }).to_string();
+    format!(
+        "POST /query HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn revocation_reaches_two_postgate_processes_through_the_pooler() {
+    let h = Harness::new(true).await;
+    let (a, b) = (spawn_serve(&h).await, spawn_serve(&h).await);
+    let (ok, _, err) = postgate(&h, &["tenant", "create", "twoproc"]);
+    assert!(ok, "{err}");
+    let (ok, token, err) = postgate(
+        &h,
+        &[
+            "token",
+            "create",
+            "--tenant",
+            "twoproc",
+            "--permissions",
+            "SELECT",
+        ],
+    );
+    assert!(ok, "{err}");
+    let token = token.trim().to_string();
+    // The tenant login is in no user list: PgBouncer found it through its auth_query.
+    let req = query_request(&token, "SELECT current_user::text AS u, 7 AS n");
+    for p in [&a, &b] {
+        for _ in 0..3 {
+            let answer = raw_http(&p.addr, &req).await;
+            assert!(
+                answer.starts_with("HTTP/1.0 200") && answer.contains("[[\"pgt_twoproc_s\",7]]"),
+                "{answer}"
+            );
+        }
+    }
+    let prefix: String = token.chars().take(11).collect();
+    let (ok, _, err) = postgate(&h, &["token", "revoke", &prefix]);
+    assert!(ok, "{err}");
+    let revoked = std::time::Instant::now();
+    loop {
+        let ra = raw_http(&a.addr, &req).await;
+        let rb = raw_http(&b.addr, &req).await;
+        if ra.starts_with("HTTP/1.0 401") && rb.starts_with("HTTP/1.0 401") {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < std::time::Duration::from_secs(1),
+            "still accepted {:?} after revocation:\n{ra}\n{rb}",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

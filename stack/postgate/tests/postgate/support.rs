@@ -1,5 +1,7 @@
-//! Test support: a real PostgreSQL 17 in a container (our image), the role bootstrap, and a
-//! postgate `app()` driven with `oneshot`.
+//! Test support: a real PostgreSQL 17 in a container (our image) behind a real PgBouncer (our
+//! image, configured from the stack's own template, tenant logins found through its auth_query),
+//! the role bootstrap, and a postgate `app()` driven with `oneshot`. Every query of these tests goes
+//! through the pooler; only the admin path and LISTEN talk to PostgreSQL directly.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -15,15 +17,47 @@ use tokio_postgres::{Client, NoTls};
 use tower::ServiceExt as _;
 
 pub const IMAGE: &str = "stackctl/postgres:17";
-const SUPER_PASSWORD: &str = "super-secret-test";
+pub const POOLER_IMAGE: &str = "stackctl/pgbouncer:1.24";
+const POOLER_AUTH_PASSWORD: &str = "pooler-auth-secret-test";
+pub const SUPER_PASSWORD: &str = "super-secret-test";
 const SERVICE_PASSWORD: &str = "service-secret-test";
 const CLI_PASSWORD: &str = "cli-secret-test";
 pub const PEPPER: &[u8] = b"test-pepper-0123456789abcdef";
 
-/// A PostgreSQL container removed on drop.
+/// The loopback port Docker published for `container`'s `port`.
+fn published_port(container: &str, port: &str) -> u16 {
+    let out = Command::new("docker")
+        .args(["port", container, port])
+        .output()
+        .expect("docker port");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port published for {container}: {text}"))
+}
+
+fn docker_ok(args: &[&str]) {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("these tests need Docker: running `docker` failed");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A PostgreSQL container (alias `postgres` on its own network), and later a PgBouncer container
+/// in front of it; all removed on drop.
 pub struct Pg {
     name: String,
+    network: String,
     pub port: u16,
+    pooler: Option<(String, u16)>,
+    _pooler_conf: Option<tempfile::TempDir>,
 }
 
 impl Pg {
@@ -34,17 +68,19 @@ impl Pg {
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         );
+        let network = format!("{name}-net");
+        docker_ok(&["network", "create", &network]);
+        // From here on the guard removes what exists, even if starting fails.
+        let mut pg = Pg {
+            name: name.clone(),
+            network: network.clone(),
+            port: 0,
+            pooler: None,
+            _pooler_conf: None,
+        };
         let out = Command::new("docker")
-            .args([
-                "run",
-                "-d",
-                "--rm",
-                "--name",
-                &name,
-                "-p",
-                "127.0.0.1::5432",
-                "-e",
-            ])
+            .args(["run", "-d", "--rm", "--name", &name, "--network", &network])
+            .args(["--network-alias", "postgres", "-p", "127.0.0.1::5432", "-e"])
             .arg(format!("POSTGRES_PASSWORD={SUPER_PASSWORD}"))
             .arg(IMAGE)
             .output()
@@ -54,19 +90,7 @@ impl Pg {
             "docker run {IMAGE} failed (build it: docker build --network host -t {IMAGE} stack/postgres): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut pg = Pg { name, port: 0 };
-        let out = Command::new("docker")
-            .args(["port", &pg.name, "5432/tcp"])
-            .output()
-            .expect("docker port");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let port = text
-            .lines()
-            .next()
-            .and_then(|l| l.rsplit(':').next())
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port published for {}: {text}", pg.name));
-        pg.port = port;
+        pg.port = published_port(&pg.name, "5432/tcp");
         // Readiness is a successful query as the superuser, with a deadline.
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
@@ -92,6 +116,81 @@ impl Pg {
         )
     }
 
+    /// `user` through the PgBouncer in front of this server.
+    pub fn pooler_url(&self, user: &str, password: &str) -> String {
+        let (_, port) = self.pooler.as_ref().expect("start_pooler first");
+        format!("postgres://{user}:{password}@127.0.0.1:{port}/postgres")
+    }
+
+    /// Starts PgBouncer (our image) on this server's network, configured from the stack's own
+    /// `pgbouncer.ini` template (transaction mode, auth_query through `pooler_auth`); its user list
+    /// holds the verifier PostgreSQL stores for the service login `postgate` and the clear password
+    /// of `pooler_auth`, as `stackctl render` writes it. Waits, with a deadline, until the service
+    /// login gets through it.
+    pub async fn start_pooler(&mut self) {
+        const TEMPLATE: &str = include_str!("../../../../templates/pgbouncer/pgbouncer.ini.tera");
+        let ini = TEMPLATE
+            .replace("{{ database }}", "postgres")
+            .replace("{{ pool_mode }}", "transaction")
+            .replace("{{ pool_size }}", "20")
+            .replace("{{ min_pool_size }}", "0")
+            .replace("{{ max_client_conn }}", "500");
+        assert!(!ini.contains("{{") && !ini.contains("{%"), "{ini}");
+        let su = self.superuser().await;
+        let verifier: String = su
+            .query_one(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgate'",
+                &[],
+            )
+            .await
+            .expect("the service login's verifier")
+            .get(0);
+        let userlist =
+            format!("\"postgate\" \"{verifier}\"\n\"pooler_auth\" \"{POOLER_AUTH_PASSWORD}\"\n");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("pgbouncer.ini"), ini).unwrap();
+        std::fs::write(dir.path().join("userlist.txt"), userlist).unwrap();
+        let name = format!("{}-pgbouncer", self.name);
+        let mount = format!("{}:/etc/pgbouncer:ro", dir.path().display());
+        docker_ok(&[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            &name,
+            "--network",
+            &self.network,
+            "-p",
+            "127.0.0.1::6432",
+            "-v",
+            &mount,
+            POOLER_IMAGE,
+        ]);
+        let port = published_port(&name, "6432/tcp");
+        self.pooler = Some((name, port));
+        self._pooler_conf = Some(dir);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = self.pooler_url("postgate", SERVICE_PASSWORD);
+        loop {
+            let attempt = async {
+                let (c, conn) = tokio_postgres::connect(&url, NoTls).await?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                c.simple_query("SELECT 1").await
+            };
+            let err = match attempt.await {
+                Ok(_) => break,
+                Err(e) => e,
+            };
+            assert!(
+                Instant::now() < deadline,
+                "PgBouncer not ready in 60 s: {err}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn try_connect(
         &self,
         user: &str,
@@ -110,6 +209,24 @@ impl Pg {
             .unwrap_or_else(|e| panic!("connecting as {user}: {e}"))
     }
 
+    /// Connects through the pooler, or says why not.
+    pub async fn try_pooler(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
+        let (client, conn) =
+            tokio_postgres::connect(&self.pooler_url(user, password), NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    pub async fn pooler_auth(&self) -> Client {
+        self.connect("pooler_auth", POOLER_AUTH_PASSWORD).await
+    }
+
     pub async fn superuser(&self) -> Client {
         self.connect("postgres", SUPER_PASSWORD).await
     }
@@ -117,22 +234,36 @@ impl Pg {
 
 impl Drop for Pg {
     fn drop(&mut self) {
+        if let Some((name, _)) = &self.pooler {
+            let _ = Command::new("docker").args(["rm", "-f", name]).output();
+        }
         let _ = Command::new("docker")
-            .args(["rm", "-f", &self.name])
+            .args(["rm", "-f", "-v", &self.name])
+            .output();
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.network])
             .output();
     }
 }
 
+/// PgBouncer's auth_query function, exactly as the platform's role bootstrap defines it.
+const POOLER_AUTH_SQL: &str = include_str!("../../../../src/db/pooler_auth.sql");
+
 /// TEST-ONLY role bootstrap: the minimum of the platform's bootstrap that postgate needs (the
-/// service login `postgate`, an admin login `postgate_cli` holding postgate_admin), then
-/// postgate's platform migration (roles and schema), as `stackctl migrate` applies it.
+/// service login `postgate`, an admin login `postgate_cli` holding postgate_admin, the pooler's
+/// `pooler_auth` and its lookup function), then postgate's platform migration (roles and schema),
+/// as `stackctl migrate` applies it.
 pub async fn test_role_bootstrap(su: &Client) {
     su.batch_execute(&format!(
         "CREATE ROLE postgate LOGIN NOINHERIT PASSWORD '{SERVICE_PASSWORD}';
-         CREATE ROLE postgate_cli LOGIN PASSWORD '{CLI_PASSWORD}';"
+         CREATE ROLE postgate_cli LOGIN PASSWORD '{CLI_PASSWORD}';
+         CREATE ROLE pooler_auth LOGIN NOINHERIT PASSWORD '{POOLER_AUTH_PASSWORD}';"
     ))
     .await
     .expect("bootstrap logins");
+    su.batch_execute(POOLER_AUTH_SQL)
+        .await
+        .expect("pooler_auth.sql");
     su.batch_execute(postgate::schema::SQL)
         .await
         .expect("V1__postgate.sql");
@@ -146,7 +277,13 @@ pub async fn test_role_bootstrap(su: &Client) {
 }
 
 impl Harness {
+    /// The service login through the pooler (what `postgate serve` gets as POSTGATE_DATABASE_URL).
     pub fn service_url(&self) -> String {
+        self.pg.pooler_url("postgate", SERVICE_PASSWORD)
+    }
+
+    /// The service login straight to PostgreSQL (POSTGATE_LISTEN_DATABASE_URL).
+    pub fn listen_url(&self) -> String {
         self.pg.url("postgate", SERVICE_PASSWORD)
     }
 
@@ -176,14 +313,18 @@ fn replica_state(
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Arc<AppState> {
     let settings = Settings {
-        database_url: pg.url("postgate", SERVICE_PASSWORD),
+        database_url: pg.pooler_url("postgate", SERVICE_PASSWORD),
         pepper: PEPPER.to_vec(),
         limits,
         parser_check,
         pool_size: 4,
     };
+    let gateway = Gateway::new(settings)
+        .expect("gateway")
+        .with_listen_url(&pg.url("postgate", SERVICE_PASSWORD))
+        .expect("listen url");
     let state = Arc::new(AppState {
-        gateway: Gateway::new(settings).expect("gateway"),
+        gateway,
         metrics: Metrics::new().expect("metrics"),
     });
     tokio::spawn(state.gateway.background(shutdown.clone()));
@@ -207,8 +348,9 @@ impl Harness {
     }
 
     pub async fn with_limits(parser_check: bool, limits: Limits) -> Harness {
-        let pg = Pg::start().await;
+        let mut pg = Pg::start().await;
         test_role_bootstrap(&pg.superuser().await).await;
+        pg.start_pooler().await;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let state = replica_state(&pg, parser_check, limits.clone(), &shutdown);
         Harness {

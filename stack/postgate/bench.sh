@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# postgate benchmark (issue 5, point 4). One run, one stack, one pooler, one database:
+#   * postgate: POST /query with a primary-key SELECT (random id, bound as $1) at 16 concurrent
+#     clients (wrk -c16, a Lua script for the POST), through PgBouncer (transaction mode);
+#   * peer: pgbench with the same query and concurrency (-c16, extended protocol, random id),
+#     run inside the stack's PostgreSQL container against the same PgBouncer;
+# and prints postgate req/s ÷ pgbench tps (target ≥ 0.5), postgate's p50/p99 latency (wrk),
+# pgbench's average latency, and postgate's RSS (VmRSS at the middle of the run, VmHWM after it).
+#
+# Needs Docker, wrk and the release binaries beside each other:
+#   cargo build --release --workspace && bash stack/postgate/bench.sh [SECONDS]
+set -euo pipefail
+
+SECS="${1:-20}"
+CLIENTS=16
+ROWS=10000
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+BIN="${STACKCTL:-$ROOT/target/release/stackctl}"
+[ -x "$BIN" ] || { echo "bench: $BIN missing: cargo build --release --workspace" >&2; exit 1; }
+[ -x "$(dirname "$BIN")/postgate" ] || { echo "bench: postgate binary missing beside stackctl: cargo build --release --workspace" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "bench: wrk missing: apt-get install -y wrk" >&2; exit 1; }
+
+DIR="$(mktemp -d /tmp/postgate-bench.XXXXXX)"
+NAME="pgbench$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+cleanup() {
+  "$BIN" --dir "$DIR" down --volumes >/dev/null 2>&1 || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PG_PORT=$(free_port); POOL_PORT=$(free_port); GATE_PORT=$(free_port); GRAFANA_PORT=$(free_port)
+
+st() { "$BIN" --dir "$DIR" "$@"; }
+st init --pooler pgbouncer --project "$NAME" >/dev/null
+sed -i -e "s/^postgres = 5432/postgres = $PG_PORT/" -e "s/^pooler = 6432/pooler = $POOL_PORT/" \
+  -e "s/^postgate = 8080/postgate = $GATE_PORT/" -e "s/^grafana = 3000/grafana = $GRAFANA_PORT/" \
+  -e "s/^rate_per_token = .*/rate_per_token = 0/" "$DIR/stack.toml"
+echo "bench: building images and bringing postgate up (project $NAME)" >&2
+st build postgres pgbouncer stackctl postgate >/dev/null
+st up postgate --wait-timeout 240 >/dev/null
+
+st tenant create bench >/dev/null
+OWNER=$(st token create --tenant bench --permissions SELECT,INSERT,UPDATE,DELETE,DDL --name owner 2>/dev/null | grep -m1 '^pg_')
+READER=$(st token create --tenant bench --permissions SELECT --name reader 2>/dev/null | grep -m1 '^pg_')
+
+post() { # token sql -> body; fails on a non-200 answer
+  curl -fsS -H "Authorization: Bearer $1" -H 'Content-Type: application/json' \
+    --data "$(python3 -c 'import json,sys; print(json.dumps({"sql": sys.argv[1]}))' "$2")" \
+    "http://127.0.0.1:$GATE_PORT/query"
+}
+post "$OWNER" "CREATE TABLE items (id int PRIMARY KEY, body text NOT NULL)" >/dev/null
+post "$OWNER" "INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, $ROWS) g" >/dev/null
+post "$READER" "SELECT id, body FROM items WHERE id = 42" | grep -q '"row_count":1'
+
+# The peer reads the same table through the same PgBouncer as the pooled login `app`.
+PG="$NAME-postgres-1"
+docker exec "$PG" psql -U postgres -d app -XAtqc \
+  "GRANT USAGE ON SCHEMA bench TO app; GRANT SELECT ON bench.items TO app;"
+docker exec "$PG" sh -c "printf '\\\\set id random(1, $ROWS)\\nSELECT id, body FROM bench.items WHERE id = :id;\\n' > /tmp/pk.sql"
+APP_PW=$(grep '^APP_DB_PASSWORD=' "$DIR/.env" | cut -d= -f2-)
+
+LUA="$DIR/post.lua"
+cat > "$LUA" <<EOF
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $READER"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  local id = math.random(1, $ROWS)
+  return wrk.format(nil, nil, nil, '{"sql":"SELECT id, body FROM items WHERE id = \$1","params":[' .. id .. ']}')
+end
+EOF
+
+GATE_PID=$(docker inspect -f '{{.State.Pid}}' "$NAME-postgate-1")
+rss_kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$GATE_PID/status"; }
+IDLE_RSS=$(rss_kib VmRSS)
+
+echo "bench: warm-up (3 s), then postgate for $SECS s at $CLIENTS clients" >&2
+wrk -t2 -c$CLIENTS -d3s -s "$LUA" "http://127.0.0.1:$GATE_PORT/query" >/dev/null
+( sleep $((SECS / 2)); rss_kib VmRSS > "$DIR/rss_mid" ) &
+wrk -t2 -c$CLIENTS -d"${SECS}s" --latency -s "$LUA" "http://127.0.0.1:$GATE_PORT/query" > "$DIR/wrk.txt"
+wait
+PEAK_RSS=$(rss_kib VmHWM)
+MID_RSS=$(cat "$DIR/rss_mid")
+
+echo "bench: pgbench for $SECS s at $CLIENTS clients (same PgBouncer, same query)" >&2
+docker exec -e PGPASSWORD="$APP_PW" "$PG" pgbench -h pooler -p 6432 -U app -d app -n \
+  -c $CLIENTS -j 2 -T 3 -M extended -f /tmp/pk.sql >/dev/null
+docker exec -e PGPASSWORD="$APP_PW" "$PG" pgbench -h pooler -p 6432 -U app -d app -n \
+  -c $CLIENTS -j 2 -T "$SECS" -M extended -f /tmp/pk.sql > "$DIR/pgbench.txt"
+
+python3 - "$DIR/wrk.txt" "$DIR/pgbench.txt" "$IDLE_RSS" "$MID_RSS" "$PEAK_RSS" <<'EOF'
+import re, sys
+wrk, pgb = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+idle, mid, peak = (int(x) / 1024 for x in sys.argv[3:6])
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", wrk, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", wrk, re.M).group(1))
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", wrk)
+errors = re.search(r"Socket errors:.*", wrk)
+tps = float(re.search(r"tps = ([\d.]+)", pgb).group(1))
+lat = float(re.search(r"latency average = ([\d.]+) ms", pgb).group(1))
+print(f"postgate  /query PK SELECT, 16 clients: {rps:9.0f} req/s   p50 {p50:.2f} ms   p99 {p99:.2f} ms")
+print(f"pgbench   same query, 16 clients:       {tps:9.0f} tps     avg {lat:.2f} ms")
+print(f"ratio postgate ÷ pgbench: {rps / tps:.2f}   (target ≥ 0.5)")
+print(f"postgate RSS: {idle:.1f} MiB idle, {mid:.1f} MiB under load, peak {peak:.1f} MiB")
+if bad or errors:
+    print(f"WARNING: {bad.group(0) if bad else ''} {errors.group(0) if errors else ''}")
+    sys.exit(1)
+EOF
