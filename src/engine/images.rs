@@ -39,7 +39,8 @@ pub async fn build(docker: &Docker, spec: &BuildSpec) -> Result<()> {
     let name = spec.name;
     docker
         .build_image(&spec.tag, opts, spec.context_tar.clone(), |line| {
-            println!("{name} | {line}")
+            // The build log is progress: stderr, so `up` or `token create` keep stdout clean.
+            eprintln!("{name} | {line}")
         })
         .await
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
+use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -423,10 +424,20 @@ pub async fn run_oneoff(
             docker.upload_tar(&id, tar).await?;
         }
         docker.start_container(&name).await?;
+        // The container's stderr goes to ours and its stdout to ours, so a caller can capture
+        // what the command prints (a token, JSON) apart from its messages.
         let mut stream = docker.logs(&name, true, "all");
-        let mut out = std::io::stdout();
+        let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
         while let Some(chunk) = stream.next().await {
-            let _ = out.write_all(&chunk?.into_bytes());
+            match chunk? {
+                LogOutput::StdErr { message } => {
+                    let _ = out.flush();
+                    let _ = err.write_all(&message);
+                }
+                other => {
+                    let _ = out.write_all(&other.into_bytes());
+                }
+            }
         }
         let _ = out.flush();
         docker.wait_container(&name).await
