@@ -107,7 +107,10 @@ fn postgate_in_the_stack_tenants_tokens_and_queries_through_pgbouncer() {
         .run()
         .success()
         .stdout_contains("tenant acme created");
-    p.s.cmd(["tenant", "create", "acme"]).run().failure();
+    p.s.cmd(["tenant", "create", "acme"])
+        .run()
+        .success()
+        .stdout_contains("tenant acme already exists");
     p.s.cmd(["tenant", "list"])
         .run()
         .success()

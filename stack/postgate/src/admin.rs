@@ -63,19 +63,33 @@ pub async fn list_tenants(client: &Client) -> Result<Vec<(String, String)>, Admi
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// `tenant create NAME`.
-pub async fn create_tenant(client: &Client, name: &str) -> Result<(), AdminError> {
+/// What `tenant create` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TenantCreated {
+    New,
+    /// The tenant was there already (`postgate.create_tenant` is one transaction, so an existing
+    /// row means a complete tenant); nothing was changed.
+    AlreadyExisted,
+}
+
+/// `tenant create NAME`; idempotent: an existing tenant is left as it is.
+pub async fn create_tenant(client: &Client, name: &str) -> Result<TenantCreated, AdminError> {
     if !token::valid_tenant(name) {
         return Err(AdminError::TenantName(name.to_string()));
     }
-    client
+    match client
         .execute("SELECT postgate.create_tenant($1)", &[&name])
         .await
-        .map_err(|source| AdminError::CreateTenant {
+    {
+        Ok(_) => Ok(TenantCreated::New),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            Ok(TenantCreated::AlreadyExisted)
+        }
+        Err(source) => Err(AdminError::CreateTenant {
             tenant: name.to_string(),
             source,
-        })?;
-    Ok(())
+        }),
+    }
 }
 
 /// A freshly created token: `secret` is shown once and stored nowhere.

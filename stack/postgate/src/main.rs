@@ -38,8 +38,12 @@ async fn run(command: Command) -> Result<ExitCode> {
             command: TenantCommand::Create { name, admin },
         } => {
             let (client, _) = connect(&admin).await?;
-            admin::create_tenant(&client, &name).await?;
-            println!("tenant {name} created");
+            match admin::create_tenant(&client, &name).await? {
+                admin::TenantCreated::New => println!("tenant {name} created"),
+                admin::TenantCreated::AlreadyExisted => {
+                    println!("tenant {name} already exists (left as it is)")
+                }
+            }
         }
         Command::Tenant {
             command: TenantCommand::List { admin },

@@ -7,11 +7,12 @@ use serde_json::{Value, json};
 async fn tenant_and_token_lifecycle() {
     let h = Harness::new(true).await;
     h.tenant("acme").await;
-    // A second create fails cleanly; bad names never reach SQL.
-    assert!(
+    // A second create is a no-op that says so; bad names never reach SQL.
+    assert_eq!(
         admin::create_tenant(&h.admin().await, "acme")
             .await
-            .is_err()
+            .unwrap(),
+        admin::TenantCreated::AlreadyExisted
     );
     assert!(
         admin::create_tenant(&h.admin().await, "Bad-Name")
