@@ -242,18 +242,8 @@ pub async fn logs_where(
     let mut found: Vec<(String, u32, String)> = list
         .iter()
         .filter_map(|c| {
-            let l = c.labels.as_ref()?;
-            let s = l.get(LABEL_SERVICE)?.clone();
-            let n = l
-                .get(LABEL_NUMBER)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1);
-            let name = c
-                .names
-                .as_ref()?
-                .first()?
-                .trim_start_matches('/')
-                .to_string();
+            let s = c.labels.as_ref()?.get(LABEL_SERVICE)?.clone();
+            let (n, name) = number_and_name(c)?;
             Some((s, n, name))
         })
         .filter(|(s, _, _)| services.is_empty() || services.contains(s))
@@ -343,21 +333,7 @@ pub async fn running_container(docker: &Docker, project: &str, service: &str) ->
     let mut running: Vec<(u32, String)> = list
         .iter()
         .filter(|c| matches!(c.state, Some(S::RUNNING)))
-        .filter_map(|c| {
-            let n = c
-                .labels
-                .as_ref()?
-                .get(LABEL_NUMBER)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1);
-            let name = c
-                .names
-                .as_ref()?
-                .first()?
-                .trim_start_matches('/')
-                .to_string();
-            Some((n, name))
-        })
+        .filter_map(number_and_name)
         .collect();
     running.sort();
     match running.into_iter().next() {
@@ -445,4 +421,21 @@ pub async fn run_oneoff(
     .await;
     docker.remove_container(&id).await?;
     result
+}
+
+/// A container's replica number (label, 1 when absent) and its name without the leading `/`.
+fn number_and_name(c: &bollard::models::ContainerSummary) -> Option<(u32, String)> {
+    let n = c
+        .labels
+        .as_ref()?
+        .get(LABEL_NUMBER)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let name = c
+        .names
+        .as_ref()?
+        .first()?
+        .trim_start_matches('/')
+        .to_string();
+    Some((n, name))
 }
