@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use rquickjs::function::Opt;
-use rquickjs::{CatchResultExt, CaughtError, Context, Function, Module, Object, Promise, Runtime};
+use rquickjs::{
+    CatchResultExt, CaughtError, Context, Function, Module, Object, Persistent, Promise, Runtime,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -290,6 +292,9 @@ fn reply_err(task: Task, err: InvokeError) {
 
 /// One worker's QuickJS runtime and context.
 struct Engine {
+    /// `__dispatch` and `__timers`, looked up once after the module loaded. Declared first:
+    /// they must be released before the context and the runtime.
+    entry: RefCell<Option<(Persistent<Function<'static>>, Persistent<Function<'static>>)>>,
     def: Arc<WorkerDef>,
     // Field order: the context must drop before the runtime.
     ctx: Context,
@@ -344,6 +349,7 @@ impl Engine {
         let ctx = Context::full(&rt).map_err(|e| script(format!("creating the context: {e}")))?;
         let request_id = Rc::new(RefCell::new(String::new()));
         let engine = Engine {
+            entry: RefCell::new(None),
             def: def.clone(),
             ctx,
             _rt: rt,
@@ -558,6 +564,12 @@ impl Engine {
                 .catch(&ctx)
                 .map_err(|e| format!("the module has no default export: {}", caught(e)))?;
             g.set("__worker", default).catch(&ctx).map_err(caught)?;
+            let dispatch: Function = g.get("__dispatch").catch(&ctx).map_err(caught)?;
+            let timers: Function = g.get("__timers").catch(&ctx).map_err(caught)?;
+            *self.entry.borrow_mut() = Some((
+                Persistent::save(&ctx, dispatch),
+                Persistent::save(&ctx, timers),
+            ));
             Ok(())
         })
     }
@@ -573,9 +585,13 @@ impl Engine {
         let deadline = self.deadline.clone();
         let r = self.start(|| {
             self.ctx.with(|ctx| {
-                let g = ctx.globals();
-                let f: Function = g.get("__dispatch").catch(&ctx).map_err(caught)?;
-                let timers: Function = g.get("__timers").catch(&ctx).map_err(caught)?;
+                let (f, timers) = match self.entry.borrow().as_ref() {
+                    Some((f, t)) => (
+                        f.clone().restore(&ctx).map_err(|e| e.to_string())?,
+                        t.clone().restore(&ctx).map_err(|e| e.to_string())?,
+                    ),
+                    None => return Err("the worker did not load".to_string()),
+                };
                 let p: Promise = f.call((kind, input)).catch(&ctx).map_err(caught)?;
                 // Drive the promise: microtasks first, then due timers, then sleep until the
                 // next timer (not counted as CPU time), within the wall-time limit.
@@ -606,7 +622,10 @@ impl Engine {
                     std::thread::sleep(nap);
                     extend(&deadline, nap);
                 };
-                if let Ok(clear) = g.get::<_, Function>("__timersClear") {
+                // A settled invocation dropped its timers itself (`__dispatch`).
+                if out.is_err()
+                    && let Ok(clear) = ctx.globals().get::<_, Function>("__timersClear")
+                {
                     let _ = clear.call::<_, ()>(());
                 }
                 out

@@ -10,8 +10,8 @@ use crate::queue::QueueStats;
 
 #[derive(Default)]
 pub struct Metrics {
-    /// (worker, status) -> count
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// worker -> status -> count (looked up by `&str`: no allocation per request)
+    requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     request_seconds_sum: Mutex<f64>,
     request_count: AtomicU64,
     /// (queue, outcome) -> count
@@ -23,7 +23,13 @@ pub struct Metrics {
 impl Metrics {
     pub fn observe_request(&self, worker: &str, status: u16, took: Duration) {
         let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((worker.to_string(), status)).or_default() += 1;
+        match m.get_mut(worker) {
+            Some(by_status) => *by_status.entry(status).or_default() += 1,
+            None => {
+                m.insert(worker.to_string(), BTreeMap::from([(status, 1)]));
+            }
+        }
+        drop(m);
         *self
             .request_seconds_sum
             .lock()
@@ -52,17 +58,19 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP runner_http_requests_total HTTP requests by worker and status.\n");
         out.push_str("# TYPE runner_http_requests_total counter\n");
-        for ((w, s), n) in self
+        for (w, by_status) in self
             .requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            let _ = writeln!(
-                out,
-                "runner_http_requests_total{{worker=\"{}\",status=\"{s}\"}} {n}",
-                esc(w)
-            );
+            for (s, n) in by_status {
+                let _ = writeln!(
+                    out,
+                    "runner_http_requests_total{{worker=\"{}\",status=\"{s}\"}} {n}",
+                    esc(w)
+                );
+            }
         }
         out.push_str(
             "# HELP runner_http_request_duration_seconds Time spent answering requests.\n",

@@ -217,6 +217,13 @@
     keys() { return [...this.entries()].map((e) => e[0])[Symbol.iterator](); }
     values() { return [...this.entries()].map((e) => e[1])[Symbol.iterator](); }
     [Symbol.iterator]() { return this.entries(); }
+    // The runner's own request headers: names already lower case, values strings.
+    static _fromRunner(pairs) {
+      const h = Object.create(Headers.prototype);
+      const m = h._m = new Map();
+      for (const [k, v] of pairs) { const o = m.get(k); m.set(k, o === undefined ? v : `${o}, ${v}`); }
+      return h;
+    }
   }
   const bodyText = (b) => {
     if (b === undefined || b === null) return null;
@@ -275,8 +282,16 @@
   };
 
   // ---- dispatch, called by the runner
+  // Timers left pending when the invocation ends are dropped (the runner also drops them when
+  // the promise never settles).
   G.__dispatch = async (kind, inputJson) => {
-    const input = JSON.parse(inputJson);
+    try {
+      return await dispatch(kind, JSON.parse(inputJson));
+    } finally {
+      if (timers.size) timers.clear();
+    }
+  };
+  const dispatch = async (kind, input) => {
     const w = G.__worker;
     const env = G.__env;
     const waits = [];
@@ -286,7 +301,7 @@
     if (kind === 'fetch') {
       // The runner built this URL itself (valid, absolute): no second parse per request.
       const req = Object.create(Request.prototype);
-      req.url = input.url; req.method = input.method; req.headers = new Headers(input.headers);
+      req.url = input.url; req.method = input.method; req.headers = Headers._fromRunner(input.headers);
       req._init(input.body); req.signal = null;
       const res = await handler.call(w, req, env, ctx);
       if (waits.length) await Promise.allSettled(waits);
