@@ -28,3 +28,21 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION pooler.auth_lookup(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pooler.auth_lookup(text) TO pooler_auth;
+
+-- postgate's COMMIT check for tokens that may write: the session's login row in pg_authid was not
+-- written by this transaction. A statement that resets its role (a `DO` block, a function) could
+-- otherwise change its own login's password, which PostgreSQL lets every role do, and lock that
+-- login out of the pooler; the check makes postgate roll such a transaction back.
+-- `age(xmin) > 0`: the row's version is older than this transaction (age is 0 for a row written by
+-- this transaction, negative for one of its subtransactions; a frozen row counts as old). Anyone
+-- may call it: it tells a session only whether its own login changed in its own transaction.
+GRANT USAGE ON SCHEMA pooler TO PUBLIC;
+CREATE OR REPLACE FUNCTION pooler.login_untouched()
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(
+    (SELECT pg_catalog.age(a.xmin) > 0 FROM pg_catalog.pg_authid a WHERE a.rolname = session_user),
+    false)
+$$;
+REVOKE ALL ON FUNCTION pooler.login_untouched() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pooler.login_untouched() TO PUBLIC;

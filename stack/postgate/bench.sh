@@ -4,14 +4,16 @@
 #     clients (wrk -c16, a Lua script for the POST), through PgBouncer (transaction mode);
 #   * peer: pgbench with the same query and concurrency (-c16, extended protocol, random id),
 #     run inside the stack's PostgreSQL container against the same PgBouncer;
-# and prints postgate req/s ÷ pgbench tps (target ≥ 0.5), postgate's p50/p99 latency (wrk),
+# in alternating rounds, and prints postgate req/s ÷ pgbench tps (target ≥ 0.5, median of the
+# rounds), postgate's p50/p99 latency (wrk),
 # pgbench's average latency, and postgate's RSS (VmRSS at the middle of the run, VmHWM after it).
 #
 # Needs Docker, wrk and the release binaries beside each other:
-#   cargo build --release --workspace && bash stack/postgate/bench.sh [SECONDS]
+#   cargo build --release --workspace && bash stack/postgate/bench.sh [SECONDS]   (env ROUNDS=3)
 set -euo pipefail
 
-SECS="${1:-20}"
+SECS="${1:-10}"
+ROUNDS="${ROUNDS:-3}"
 CLIENTS=16
 ROWS=10000
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -72,42 +74,57 @@ end
 EOF
 
 GATE_PID=$(docker inspect -f '{{.State.Pid}}' "$NAME-postgate-1")
+# wrk reaches postgate over the stack's network, as pgbench reaches PgBouncer: the published
+# loopback port goes through Docker's userland proxy, a hop (and CPU) the peer does not pay.
+GATE_IP=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$NAME-postgate-1" | awk '{print $1}')
+GATE_URL="http://$GATE_IP:8080/query"
 rss_kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$GATE_PID/status"; }
 IDLE_RSS=$(rss_kib VmRSS)
 
-echo "bench: warm-up (3 s), then postgate for $SECS s at $CLIENTS clients" >&2
-wrk -t2 -c$CLIENTS -d3s -s "$LUA" "http://127.0.0.1:$GATE_PORT/query" >/dev/null
-( sleep $((SECS / 2)); rss_kib VmRSS > "$DIR/rss_mid" ) &
-wrk -t2 -c$CLIENTS -d"${SECS}s" --latency -s "$LUA" "http://127.0.0.1:$GATE_PORT/query" > "$DIR/wrk.txt"
-wait
+pgb() { docker exec -e PGPASSWORD="$APP_PW" "$PG" pgbench -h pooler -p 6432 -U app -d app -n \
+  -c $CLIENTS -j 2 -M extended -f /tmp/pk.sql "$@"; }
+echo "bench: warm-up (3 s each), then $ROUNDS rounds of postgate and pgbench, $SECS s each at $CLIENTS clients" >&2
+wrk -t2 -c$CLIENTS -d3s -s "$LUA" "$GATE_URL" >/dev/null
+pgb -T 3 >/dev/null
+# Alternating phases, so that a change in the machine's load hits both sides; medians reported.
+for r in $(seq 1 "$ROUNDS"); do
+  ( sleep $((SECS / 2)); rss_kib VmRSS > "$DIR/rss_mid.$r" ) &
+  wrk -t2 -c$CLIENTS -d"${SECS}s" --latency -s "$LUA" "$GATE_URL" > "$DIR/wrk.$r"
+  wait
+  pgb -T "$SECS" > "$DIR/pgbench.$r"
+done
 PEAK_RSS=$(rss_kib VmHWM)
-MID_RSS=$(cat "$DIR/rss_mid")
+MID_RSS=$(sort -n "$DIR"/rss_mid.* | tail -1)
 
-echo "bench: pgbench for $SECS s at $CLIENTS clients (same PgBouncer, same query)" >&2
-docker exec -e PGPASSWORD="$APP_PW" "$PG" pgbench -h pooler -p 6432 -U app -d app -n \
-  -c $CLIENTS -j 2 -T 3 -M extended -f /tmp/pk.sql >/dev/null
-docker exec -e PGPASSWORD="$APP_PW" "$PG" pgbench -h pooler -p 6432 -U app -d app -n \
-  -c $CLIENTS -j 2 -T "$SECS" -M extended -f /tmp/pk.sql > "$DIR/pgbench.txt"
-
-python3 - "$DIR/wrk.txt" "$DIR/pgbench.txt" "$IDLE_RSS" "$MID_RSS" "$PEAK_RSS" <<'EOF'
-import re, sys
-wrk, pgb = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+python3 - "$DIR" "$ROUNDS" "$IDLE_RSS" "$MID_RSS" "$PEAK_RSS" <<'EOF'
+import re, statistics, sys
+d, rounds = sys.argv[1], int(sys.argv[2])
 idle, mid, peak = (int(x) / 1024 for x in sys.argv[3:6])
 def ms(v):
     n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
     return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1))
-p50 = ms(re.search(r"^\s+50%\s+(\S+)", wrk, re.M).group(1))
-p99 = ms(re.search(r"^\s+99%\s+(\S+)", wrk, re.M).group(1))
-bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", wrk)
-errors = re.search(r"Socket errors:.*", wrk)
-tps = float(re.search(r"tps = ([\d.]+)", pgb).group(1))
-lat = float(re.search(r"latency average = ([\d.]+) ms", pgb).group(1))
-print(f"postgate  /query PK SELECT, 16 clients: {rps:9.0f} req/s   p50 {p50:.2f} ms   p99 {p99:.2f} ms")
+rows, problems = [], []
+for r in range(1, rounds + 1):
+    wrk, pgb = open(f"{d}/wrk.{r}").read(), open(f"{d}/pgbench.{r}").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1))
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", wrk, re.M).group(1))
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", wrk, re.M).group(1))
+    tps = float(re.search(r"tps = ([\d.]+)", pgb).group(1))
+    lat = float(re.search(r"latency average = ([\d.]+) ms", pgb).group(1))
+    for pat in (r"Non-2xx or 3xx responses:\s+\d+", r"Socket errors:.*"):
+        m = re.search(pat, wrk)
+        if m:
+            problems.append(f"round {r}: {m.group(0)}")
+    rows.append((rps, p50, p99, tps, lat))
+    print(f"round {r}: postgate {rps:7.0f} req/s (p50 {p50:.2f} ms, p99 {p99:.2f} ms)   pgbench {tps:7.0f} tps   ratio {rps / tps:.2f}")
+med = lambda i: statistics.median(x[i] for x in rows)
+rps, p50, p99, tps, lat = (med(i) for i in range(5))
+ratio = statistics.median(x[0] / x[3] for x in rows)
+print(f"postgate  /query PK SELECT, 16 clients: {rps:9.0f} req/s   p50 {p50:.2f} ms   p99 {p99:.2f} ms  (medians of {rounds})")
 print(f"pgbench   same query, 16 clients:       {tps:9.0f} tps     avg {lat:.2f} ms")
-print(f"ratio postgate ÷ pgbench: {rps / tps:.2f}   (target ≥ 0.5)")
+print(f"ratio postgate ÷ pgbench: {ratio:.2f}   (median of the rounds' ratios; target ≥ 0.5)")
 print(f"postgate RSS: {idle:.1f} MiB idle, {mid:.1f} MiB under load, peak {peak:.1f} MiB")
-if bad or errors:
-    print(f"WARNING: {bad.group(0) if bad else ''} {errors.group(0) if errors else ''}")
+if problems:
+    print("WARNING: " + "; ".join(problems))
     sys.exit(1)
 EOF

@@ -6,7 +6,7 @@ use crate::token::Permissions;
 use pg_query::NodeEnum;
 use serde_json::Value;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CheckError {
     #[error("syntax error: {0}")]
     Syntax(String),

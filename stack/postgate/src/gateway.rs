@@ -1,7 +1,8 @@
 //! Runs a client's statements for a token: the one code path behind `POST /query`, `POST /batch`
 //! and the library API the runner links for `env.DB`.
 
-use crate::check::{self, CheckError};
+use crate::check::CheckError;
+use crate::checker::Checker;
 use crate::config::Settings;
 use crate::db::{Db, DbError, TokenInfo};
 use crate::error::ApiError;
@@ -10,12 +11,17 @@ use crate::types::{self, JsonParam, Raw};
 use axum::http::StatusCode;
 use deadpool_postgres::Object;
 use futures_util::TryStreamExt as _;
+use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::pin::pin;
 use std::sync::Mutex;
+use std::task::Poll;
 use std::time::Instant;
+use tokio::sync::oneshot;
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::ToSql;
 
@@ -51,22 +57,36 @@ pub struct QueryResult {
     pub row_count: u64,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("starting the statement checker threads: {0}")]
+    Checker(std::io::Error),
+}
+
 pub struct Gateway {
     db: Db,
     settings: Settings,
+    checker: Checker,
+    /// Statements re-prepared after a schema change, with their plan generation.
+    plan_generations: Mutex<LruCache<String, u32>>,
     buckets: Mutex<HashMap<i64, (f64, Instant)>>,
 }
 
 impl Gateway {
-    pub fn new(settings: Settings) -> Result<Gateway, DbError> {
+    pub fn new(settings: Settings) -> Result<Gateway, GatewayError> {
         let db = Db::new(
             &settings.database_url,
             settings.pepper.clone(),
             settings.pool_size,
         )?;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         Ok(Gateway {
             db,
             settings,
+            checker: Checker::new(threads).map_err(GatewayError::Checker)?,
+            plan_generations: Mutex::new(LruCache::new(NonZeroUsize::new(1024).expect("non-zero"))),
             buckets: Mutex::new(HashMap::new()),
         })
     }
@@ -150,6 +170,12 @@ impl Gateway {
     }
 
     /// Runs `statements` in one transaction as the token's role; all or nothing.
+    ///
+    /// The round trips: the transaction set-up, the first statement and, for a read-only token
+    /// running one statement, the role check with COMMIT, all go out together when the statement
+    /// is already prepared on the connection (one round trip). A token that may write takes a
+    /// second one for the COMMIT, sent only once every row has passed the limits, so that a
+    /// limit rolls the writes back. A statement not yet prepared on the connection adds one.
     pub async fn run(
         &self,
         info: &TokenInfo,
@@ -168,11 +194,10 @@ impl Gateway {
             ));
         }
         if self.settings.parser_check {
-            let sqls = statements.iter().map(|s| s.sql.clone()).collect();
-            let (perms, schema) = (info.permissions, info.schema().to_string());
-            tokio::task::spawn_blocking(move || check::check_all(sqls, perms, schema))
+            let sqls: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
+            self.checker
+                .check(&sqls, info.permissions, info.schema())
                 .await
-                .map_err(|e| ApiError::internal("checking statements", &e))?
                 .map_err(|(i, e)| check_error(e).at(i))?;
         }
         let client = self
@@ -180,188 +205,308 @@ impl Gateway {
             .tenant_client(info)
             .await
             .map_err(|e| ApiError::internal("connecting", &e))?;
-        let read_only = info.permissions.read_only();
-        let timeout_ms = limits.statement_timeout.as_millis().max(1);
-        // The snapshot taken by `SELECT 1` makes `SET TRANSACTION READ WRITE` impossible later.
-        let setup = format!(
-            "BEGIN{}; SET LOCAL ROLE {}; SET LOCAL search_path = {}; \
-             SET LOCAL statement_timeout = {timeout_ms}; \
-             SET LOCAL idle_in_transaction_session_timeout = {}; SELECT 1",
-            if read_only { " READ ONLY" } else { "" },
-            quote_ident(&info.role()),
-            quote_ident(info.schema()),
-            timeout_ms.saturating_mul(3),
-        );
-        // Pipelined: the setup and the first Parse go out together; the server runs them in order,
-        // so the statement is parsed under the tenant's role and search_path.
-        let (setup_result, first) = tokio::join!(
-            client.batch_execute(&setup),
-            client.prepare(&statements[0].sql)
-        );
-        if let Err(e) = setup_result {
-            discard(client);
-            return Err(ApiError::internal("starting the transaction", &e));
-        }
-        match self
-            .run_in_tx(&client, info, statements, rows_as, first)
-            .await
-        {
-            // The last statement's check travels with the COMMIT, in one message: when it fails it
-            // raises, PostgreSQL skips the COMMIT, and the ROLLBACK below ends the transaction.
-            Ok(results) => match client.batch_execute(&check_then_commit(info)).await {
-                Ok(()) => Ok(results),
-                Err(e) => {
-                    let err = if is_session_changed(&e) {
-                        session_changed().at(statements.len() - 1)
-                    } else {
-                        ApiError::from_user_sql(&e)
-                    };
-                    if client.batch_execute("ROLLBACK").await.is_err() {
-                        discard(client);
-                    }
-                    Err(err)
-                }
-            },
-            Err(err) => {
-                if client.batch_execute("ROLLBACK").await.is_err() {
+        let first = self.run_tx(&client, info, statements, rows_as).await;
+        let out = match first {
+            // A statement prepared on this connection before a schema change may no longer fit
+            // (a column's type changed, a table was recreated): prepare it afresh, once.
+            Err(Failure::Stale(i, err)) => {
+                let stale = self.prepared_text(&statements[i].sql);
+                client.statement_cache.remove(&stale, &[]);
+                self.replan(&statements[i].sql);
+                if end_transaction(&client).await.is_err() {
                     discard(client);
+                    return Err(err);
                 }
-                Err(err)
+                self.run_tx(&client, info, statements, rows_as).await
+            }
+            other => other,
+        };
+        let out = out.map_err(|f| match f {
+            Failure::Stale(_, e) | Failure::Failed(e) => e,
+        });
+        match &out {
+            Ok(_) => {}
+            Err(_) => {
+                if end_transaction(&client).await.is_err() {
+                    discard(client);
+                    return out;
+                }
             }
         }
+        // Statements stay prepared on the connection (PgBouncer's `max_prepared_statements` keeps
+        // them across server sessions); an application's set is small, ad-hoc SQL is not.
+        if client.statement_cache.size() > PREPARED_PER_CONNECTION {
+            client.statement_cache.clear();
+        }
+        out
     }
 
-    async fn run_in_tx(
+    /// One attempt: BEGIN to COMMIT. On an error the transaction may still be open; the caller
+    /// ends it.
+    async fn run_tx(
         &self,
         client: &Object,
         info: &TokenInfo,
         statements: &[Statement],
         rows_as: RowsAs,
-        first: Result<tokio_postgres::Statement, tokio_postgres::Error>,
-    ) -> Result<Vec<QueryResult>, ApiError> {
+    ) -> Result<Vec<QueryResult>, Failure> {
         let limits = &self.settings.limits;
-        let role = info.role();
-        let mut first = Some(first);
+        let timeout_ms = limits.statement_timeout.as_millis().max(1);
+        let read_only = info.permissions.read_only();
+        // One statement: set_config(..., true) is SET LOCAL. It also takes the snapshot, which
+        // makes a later `SET TRANSACTION READ WRITE` impossible.
+        let setup = format!(
+            "BEGIN{}; SELECT pg_catalog.set_config('role', {}, true), \
+             pg_catalog.set_config('search_path', {}, true), \
+             pg_catalog.set_config('statement_timeout', '{timeout_ms}', true), \
+             pg_catalog.set_config('idle_in_transaction_session_timeout', '{}', true)",
+            if read_only { " READ ONLY" } else { "" },
+            quote_literal(&info.role()),
+            quote_literal(&quote_ident(info.schema())),
+            timeout_ms.saturating_mul(3),
+        );
+        let commit = check_then_commit(info);
         let mut budget = Budget {
             bytes: 0,
             max: limits.max_response_bytes,
         };
-        let mut results = Vec::with_capacity(statements.len());
-        let last = statements.len() - 1;
-        for (i, s) in statements.iter().enumerate() {
-            let prepared = match first.take() {
-                Some(p) => p,
-                None => client.prepare(&s.sql).await,
-            };
-            let stmt = prepared.map_err(|e| ApiError::from_user_sql(&e).at(i))?;
-            if stmt.params().len() != s.params.len() {
-                return Err(ApiError::bad_request(format!(
-                    "the statement takes {} parameters, {} given",
-                    stmt.params().len(),
-                    s.params.len()
-                ))
-                .at(i));
+        // The COMMIT travels with the statement only when nothing can need rolling back.
+        let commit_early = read_only && statements.len() == 1;
+        let (sent, sent_rx) = oneshot::channel::<()>();
+        let first = self.execute(client, &statements[0], rows_as, &mut budget, Some(sent));
+        let early_commit = async {
+            match sent_rx.await {
+                Ok(()) if commit_early => Some(client.batch_execute(&commit).await),
+                _ => None,
             }
-            let params: Vec<JsonParam<'_>> = s.params.iter().map(JsonParam).collect();
-            let columns: Vec<Column> = stmt
-                .columns()
-                .iter()
-                .map(|c| Column {
-                    name: c.name().to_string(),
-                    type_name: types::type_name(c.type_()),
-                })
-                .collect();
-            let stream = client
-                .query_raw(&stmt, params.iter().map(|p| p as &dyn ToSql))
-                .await
-                .map_err(|e| ApiError::from_user_sql(&e).at(i))?;
-            let mut stream = pin!(stream);
-            let mut rows = Vec::new();
-            while let Some(row) = stream
-                .try_next()
-                .await
-                .map_err(|e| ApiError::from_user_sql(&e).at(i))?
-            {
-                if rows.len() >= limits.max_rows {
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "row_limit",
-                        format!(
-                            "the statement returned more than {} rows; add a LIMIT",
-                            limits.max_rows
-                        ),
-                    )
-                    .at(i));
-                }
-                let mut values = Vec::with_capacity(columns.len());
-                for (j, col) in stmt.columns().iter().enumerate() {
-                    let raw: Raw<'_> = row
-                        .try_get(j)
-                        .map_err(|e| ApiError::internal("reading a column", &e))?;
-                    let v = types::decode(col.type_(), raw.0).map_err(|e| {
-                        ApiError::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "unsupported_type",
-                            format!("column {}: {e}", col.name()),
-                        )
-                        .at(i)
-                    })?;
-                    values.push(v);
-                }
-                let value = match rows_as {
-                    RowsAs::Arrays => Value::Array(values),
-                    RowsAs::Objects => {
-                        let mut m = Map::new();
-                        for (c, v) in columns.iter().zip(values) {
-                            // Duplicate names: the first column wins (arrays keep them all).
-                            m.entry(c.name.clone()).or_insert(v);
-                        }
-                        Value::Object(m)
-                    }
-                };
-                budget.add(&value).map_err(|e| e.at(i))?;
-                rows.push(value);
-            }
-            let row_count = if columns.is_empty() {
-                stream.rows_affected().unwrap_or(0)
-            } else {
-                rows.len() as u64
-            };
-            results.push(QueryResult {
-                columns,
-                rows,
-                row_count,
-            });
-            // The statement must leave the transaction as it found it: same role, same read-only
-            // mode, still inside our transaction (SET LOCAL ROLE ends with it). Anything else rolls
-            // back, whatever the statement did. The last statement's check goes with the COMMIT
-            // (`check_then_commit`); the others take one simple-protocol round trip here;
-            // `pg_catalog.` so that no function of the tenant's schema can stand in.
-            if i == last {
-                break;
-            }
-            let state = client
-                .simple_query(
-                    "SELECT current_user, pg_catalog.current_setting('transaction_read_only')",
-                )
-                .await
-                .map_err(|e| ApiError::from_user_sql(&e).at(i))?;
-            let (user, ro) = state
-                .iter()
-                .find_map(|m| match m {
-                    SimpleQueryMessage::Row(r) => Some((
-                        r.get(0).unwrap_or_default().to_string(),
-                        r.get(1).unwrap_or_default().to_string(),
-                    )),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            if user != role || (info.permissions.read_only() && ro != "on") {
-                return Err(session_changed().at(i));
-            }
+        };
+        // Sent in the order polled: the set-up, then the statement, then the COMMIT.
+        let (setup_result, first, committed) =
+            tokio::join!(client.batch_execute(&setup), first, early_commit);
+        if let Err(e) = setup_result {
+            return Err(Failure::Failed(ApiError::internal(
+                "starting the transaction",
+                &e,
+            )));
         }
-        Ok(results)
+        let mut results = vec![first.map_err(|f| f.at(0))?];
+        for (i, s) in statements.iter().enumerate().skip(1) {
+            // The previous statement must have left the transaction as it found it: same role,
+            // same read-only mode, still inside our transaction (SET LOCAL ROLE ends with it).
+            // `pg_catalog.` so that no function of the tenant's schema can stand in.
+            self.check_session(client, info)
+                .await
+                .map_err(|e| Failure::Failed(e.at(i - 1)))?;
+            results.push(
+                self.execute(client, s, rows_as, &mut budget, None)
+                    .await
+                    .map_err(|f| f.at(i))?,
+            );
+        }
+        // The last statement's check travels with the COMMIT, in one message: when it fails it
+        // raises, PostgreSQL skips the COMMIT, and the caller's ROLLBACK ends the transaction.
+        let committed = match committed {
+            Some(r) => r,
+            None => client.batch_execute(&commit).await,
+        };
+        match committed {
+            Ok(()) => Ok(results),
+            Err(e) if is_session_changed(&e) => {
+                Err(Failure::Failed(session_changed().at(statements.len() - 1)))
+            }
+            Err(e) => Err(Failure::Failed(ApiError::from_user_sql(&e))),
+        }
     }
+
+    /// Runs one statement and reads its rows within the limits. `sent` is told once the
+    /// statement is on its way to the server, so that a COMMIT may be queued behind it.
+    async fn execute(
+        &self,
+        client: &Object,
+        s: &Statement,
+        rows_as: RowsAs,
+        budget: &mut Budget,
+        sent: Option<oneshot::Sender<()>>,
+    ) -> Result<QueryResult, Failure> {
+        let limits = &self.settings.limits;
+        // The connection is ours alone for the request: the cache grows only if it prepared now.
+        let before = client.statement_cache.size();
+        let stmt = client
+            .prepare_cached(&self.prepared_text(&s.sql))
+            .await
+            .map_err(|e| Failure::Failed(ApiError::from_user_sql(&e)))?;
+        let prepared_earlier = client.statement_cache.size() == before;
+        let stale = |e: ApiError| {
+            if prepared_earlier && may_be_stale(&e) {
+                Failure::Stale(0, e)
+            } else {
+                Failure::Failed(e)
+            }
+        };
+        if stmt.params().len() != s.params.len() {
+            return Err(Failure::Failed(ApiError::bad_request(format!(
+                "the statement takes {} parameters, {} given",
+                stmt.params().len(),
+                s.params.len()
+            ))));
+        }
+        let params: Vec<JsonParam<'_>> = s.params.iter().map(JsonParam).collect();
+        let columns: Vec<Column> = stmt
+            .columns()
+            .iter()
+            .map(|c| Column {
+                name: c.name().to_string(),
+                type_name: types::type_name(c.type_()),
+            })
+            .collect();
+        let query = client.query_raw(&stmt, params.iter().map(|p| p as &dyn ToSql));
+        let mut query = pin!(query);
+        // The first poll writes Bind/Execute to the connection.
+        let polled = futures_util::poll!(query.as_mut());
+        if let Some(sent) = sent {
+            let _ = sent.send(());
+        }
+        let stream = match polled {
+            Poll::Ready(r) => r,
+            Poll::Pending => query.await,
+        }
+        .map_err(|e| stale(ApiError::from_user_sql(&e)))?;
+        let mut stream = pin!(stream);
+        let mut rows = Vec::new();
+        while let Some(row) = stream
+            .try_next()
+            .await
+            .map_err(|e| stale(ApiError::from_user_sql(&e)))?
+        {
+            if rows.len() >= limits.max_rows {
+                return Err(Failure::Failed(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "row_limit",
+                    format!(
+                        "the statement returned more than {} rows; add a LIMIT",
+                        limits.max_rows
+                    ),
+                )));
+            }
+            let mut values = Vec::with_capacity(columns.len());
+            for (j, col) in stmt.columns().iter().enumerate() {
+                let raw: Raw<'_> = row
+                    .try_get(j)
+                    .map_err(|e| Failure::Failed(ApiError::internal("reading a column", &e)))?;
+                let v = types::decode(col.type_(), raw.0).map_err(|e| {
+                    Failure::Failed(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unsupported_type",
+                        format!("column {}: {e}", col.name()),
+                    ))
+                })?;
+                values.push(v);
+            }
+            let value = match rows_as {
+                RowsAs::Arrays => Value::Array(values),
+                RowsAs::Objects => {
+                    let mut m = Map::new();
+                    for (c, v) in columns.iter().zip(values) {
+                        // Duplicate names: the first column wins (arrays keep them all).
+                        m.entry(c.name.clone()).or_insert(v);
+                    }
+                    Value::Object(m)
+                }
+            };
+            budget.add(&value).map_err(Failure::Failed)?;
+            rows.push(value);
+        }
+        let row_count = if columns.is_empty() {
+            stream.rows_affected().unwrap_or(0)
+        } else {
+            rows.len() as u64
+        };
+        Ok(QueryResult {
+            columns,
+            rows,
+            row_count,
+        })
+    }
+
+    /// The text a statement is prepared under. PgBouncer keeps prepared statements per server
+    /// session by their text, past a client's Close, so after a schema change made one unusable
+    /// ("cached plan must not change result type") the same text would find it again: such a
+    /// statement is prepared from then on with a comment naming a new plan generation.
+    fn prepared_text<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        let generations = self
+            .plan_generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match generations.peek(sql) {
+            Some(g) => Cow::Owned(format!("{sql}\n-- postgate plan {g}")),
+            None => Cow::Borrowed(sql),
+        }
+    }
+
+    fn replan(&self, sql: &str) {
+        let mut generations = self
+            .plan_generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let next = generations.peek(sql).map_or(1, |g| g + 1);
+        generations.put(sql.to_string(), next);
+    }
+
+    /// One round trip between statements of a batch: the role and the read-only mode unchanged.
+    async fn check_session(&self, client: &Object, info: &TokenInfo) -> Result<(), ApiError> {
+        let state = client
+            .simple_query(
+                "SELECT current_user, pg_catalog.current_setting('transaction_read_only')",
+            )
+            .await
+            .map_err(|e| ApiError::from_user_sql(&e))?;
+        let (user, ro) = state
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some((
+                    r.get(0).unwrap_or_default().to_string(),
+                    r.get(1).unwrap_or_default().to_string(),
+                )),
+                _ => None,
+            })
+            .unwrap_or_default();
+        if user != info.role() || (info.permissions.read_only() && ro != "on") {
+            return Err(session_changed());
+        }
+        Ok(())
+    }
+}
+
+/// How many statements a pooled connection keeps prepared before it forgets them all.
+const PREPARED_PER_CONNECTION: usize = 256;
+
+/// Why an attempt failed: with a statement prepared earlier on this connection that may no longer
+/// fit the schema (worth one retry), or for good.
+enum Failure {
+    Stale(usize, ApiError),
+    Failed(ApiError),
+}
+
+impl Failure {
+    fn at(self, i: usize) -> Failure {
+        match self {
+            Failure::Stale(_, e) => Failure::Stale(i, e.at(i)),
+            Failure::Failed(e) => Failure::Failed(e.at(i)),
+        }
+    }
+}
+
+/// Errors that a schema change under a prepared statement causes: its result type changed
+/// (`0A000`), it is gone from the server session (`26000`), or its parameter types no longer fit
+/// (`42...`, `22P02`). A permission error is the answer, not staleness.
+fn may_be_stale(e: &ApiError) -> bool {
+    matches!(e.sqlstate.as_deref(), Some(s)
+        if s == "0A000" || s == "26000" || s == "22P02" || (s.starts_with("42") && s != "42501"))
+}
+
+/// ROLLBACK whatever an attempt left open (a no-op warning when nothing is).
+async fn end_transaction(client: &Object) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute("ROLLBACK").await
 }
 
 fn session_changed() -> ApiError {
@@ -380,10 +525,12 @@ const SESSION_CHANGED_MARK: &str = "postgate_session_changed:";
 /// functions are schema-qualified, so nothing the tenant defines can stand in for them.
 fn check_then_commit(info: &TokenInfo) -> String {
     let role = info.role().replace('\'', "''");
+    // A read-only transaction cannot alter a role; one that may write must not have altered its
+    // own login (see `pooler.login_untouched` in src/db/pooler_auth.sql).
     let read_only = if info.permissions.read_only() {
         " AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on'"
     } else {
-        ""
+        " AND pooler.login_untouched()"
     };
     format!(
         "SELECT CASE WHEN current_user OPERATOR(pg_catalog.=) '{role}'::pg_catalog.name{read_only} \
@@ -415,6 +562,11 @@ fn check_error(e: CheckError) -> ApiError {
 /// Drops a connection whose state we cannot vouch for, instead of returning it to the pool.
 fn discard(client: Object) {
     drop(Object::take(client));
+}
+
+/// A SQL string literal.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 pub fn quote_ident(name: &str) -> String {

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod check;
+pub mod checker;
 pub mod config;
 pub mod db;
 pub mod error;

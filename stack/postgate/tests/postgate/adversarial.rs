@@ -153,6 +153,28 @@ const CASES: &[(&str, &str, Expect)] = &[
         Deny,
     ),
     ("ddl", "ALTER ROLE pgt_alpha_owner_login PASSWORD 'x'", Deny),
+    // Its own login's password, with the role set back so that the role check alone passes.
+    (
+        "rw",
+        "DO $$DECLARE r text := current_user; BEGIN RESET ROLE; \
+         EXECUTE format('ALTER ROLE %I PASSWORD %L', session_user, 'x'); \
+         EXECUTE format('SET ROLE %I', r); END$$",
+        Deny,
+    ),
+    (
+        "ddl",
+        "DO $$DECLARE r text := current_user; BEGIN BEGIN RESET ROLE; \
+         EXECUTE format('ALTER ROLE %I PASSWORD %L', session_user, 'x'); \
+         EXECUTE format('SET ROLE %I', r); END; END$$",
+        Deny,
+    ),
+    (
+        "ddl",
+        "DO $$DECLARE r text := current_user; BEGIN RESET ROLE; \
+         BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', session_user, 'x'); \
+         EXCEPTION WHEN others THEN NULL; END; EXECUTE format('SET ROLE %I', r); END$$",
+        Deny,
+    ),
     ("ddl", "ALTER ROLE CURRENT_USER LOGIN", Deny),
     ("ddl", "ALTER ROLE CURRENT_USER SUPERUSER", Deny),
     ("ddl", "ALTER ROLE CURRENT_USER PASSWORD 'x'", Safe),
@@ -416,7 +438,8 @@ async fn snapshot(h: &Harness) -> (BTreeSet<String>, Vec<String>, i64, i64) {
     let roles = su
         .query(
             "SELECT rolname || ':' || rolsuper || rolcreaterole || rolcanlogin || rolbypassrls \
-               FROM pg_roles",
+                    || CASE WHEN rolname LIKE 'pgt\\_%\\_login' THEN ':' || coalesce(rolpassword, '') ELSE '' END \
+               FROM pg_authid",
             &[],
         )
         .await

@@ -683,3 +683,41 @@ async fn revocation_reaches_every_replica_within_a_second() {
         );
     }
 }
+
+/// Statements stay prepared on postgate's connections; a schema change under them (a result type
+/// or a parameter type that no longer fits) is answered by preparing afresh, not by an error.
+#[tokio::test]
+async fn prepared_statements_follow_schema_changes() {
+    let h = Harness::new(true).await;
+    h.tenant("sc").await;
+    let ddl = h.token("sc", "SELECT,INSERT,UPDATE,DELETE,DDL").await;
+    let ro = h.token("sc", "SELECT").await;
+    h.ok(&ddl, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
+    h.ok(&ddl, "INSERT INTO t VALUES (1, '10'), (2, '20')")
+        .await;
+    let by_id = "SELECT v FROM t WHERE id = $1";
+    let by_v = "SELECT id FROM t WHERE v = $1";
+    // More calls than the pool has connections: every connection prepares both.
+    for _ in 0..8 {
+        let (s, v) = h.query(&ro, by_id, json!([1])).await;
+        assert_eq!((s, &v["rows"]), (StatusCode::OK, &json!([["10"]])), "{v}");
+        let (s, v) = h.query(&ro, by_v, json!(["20"])).await;
+        assert_eq!((s, &v["rows"]), (StatusCode::OK, &json!([[2]])), "{v}");
+    }
+    h.ok(&ddl, "ALTER TABLE t ALTER COLUMN v TYPE int USING v::int")
+        .await;
+    for _ in 0..8 {
+        // The result type changed (text to int4).
+        let (s, v) = h.query(&ro, by_id, json!([1])).await;
+        assert_eq!((s, &v["rows"]), (StatusCode::OK, &json!([[10]])), "{v}");
+        assert_eq!(v["columns"][0]["type"], json!("int4"));
+        // The parameter's type changed (text to int4).
+        let (s, v) = h.query(&ro, by_v, json!([20])).await;
+        assert_eq!((s, &v["rows"]), (StatusCode::OK, &json!([[2]])), "{v}");
+    }
+    // A real error stays an error, after the one fresh attempt.
+    let (s, v) = h.query(&ro, by_v, json!(["twenty"])).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["sqlstate"], json!("22P02"));
+}
