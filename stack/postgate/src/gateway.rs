@@ -209,10 +209,10 @@ impl Gateway {
         let out = match first {
             // A statement prepared on this connection before a schema change may no longer fit
             // (a column's type changed, a table was recreated): prepare it afresh, once.
-            Err(Failure::Stale(i, err)) => {
-                let stale = self.prepared_text(&statements[i].sql);
+            Err(Failure::Stale(i, generation, err)) => {
+                let (stale, _) = self.prepared_text(&statements[i].sql, Some(generation));
                 client.statement_cache.remove(&stale, &[]);
-                self.replan(&statements[i].sql);
+                self.replan(&statements[i].sql, generation);
                 if end_transaction(&client).await.is_err() {
                     discard(client);
                     return Err(err);
@@ -222,7 +222,7 @@ impl Gateway {
             other => other,
         };
         let out = out.map_err(|f| match f {
-            Failure::Stale(_, e) | Failure::Failed(e) => e,
+            Failure::Stale(_, _, e) | Failure::Failed(e) => e,
         });
         match &out {
             Ok(_) => {}
@@ -331,14 +331,15 @@ impl Gateway {
         let limits = &self.settings.limits;
         // The connection is ours alone for the request: the cache grows only if it prepared now.
         let before = client.statement_cache.size();
+        let (text, generation) = self.prepared_text(&s.sql, None);
         let stmt = client
-            .prepare_cached(&self.prepared_text(&s.sql))
+            .prepare_cached(&text)
             .await
             .map_err(|e| Failure::Failed(ApiError::from_user_sql(&e)))?;
         let prepared_earlier = client.statement_cache.size() == before;
         let stale = |e: ApiError| {
             if prepared_earlier && may_be_stale(&e) {
-                Failure::Stale(0, e)
+                Failure::Stale(0, generation, e)
             } else {
                 Failure::Failed(e)
             }
@@ -432,24 +433,31 @@ impl Gateway {
     /// session by their text, past a client's Close, so after a schema change made one unusable
     /// ("cached plan must not change result type") the same text would find it again: such a
     /// statement is prepared from then on with a comment naming a new plan generation.
-    fn prepared_text<'a>(&self, sql: &'a str) -> Cow<'a, str> {
-        let generations = self
-            .plan_generations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match generations.peek(sql) {
-            Some(g) => Cow::Owned(format!("{sql}\n-- postgate plan {g}")),
-            None => Cow::Borrowed(sql),
+    /// The text of `sql` at `generation` (by default the current one), and that generation.
+    fn prepared_text<'a>(&self, sql: &'a str, generation: Option<u32>) -> (Cow<'a, str>, u32) {
+        let generation = generation.unwrap_or_else(|| {
+            let generations = self
+                .plan_generations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            generations.peek(sql).copied().unwrap_or(0)
+        });
+        match generation {
+            0 => (Cow::Borrowed(sql), 0),
+            g => (Cow::Owned(format!("{sql}\n-- postgate plan {g}")), g),
         }
     }
 
-    fn replan(&self, sql: &str) {
+    /// The statement failed as stale at generation `failed`: on to the next one, unless a request
+    /// that failed at the same time moved it on already.
+    fn replan(&self, sql: &str, failed: u32) {
         let mut generations = self
             .plan_generations
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let next = generations.peek(sql).map_or(1, |g| g + 1);
-        generations.put(sql.to_string(), next);
+        if generations.peek(sql).copied().unwrap_or(0) <= failed {
+            generations.put(sql.to_string(), failed + 1);
+        }
     }
 
     /// One round trip between statements of a batch: the role and the read-only mode unchanged.
@@ -483,14 +491,15 @@ const PREPARED_PER_CONNECTION: usize = 256;
 /// Why an attempt failed: with a statement prepared earlier on this connection that may no longer
 /// fit the schema (worth one retry), or for good.
 enum Failure {
-    Stale(usize, ApiError),
+    /// Statement index, the plan generation it was prepared at, the error.
+    Stale(usize, u32, ApiError),
     Failed(ApiError),
 }
 
 impl Failure {
     fn at(self, i: usize) -> Failure {
         match self {
-            Failure::Stale(_, e) => Failure::Stale(i, e.at(i)),
+            Failure::Stale(_, g, e) => Failure::Stale(i, g, e.at(i)),
             Failure::Failed(e) => Failure::Failed(e.at(i)),
         }
     }
