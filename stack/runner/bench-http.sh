@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # HTTP benchmark on this machine: requests/s of a hello-world worker through `runner serve`
 # vs a Node.js `http` hello world, same load generator for both (wrk, one thread, when installed;
-# else bench/load.js), keep-alive, 32 connections, 5 s; plus idle RSS of a runner and the RSS
+# else bench/load.js), keep-alive, 32 connections, 5 s per phase, in alternating rounds (medians
+# printed); plus idle RSS of a runner and the RSS
 # added per deployed worker.
-# Usage: stack/runner/bench-http.sh   (env: PROFILE=dev|release, WORKERS=20, LOADGEN=wrk|node)
+# Usage: stack/runner/bench-http.sh   (env: PROFILE=dev|release, WORKERS=20, LOADGEN=wrk|node, ROUNDS=3)
 set -euo pipefail
 WORKERS=${WORKERS:-20}
 command -v node >/dev/null || { echo "bench-http.sh needs node (apt-get install nodejs)" >&2; exit 1; }
@@ -48,7 +49,6 @@ load() {
     node stack/runner/bench/load.js "$1" 32 5 ${2:+"$2"}
   fi
 }
-runner_rps=$(load "http://$ADDR/" hello.workers.bench.local)
 NPORT=$((20000 + RANDOM % 20000))
 node -e "require('http').createServer((q, s) => s.end('hello')).listen($NPORT, '127.0.0.1')" &
 NPID=$!; PIDS+=($NPID)
@@ -57,13 +57,22 @@ until curl -s "http://127.0.0.1:$NPORT/" >/dev/null; do
   [ $SECONDS -lt $deadline ] || { echo "node server did not start" >&2; exit 1; }
   sleep 0.1
 done
-node_rps=$(load "http://127.0.0.1:$NPORT/")
-
-r=$(echo "$runner_rps" | sed 's/.*"rps":\([0-9]*\).*/\1/'); n=$(echo "$node_rps" | sed 's/.*"rps":\([0-9]*\).*/\1/')
-awk -v r="$r" -v n="$n" -v idle="$idle" -v b="$before" -v a="$after" -v w="$WORKERS" -v prof="$PROFILE" -v rj="$runner_rps" -v nj="$node_rps" 'BEGIN {
-  printf "runner HTTP bench (%s build, 32 keep-alive connections, 5 s, this machine)\n", prof;
-  printf "  hello worker through runner: %d req/s %s\n", r, rj;
-  printf "  Node.js http hello world:    %d req/s %s\n", n, nj;
-  printf "  runner / node = %.2f\n", r / n;
+# Alternating rounds, so that a change in the machine's load hits both sides; medians reported.
+ROUNDS=${ROUNDS:-3}
+rps_of() { sed 's/.*"rps":\([0-9]*\).*/\1/' <<<"$1"; }
+R=(); N=(); RATIOS=()
+for r in $(seq 1 "$ROUNDS"); do
+  rj=$(load "http://$ADDR/" hello.workers.bench.local); nj=$(load "http://127.0.0.1:$NPORT/")
+  R+=("$(rps_of "$rj")"); N+=("$(rps_of "$nj")")
+  RATIOS+=("$(awk -v a="${R[-1]}" -v b="${N[-1]}" 'BEGIN {printf "%.2f", a / b}')")
+  echo "  round $r: runner $rj   node $nj   ratio ${RATIOS[-1]}"
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+r=$(median "${R[@]}"); n=$(median "${N[@]}"); ratio=$(median "${RATIOS[@]}")
+awk -v r="$r" -v n="$n" -v ratio="$ratio" -v idle="$idle" -v b="$before" -v a="$after" -v w="$WORKERS" -v prof="$PROFILE" -v rounds="$ROUNDS" -v lg="$LOADGEN" 'BEGIN {
+  printf "runner HTTP bench (%s build, 32 keep-alive connections, 5 s per phase, %d alternating rounds, load generator %s, this machine)\n", prof, rounds, lg;
+  printf "  hello worker through runner: %d req/s (median)\n", r;
+  printf "  Node.js http hello world:    %d req/s (median)\n", n;
+  printf "  runner / node = %.2f (median of the rounds'"'"' ratios)\n", ratio;
   printf "  idle RSS of a runner: %.1f MiB; RSS added per deployed worker (after first request): %.2f MiB (%d workers)\n", idle / 1024, (a - b) / 1024 / w, w;
 }'

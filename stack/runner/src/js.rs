@@ -1,14 +1,19 @@
 //! The JavaScript engine: QuickJS through rquickjs.
 //!
-//! Each deployed worker version gets its own OS thread owning its own `Runtime` and `Context`
-//! (no shared globals, env or secrets). Async code talks to it through a channel; tokio's
-//! threads never run JavaScript. Limits: CPU time per invocation through the interrupt
-//! handler, memory through the runtime's memory limit. A worker that hits a limit gets a fresh
-//! runtime for its next invocation; other workers are untouched.
+//! Every engine is one QuickJS `Runtime` and `Context` for one deployed worker version (no shared
+//! globals, env or secrets between workers). HTTP requests run on the tokio thread that took the
+//! request, in that thread's own engine for the worker (created on first use, so a worker may have
+//! one instance per thread, as Workers have one per isolate): no hand-off between threads. Its
+//! blocking calls (`fetch`, `env.DB`, `env.QUEUE`, timers) run under `block_in_place`, so the
+//! runtime moves its other tasks to another thread meanwhile. Cron and queue invocations go to the
+//! worker's own OS thread through a channel. Limits: CPU time per invocation through the interrupt
+//! handler, memory through the runtime's memory limit. An engine that hits a limit is replaced for
+//! the next invocation; other workers are untouched.
 
 use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -115,6 +120,9 @@ enum Task {
 /// A running worker version: a thread with its engine, fed through a channel.
 pub struct WorkerHandle {
     pub def: Arc<WorkerDef>,
+    /// Names this handle's engines on the request threads.
+    id: u64,
+    services: Option<Services>,
     tx: Mutex<mpsc::Sender<Task>>,
     /// Invocations queued or running; past `def.concurrency` new ones get a 503 at once.
     inflight: std::sync::atomic::AtomicUsize,
@@ -131,6 +139,16 @@ impl Drop for InflightGuard<'_> {
     }
 }
 
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        LIVE_HANDLES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+        RETIRED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 impl WorkerHandle {
     /// Start the worker's thread. The module is compiled on the thread, lazily.
     pub fn spawn(def: WorkerDef, services: Option<Services>) -> std::io::Result<Arc<WorkerHandle>> {
@@ -138,12 +156,20 @@ impl WorkerHandle {
         let def = Arc::new(def);
         let (tx, rx) = mpsc::channel();
         let d = def.clone();
+        let thread_services = services.clone();
         std::thread::Builder::new()
             .name(format!("js-{}", def.name))
             .stack_size(8 << 20)
-            .spawn(move || worker_thread(d, wall, services, rx))?;
+            .spawn(move || worker_thread(d, wall, thread_services, rx))?;
+        let id = NEXT_HANDLE.fetch_add(1, Ordering::SeqCst);
+        LIVE_HANDLES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
         Ok(Arc::new(WorkerHandle {
             def,
+            id,
+            services,
             tx: Mutex::new(tx),
             inflight: std::sync::atomic::AtomicUsize::new(0),
         }))
@@ -188,9 +214,27 @@ impl WorkerHandle {
 
     pub async fn fetch(&self, req: HttpRequest) -> Result<HttpResponse, InvokeError> {
         let _slot = self.admit()?;
+        if runs_here() {
+            return self.fetch_here(req);
+        }
         let (tx, rx) = oneshot::channel();
         self.send(Task::Fetch(req, tx))?;
         self.wait(rx).await
+    }
+
+    /// `fetch` on this thread's engine for the worker.
+    fn fetch_here(&self, req: HttpRequest) -> Result<HttpResponse, InvokeError> {
+        let cached = LOCAL_ENGINES.with(|l| l.borrow_mut().take(self.id));
+        let mut engine = match cached {
+            Some(e) => e,
+            None => Engine::new(&self.def, self.def.wall, self.services.clone())?,
+        };
+        let (r, poisoned) = run_fetch(&mut engine, req);
+        // A runtime stopped by a limit is not trusted again: the next request starts afresh.
+        if !poisoned {
+            LOCAL_ENGINES.with(|l| l.borrow_mut().engines.insert(self.id, engine));
+        }
+        r
     }
 
     pub async fn scheduled(&self, event: serde_json::Value) -> Result<(), InvokeError> {
@@ -232,15 +276,7 @@ fn worker_thread(
         let Some(e) = engine.as_mut() else { continue };
         let poisoned = match task {
             Task::Fetch(req, reply) => {
-                let id = req.request_id.clone();
-                let input = serde_json::to_string(&req).unwrap_or_default();
-                let r = e.dispatch("fetch", &input, &id).and_then(|out| {
-                    serde_json::from_str::<HttpResponse>(&out).map_err(|err| InvokeError::Script {
-                        worker: def.name.clone(),
-                        message: format!("bad response: {err}"),
-                    })
-                });
-                let p = matches!(r, Err(InvokeError::Limit { .. }));
+                let (r, p) = run_fetch(e, req);
                 let _ = reply.send(r);
                 p
             }
@@ -274,6 +310,64 @@ fn worker_thread(
             engine = None;
         }
     }
+}
+
+/// Runs `f`, which blocks, without stalling the async runtime: on a tokio worker thread the runtime
+/// first hands this thread's other tasks to another thread; elsewhere `f` just runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(f)
+}
+
+/// Can a request run its worker's JavaScript on the current thread? Only on a multi-threaded
+/// tokio runtime, where `block_in_place` can hand the thread's other tasks away.
+fn runs_here() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// Ids of the worker handles alive; a thread drops its engines of the others.
+static LIVE_HANDLES: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+/// Bumped whenever a handle goes away, so that threads know when to look.
+static RETIRED: AtomicU64 = AtomicU64::new(0);
+static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
+
+/// This thread's engines, by worker handle id.
+#[derive(Default)]
+struct LocalEngines {
+    seen: u64,
+    engines: HashMap<u64, Engine>,
+}
+
+impl LocalEngines {
+    /// Takes the engine of `id` out (the caller puts it back), after dropping those of handles
+    /// that are gone (a redeploy or `worker rm`).
+    fn take(&mut self, id: u64) -> Option<Engine> {
+        let retired = RETIRED.load(Ordering::SeqCst);
+        if retired != self.seen {
+            let live = LIVE_HANDLES.lock().unwrap_or_else(|p| p.into_inner());
+            self.engines.retain(|k, _| live.contains(k));
+            self.seen = retired;
+        }
+        self.engines.remove(&id)
+    }
+}
+
+thread_local! {
+    static LOCAL_ENGINES: RefCell<LocalEngines> = RefCell::new(LocalEngines::default());
+}
+
+/// One `fetch` invocation on `engine`; a limit leaves the engine poisoned (`true`).
+fn run_fetch(engine: &mut Engine, req: HttpRequest) -> (Result<HttpResponse, InvokeError>, bool) {
+    let id = req.request_id.clone();
+    let input = serde_json::to_string(&req).unwrap_or_default();
+    let r = engine.dispatch("fetch", &input, &id).and_then(|out| {
+        serde_json::from_str::<HttpResponse>(&out).map_err(|err| InvokeError::Script {
+            worker: engine.def.name.clone(),
+            message: format!("bad response: {err}"),
+        })
+    });
+    let poisoned = matches!(r, Err(InvokeError::Limit { .. }));
+    (r, poisoned)
 }
 
 fn reply_err(task: Task, err: InvokeError) {
@@ -456,15 +550,17 @@ impl Engine {
                         0.0
                     };
                     let started = Instant::now();
-                    let r = s.handle.block_on(async {
-                        let c = s.pool.get().await.map_err(|e| e.to_string())?;
-                        c.query_one(
-                            "SELECT runner.enqueue($1, $2, now() + make_interval(secs => $3))",
-                            &[&queue, &payload, &delay],
-                        )
-                        .await
-                        .map(|r| r.get::<_, i64>(0))
-                        .map_err(|e| e.to_string())
+                    let r = blocking(|| {
+                        s.handle.block_on(async {
+                            let c = s.pool.get().await.map_err(|e| e.to_string())?;
+                            c.query_one(
+                                "SELECT runner.enqueue($1, $2, now() + make_interval(secs => $3))",
+                                &[&queue, &payload, &delay],
+                            )
+                            .await
+                            .map(|r| r.get::<_, i64>(0))
+                            .map_err(|e| e.to_string())
+                        })
                     });
                     extend(&deadline, started.elapsed());
                     r.map(|id| id as f64).map_err(|e| {
@@ -492,7 +588,7 @@ impl Engine {
                 let req: crate::fetch::FetchRequest = serde_json::from_str(&req)
                     .map_err(|e| rquickjs::Exception::throw_type(&ctx, &format!("fetch: {e}")))?;
                 let started = Instant::now();
-                let r = s.handle.block_on(crate::fetch::fetch(&s.fetch, req));
+                let r = blocking(|| s.handle.block_on(crate::fetch::fetch(&s.fetch, req)));
                 extend(&deadline, started.elapsed());
                 match r {
                     Ok(resp) => Ok(serde_json::to_string(&resp).unwrap_or_default()),
@@ -514,11 +610,13 @@ impl Engine {
                             serde_json::from_str(&params).unwrap_or_default();
                         let statement = postgate::Statement { sql, params };
                         let started = Instant::now();
-                        let r = s.handle.block_on(gateway.query(
-                            token.expose(),
-                            statement,
-                            postgate::RowsAs::Objects,
-                        ));
+                        let r = blocking(|| {
+                            s.handle.block_on(gateway.query(
+                                token.expose(),
+                                statement,
+                                postgate::RowsAs::Objects,
+                            ))
+                        });
                         extend(&deadline, started.elapsed());
                         match r {
                             Ok(res) => json!({"ok": true, "result": res}).to_string(),
@@ -592,7 +690,14 @@ impl Engine {
                     ),
                     None => return Err("the worker did not load".to_string()),
                 };
-                let p: Promise = f.call((kind, input)).catch(&ctx).map_err(caught)?;
+                let v: rquickjs::Value = f.call((kind, input)).catch(&ctx).map_err(caught)?;
+                // A handler that answered synchronously: the result, with no promise to drive.
+                if let Some(done) = v.as_string() {
+                    return done.to_string().map_err(|e| e.to_string());
+                }
+                let p: Promise = v.into_promise().ok_or_else(|| {
+                    "__dispatch returned neither a string nor a promise".to_string()
+                })?;
                 // Drive the promise: microtasks first, then due timers, then sleep until the
                 // next timer (not counted as CPU time), within the wall-time limit.
                 let out = loop {
@@ -619,7 +724,7 @@ impl Engine {
                         break Err("wall-time limit reached while waiting for a timer".to_string());
                     }
                     let nap = Duration::from_secs_f64(next / 1000.0).min(wall - now);
-                    std::thread::sleep(nap);
+                    blocking(|| std::thread::sleep(nap));
                     extend(&deadline, nap);
                 };
                 // A settled invocation dropped its timers itself (`__dispatch`).

@@ -260,7 +260,7 @@
       this.statusText = init.statusText || STATUS[this.status] || '';
       this.headers = new Headers(init.headers);
       this._init(body);
-      if (typeof body === 'string' && !this.headers.has('content-type')) this.headers.set('content-type', 'text/plain;charset=UTF-8');
+      if (typeof body === 'string' && !this.headers._m.has('content-type')) this.headers._m.set('content-type', 'text/plain;charset=UTF-8');
     }
     get ok() { return this.status >= 200 && this.status < 300; }
     clone() { return new Response(this._body, this); }
@@ -282,36 +282,57 @@
   };
 
   // ---- dispatch, called by the runner
+  // `ctx` of an invocation; waitUntil's promises are awaited before the invocation ends.
+  class Ctx {
+    waitUntil(p) { (this._waits || (this._waits = [])).push(Promise.resolve(p)); }
+    passThroughOnException() {}
+  }
   // Timers left pending when the invocation ends are dropped (the runner also drops them when
   // the promise never settles).
-  G.__dispatch = async (kind, inputJson) => {
+  const dropTimers = () => { if (timers.size) timers.clear(); };
+  const fetchResult = (res) => {
+    if (!(res instanceof Response)) throw new TypeError('fetch handler must return a Response');
+    return JSON.stringify({ status: res.status, headers: [...res.headers._m], body: res._body === null ? '' : res._body });
+  };
+  // Returns the result as a string when the handler answered synchronously, else a promise of it.
+  G.__dispatch = (kind, inputJson) => {
+    let settled = true;
     try {
-      return await dispatch(kind, JSON.parse(inputJson));
+      const input = JSON.parse(inputJson);
+      const w = G.__worker;
+      const env = G.__env;
+      const ctx = new Ctx();
+      const handler = w && w[kind];
+      if (typeof handler !== 'function') throw new Error(`worker has no ${kind} handler`);
+      if (kind === 'fetch') {
+        // The runner built this URL itself (valid, absolute): no second parse per request.
+        const req = Object.create(Request.prototype);
+        req.url = input.url; req.method = input.method; req.headers = Headers._fromRunner(input.headers);
+        req._init(input.body); req.signal = null;
+        const res = handler.call(w, req, env, ctx);
+        if (res instanceof Response && !ctx._waits) return fetchResult(res);
+        settled = false;
+        return (async () => {
+          try {
+            const r = await res;
+            if (ctx._waits) await Promise.allSettled(ctx._waits);
+            return fetchResult(r);
+          } finally { dropTimers(); }
+        })();
+      }
+      settled = false;
+      return (async () => {
+        try { return await dispatchEvent(kind, input, w, handler, env, ctx); } finally { dropTimers(); }
+      })();
     } finally {
-      if (timers.size) timers.clear();
+      if (settled) dropTimers();
     }
   };
-  const dispatch = async (kind, input) => {
-    const w = G.__worker;
-    const env = G.__env;
-    const waits = [];
-    const ctx = { waitUntil(p) { waits.push(Promise.resolve(p)); }, passThroughOnException() {} };
-    const handler = w && w[kind];
-    if (typeof handler !== 'function') throw new Error(`worker has no ${kind} handler`);
-    if (kind === 'fetch') {
-      // The runner built this URL itself (valid, absolute): no second parse per request.
-      const req = Object.create(Request.prototype);
-      req.url = input.url; req.method = input.method; req.headers = Headers._fromRunner(input.headers);
-      req._init(input.body); req.signal = null;
-      const res = await handler.call(w, req, env, ctx);
-      if (waits.length) await Promise.allSettled(waits);
-      if (!(res instanceof Response)) throw new TypeError('fetch handler must return a Response');
-      return JSON.stringify({ status: res.status, headers: [...res.headers._m], body: res._body === null ? '' : res._body });
-    }
+  const dispatchEvent = async (kind, input, w, handler, env, ctx) => {
     if (kind === 'scheduled') {
       const ev = { type: 'scheduled', cron: input.cron, scheduledTime: Date.parse(input.scheduledTime), missed: input.missed | 0 };
       await handler.call(w, ev, env, ctx);
-      await Promise.allSettled(waits);
+      if (ctx._waits) await Promise.allSettled(ctx._waits);
       return '{}';
     }
     if (kind === 'queue') {
@@ -322,7 +343,7 @@
       }));
       const batch = { queue: input.queue, messages, ackAll() { retried.clear(); }, retryAll() { for (const m of messages) retried.add(m.id); } };
       await handler.call(w, batch, env, ctx);
-      await Promise.allSettled(waits);
+      if (ctx._waits) await Promise.allSettled(ctx._waits);
       return JSON.stringify({ retried: [...retried] });
     }
     throw new Error(`unknown event ${kind}`);
