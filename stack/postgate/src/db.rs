@@ -1,6 +1,7 @@
 //! Every connection postgate makes: the service pool (token lookups, as the login `postgate`) and
 //! one small pool per tenant login (`pgt_<tenant>_<code>_login`), created on first use.
 
+use crate::pipeline;
 use crate::token::{self, Permissions};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures_util::StreamExt as _;
@@ -31,6 +32,8 @@ pub enum DbError {
     },
     #[error("looking up a token: {0}")]
     Lookup(tokio_postgres::Error),
+    #[error("getting a read session for {login}: {message}")]
+    Pipe { login: String, message: String },
 }
 
 /// What a valid token grants.
@@ -73,6 +76,9 @@ pub struct Db {
     pepper: Vec<u8>,
     pool_size: usize,
     tenants: Mutex<HashMap<String, Pool>>,
+    /// Sessions for one-sync-point reads, per tenant login (`crate::pipeline`); only when the
+    /// database is reached over TCP.
+    pipes: Mutex<HashMap<String, pipeline::Pool>>,
 }
 
 fn pool(cfg: tokio_postgres::Config, size: usize) -> Result<Pool, DbError> {
@@ -111,6 +117,7 @@ impl Db {
             pepper,
             pool_size,
             tenants: Mutex::new(HashMap::new()),
+            pipes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -147,6 +154,42 @@ impl Db {
         pool.get()
             .await
             .map_err(|source| DbError::Connect { login, source })
+    }
+
+    /// A one-sync-point read session as the tenant login of `info`, when the database is reached
+    /// over TCP (else `None`: reads take the general path).
+    pub async fn pipe_session(
+        &self,
+        info: &TokenInfo,
+    ) -> Result<Option<deadpool::managed::Object<pipeline::Manager>>, DbError> {
+        let login = info.login();
+        let pool = {
+            let mut map = self.pipes.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&login) {
+                Some(p) => p.clone(),
+                None => {
+                    let (Some(tokio_postgres::config::Host::Tcp(host)), Some(dbname)) =
+                        (self.base.get_hosts().first(), self.base.get_dbname())
+                    else {
+                        return Ok(None);
+                    };
+                    let target = pipeline::Target {
+                        host: host.clone(),
+                        port: self.base.get_ports().first().copied().unwrap_or(5432),
+                        user: login.clone(),
+                        password: token::login_password(&self.pepper, &login).into_bytes(),
+                        dbname: dbname.to_string(),
+                    };
+                    let p = pipeline::pool(target, self.pool_size).map_err(DbError::Pool)?;
+                    map.insert(login.clone(), p.clone());
+                    p
+                }
+            }
+        };
+        pool.get().await.map(Some).map_err(|e| DbError::Pipe {
+            login,
+            message: e.to_string(),
+        })
     }
 
     /// The token whose HMAC is `hash`, if it exists, is not revoked and has not expired. Served

@@ -67,7 +67,16 @@ impl ApiError {
         let Some(db) = e.as_db_error() else {
             return Self::internal("running a statement", e);
         };
-        let state = db.code().code();
+        let position = match db.position() {
+            Some(ErrorPosition::Original(p)) => Some(*p),
+            _ => None,
+        };
+        Self::from_db_parts(db.code().code(), db.message(), position)
+    }
+
+    /// An error PostgreSQL raised for the client's own SQL, from its SQLSTATE, message and
+    /// position.
+    pub fn from_db_parts(state: &str, message: &str, position: Option<u32>) -> Self {
         let (status, code) = match state {
             "57014" => (StatusCode::REQUEST_TIMEOUT, "statement_timeout"),
             "42501" => (StatusCode::FORBIDDEN, "permission_denied"),
@@ -81,12 +90,9 @@ impl ApiError {
         ApiError {
             status,
             code,
-            message: db.message().to_string(),
+            message: message.to_string(),
             sqlstate: Some(state.to_string()),
-            position: match db.position() {
-                Some(ErrorPosition::Original(p)) => Some(*p),
-                _ => None,
-            },
+            position,
             statement: None,
         }
     }

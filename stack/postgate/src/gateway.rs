@@ -6,6 +6,7 @@ use crate::checker::Checker;
 use crate::config::Settings;
 use crate::db::{Db, DbError, TokenInfo};
 use crate::error::ApiError;
+use crate::pipeline::{self, PipeError};
 use crate::token;
 use crate::types::{self, JsonParam, Raw};
 use axum::http::StatusCode;
@@ -63,6 +64,22 @@ pub enum GatewayError {
     Db(#[from] DbError),
     #[error("starting the statement checker threads: {0}")]
     Checker(std::io::Error),
+}
+
+impl QueryResult {
+    /// `row_count`: the rows returned, or for a statement without columns the rows it affected.
+    fn new(columns: Vec<Column>, rows: Vec<Value>, affected: Option<u64>) -> QueryResult {
+        let row_count = if columns.is_empty() {
+            affected.unwrap_or(0)
+        } else {
+            rows.len() as u64
+        };
+        QueryResult {
+            columns,
+            rows,
+            row_count,
+        }
+    }
 }
 
 pub struct Gateway {
@@ -171,11 +188,12 @@ impl Gateway {
 
     /// Runs `statements` in one transaction as the token's role; all or nothing.
     ///
-    /// The round trips: the transaction set-up, the first statement and, for a read-only token
-    /// running one statement, the role check with COMMIT, all go out together when the statement
-    /// is already prepared on the connection (one round trip). A token that may write takes a
-    /// second one for the COMMIT, sent only once every row has passed the limits, so that a
-    /// limit rolls the writes back. A statement not yet prepared on the connection adds one.
+    /// A read-only token's single statement goes in one round trip with one sync point
+    /// (`crate::pipeline`) when its types are built in. Otherwise: the transaction set-up and the
+    /// first statement go out together, and so does the role check with COMMIT for a read-only
+    /// token; a token that may write takes a second round trip for the COMMIT, sent only once
+    /// every row has passed the limits, so that a limit rolls the writes back. A statement not
+    /// yet prepared on the connection adds one.
     pub async fn run(
         &self,
         info: &TokenInfo,
@@ -199,6 +217,12 @@ impl Gateway {
                 .check(&sqls, info.permissions, info.schema())
                 .await
                 .map_err(|(i, e)| check_error(e).at(i))?;
+        }
+        if info.permissions.read_only()
+            && statements.len() == 1
+            && let Some(done) = self.read_in_one_sync(info, &statements[0], rows_as).await
+        {
+            return done.map(|r| vec![r]);
         }
         let client = self
             .db
@@ -239,6 +263,110 @@ impl Gateway {
             client.statement_cache.clear();
         }
         out
+    }
+
+    /// A read-only token's single statement with one sync point (`crate::pipeline`); `None` when
+    /// that path does not take it (no TCP session, a type that is not built in, a statement that
+    /// may have gone stale): the general path runs it then.
+    async fn read_in_one_sync(
+        &self,
+        info: &TokenInfo,
+        s: &Statement,
+        rows_as: RowsAs,
+    ) -> Option<Result<QueryResult, ApiError>> {
+        let mut session = self.db.pipe_session(info).await.ok().flatten()?;
+        let limits = &self.settings.limits;
+        let timeout_ms = limits.statement_timeout.as_millis().max(1);
+        let (role, search_path) = (info.role(), quote_ident(info.schema()));
+        let (timeout, idle) = (
+            timeout_ms.to_string(),
+            timeout_ms.saturating_mul(3).to_string(),
+        );
+        let setup = pipeline::ReadSetup {
+            role: &role,
+            search_path: &search_path,
+            statement_timeout_ms: &timeout,
+            idle_timeout_ms: &idle,
+        };
+        for attempt in 0..2 {
+            let (text, generation) = self.prepared_text(&s.sql, None);
+            let prepared_earlier = session.has(&text);
+            match self
+                .read_attempt(&mut session, &setup, &text, s, rows_as)
+                .await
+            {
+                Ok(r) => return Some(Ok(r)),
+                // A statement a schema change left unusable: prepared afresh under the next plan
+                // generation (PgBouncer finds server-side statements by their text), once.
+                Err(PipeError::Db(e))
+                    if attempt == 0
+                        && (certainly_stale(&e) || (prepared_earlier && may_be_stale(&e))) =>
+                {
+                    session.forget(&text);
+                    self.replan(&s.sql, generation);
+                }
+                Err(PipeError::Db(e)) => return Some(Err(e.at(0))),
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    async fn read_attempt(
+        &self,
+        session: &mut pipeline::Session,
+        setup: &pipeline::ReadSetup<'_>,
+        text: &str,
+        s: &Statement,
+        rows_as: RowsAs,
+    ) -> Result<QueryResult, PipeError> {
+        let limits = &self.settings.limits;
+        let stmt = session.statement(text, setup).await?;
+        let params: Vec<Option<String>> = s
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match (v, stmt.params.get(i)) {
+                (Value::Null, _) => None,
+                (v, Some(ty)) => Some(types::param_text(v, ty)),
+                (v, None) => Some(types::param_text(v, &tokio_postgres::types::Type::TEXT)),
+            })
+            .collect();
+        let columns: Vec<Column> = stmt
+            .columns
+            .iter()
+            .map(|(name, ty)| Column {
+                name: name.clone(),
+                type_name: types::type_name(ty),
+            })
+            .collect();
+        let mut budget = Budget {
+            bytes: 0,
+            max: limits.max_response_bytes,
+        };
+        let mut rows = Vec::new();
+        let affected = session
+            .read(setup, &stmt, &params, |raw| {
+                if rows.len() >= limits.max_rows {
+                    return Err(row_limit(limits.max_rows));
+                }
+                let mut values = Vec::with_capacity(raw.len());
+                for ((name, ty), v) in stmt.columns.iter().zip(raw) {
+                    values.push(types::decode(ty, *v).map_err(|e| {
+                        ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "unsupported_type",
+                            format!("column {name}: {e}"),
+                        )
+                    })?);
+                }
+                let value = shape_row(values, &columns, rows_as);
+                budget.add(&value)?;
+                rows.push(value);
+                Ok(())
+            })
+            .await?;
+        Ok(QueryResult::new(columns, rows, affected))
     }
 
     /// One attempt: BEGIN to COMMIT. On an error the transaction may still be open; the caller
@@ -338,7 +466,7 @@ impl Gateway {
             .map_err(|e| Failure::Failed(ApiError::from_user_sql(&e)))?;
         let prepared_earlier = client.statement_cache.size() == before;
         let stale = |e: ApiError| {
-            if prepared_earlier && may_be_stale(&e) {
+            if certainly_stale(&e) || (prepared_earlier && may_be_stale(&e)) {
                 Failure::Stale(0, generation, e)
             } else {
                 Failure::Failed(e)
@@ -380,14 +508,7 @@ impl Gateway {
             .map_err(|e| stale(ApiError::from_user_sql(&e)))?
         {
             if rows.len() >= limits.max_rows {
-                return Err(Failure::Failed(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "row_limit",
-                    format!(
-                        "the statement returned more than {} rows; add a LIMIT",
-                        limits.max_rows
-                    ),
-                )));
+                return Err(Failure::Failed(row_limit(limits.max_rows)));
             }
             let mut values = Vec::with_capacity(columns.len());
             for (j, col) in stmt.columns().iter().enumerate() {
@@ -403,37 +524,18 @@ impl Gateway {
                 })?;
                 values.push(v);
             }
-            let value = match rows_as {
-                RowsAs::Arrays => Value::Array(values),
-                RowsAs::Objects => {
-                    let mut m = Map::new();
-                    for (c, v) in columns.iter().zip(values) {
-                        // Duplicate names: the first column wins (arrays keep them all).
-                        m.entry(c.name.clone()).or_insert(v);
-                    }
-                    Value::Object(m)
-                }
-            };
+            let value = shape_row(values, &columns, rows_as);
             budget.add(&value).map_err(Failure::Failed)?;
             rows.push(value);
         }
-        let row_count = if columns.is_empty() {
-            stream.rows_affected().unwrap_or(0)
-        } else {
-            rows.len() as u64
-        };
-        Ok(QueryResult {
-            columns,
-            rows,
-            row_count,
-        })
+        Ok(QueryResult::new(columns, rows, stream.rows_affected()))
     }
 
     /// The text a statement is prepared under. PgBouncer keeps prepared statements per server
     /// session by their text, past a client's Close, so after a schema change made one unusable
     /// ("cached plan must not change result type") the same text would find it again: such a
-    /// statement is prepared from then on with a comment naming a new plan generation.
-    /// The text of `sql` at `generation` (by default the current one), and that generation.
+    /// statement is prepared from then on with a comment naming a new plan generation. Returns
+    /// the text of `sql` at `generation` (by default the current one), and that generation.
     fn prepared_text<'a>(&self, sql: &'a str, generation: Option<u32>) -> (Cow<'a, str>, u32) {
         let generation = generation.unwrap_or_else(|| {
             let generations = self
@@ -505,6 +607,13 @@ impl Failure {
     }
 }
 
+/// Errors that only a prepared statement gone stale causes: its result type changed (`0A000`,
+/// "cached plan must not change result type"), or it is gone from the server session (`26000`).
+fn certainly_stale(e: &ApiError) -> bool {
+    matches!(e.sqlstate.as_deref(), Some("0A000" | "26000"))
+        && (e.sqlstate.as_deref() == Some("26000") || e.message.contains("cached plan"))
+}
+
 /// Errors that a schema change under a prepared statement causes: its result type changed
 /// (`0A000`), it is gone from the server session (`26000`), or its parameter types no longer fit
 /// (`42...`, `22P02`). A permission error is the answer, not staleness.
@@ -516,6 +625,29 @@ fn may_be_stale(e: &ApiError) -> bool {
 /// ROLLBACK whatever an attempt left open (a no-op warning when nothing is).
 async fn end_transaction(client: &Object) -> Result<(), tokio_postgres::Error> {
     client.batch_execute("ROLLBACK").await
+}
+
+/// A row as the client asked for it: an array, or an object (duplicate column names: the first
+/// column wins; arrays keep them all).
+fn shape_row(values: Vec<Value>, columns: &[Column], rows_as: RowsAs) -> Value {
+    match rows_as {
+        RowsAs::Arrays => Value::Array(values),
+        RowsAs::Objects => {
+            let mut m = Map::new();
+            for (c, v) in columns.iter().zip(values) {
+                m.entry(c.name.clone()).or_insert(v);
+            }
+            Value::Object(m)
+        }
+    }
+}
+
+fn row_limit(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "row_limit",
+        format!("the statement returned more than {max} rows; add a LIMIT"),
+    )
 }
 
 fn session_changed() -> ApiError {

@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod pipeline;
 pub mod schema;
 pub mod token;
 pub mod types;

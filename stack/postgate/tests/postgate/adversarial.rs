@@ -210,6 +210,11 @@ const CASES: &[(&str, &str, Expect)] = &[
     ("ro", "END", Deny),
     ("ro", "ABORT", Deny),
     ("rw", "BEGIN", Safe),
+    // A read-only token's statement runs in one implicit transaction up to a single Sync: a
+    // statement that opens or ends a transaction there must not leave the session changed.
+    ("ro", "BEGIN", Deny),
+    ("ro", "COMMIT", Deny),
+    ("ro", "START TRANSACTION READ WRITE", Deny),
     ("rw", "START TRANSACTION", Safe),
     ("rw", "SAVEPOINT a", Safe),
     ("rw", "RELEASE SAVEPOINT a", Deny),

@@ -1,0 +1,518 @@
+//! Reads in one sync point. tokio-postgres ends every statement with a Sync, and PostgreSQL
+//! flushes its output at each one; through PgBouncer and a container bridge each flush is a
+//! network message that every hop pays for, and on a busy host those messages, not parsing or
+//! planning, are what a read costs (see the README's benchmark). This module keeps its own
+//! sessions for the tenant logins of read-only tokens and sends a read as three Bind/Execute pairs
+//! (the set-up, the statement, the role check) before a single Sync: one implicit transaction,
+//! which PostgreSQL commits at the Sync or rolls back when any part failed, and one flush.
+//!
+//! It speaks the protocol through `postgres-protocol`, the codec tokio-postgres is built on, and
+//! only as far as that path needs: SCRAM (or cleartext) login, named statements whose parameter
+//! and column types are built in, parameters as text and columns in binary. A statement it does
+//! not take goes the general way (`gateway`), which is also where writes and batches go.
+
+use crate::error::ApiError;
+use bytes::BytesMut;
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use fallible_iterator::FallibleIterator as _;
+use postgres_protocol::IsNull;
+use postgres_protocol::authentication::sasl::{self, ChannelBinding, ScramSha256};
+use postgres_protocol::message::backend::{ErrorResponseBody, Message};
+use postgres_protocol::message::frontend;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::types::Type;
+
+/// The transaction set-up of a read: `set_config(…, true)` is `SET LOCAL`, and lasts until the
+/// Sync ends the implicit transaction.
+const SETUP: &str = "SELECT pg_catalog.set_config('role', $1, true), \
+    pg_catalog.set_config('search_path', $2, true), \
+    pg_catalog.set_config('statement_timeout', $3, true), \
+    pg_catalog.set_config('idle_in_transaction_session_timeout', $4, true), \
+    pg_catalog.set_config('transaction_read_only', 'on', true)";
+
+/// The role check after the statement: raises (a cast that cannot succeed, computed at run time)
+/// unless the role is still `$1` and the transaction still read-only. Schema-qualified, so nothing
+/// of the tenant's can stand in.
+pub const CHECK: &str = "SELECT CASE WHEN current_user OPERATOR(pg_catalog.=) $1::pg_catalog.name \
+    AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on' \
+    THEN 1 ELSE ('postgate_session_changed:'::pg_catalog.text OPERATOR(pg_catalog.||) current_user::pg_catalog.text)::pg_catalog.int4 END";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipeError {
+    #[error("talking to the database: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("unexpected answer from the database: {0}")]
+    Protocol(String),
+    /// An error PostgreSQL raised, already in the client's terms.
+    #[error("{}", .0.message)]
+    Db(ApiError),
+    /// A statement this path does not take (a type that is not built in): use the general one.
+    #[error("not for this path")]
+    Unsupported,
+}
+
+/// Where the sessions of one login connect.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Vec<u8>,
+    pub dbname: String,
+}
+
+/// A prepared statement of a session: its server-side name and types.
+#[derive(Debug)]
+pub struct Prepared {
+    name: String,
+    pub params: Vec<Type>,
+    pub columns: Vec<(String, Type)>,
+}
+
+/// One PostgreSQL session of a tenant login.
+pub struct Session {
+    stream: TcpStream,
+    rd: BytesMut,
+    wr: BytesMut,
+    /// By SQL text; `None` for a statement this path does not take.
+    prepared: HashMap<String, Option<Arc<Prepared>>>,
+    next: u64,
+    /// Set when the session's state is unknown (an I/O or protocol failure): never reused.
+    broken: bool,
+}
+
+/// The parts of a read, besides the statement.
+pub struct ReadSetup<'a> {
+    pub role: &'a str,
+    pub search_path: &'a str,
+    pub statement_timeout_ms: &'a str,
+    pub idle_timeout_ms: &'a str,
+}
+
+/// How many statements a session keeps prepared before it forgets them all.
+const PREPARED_PER_SESSION: usize = 256;
+
+impl Session {
+    pub async fn connect(t: &Target) -> Result<Session, PipeError> {
+        let stream = TcpStream::connect((t.host.as_str(), t.port)).await?;
+        stream.set_nodelay(true)?;
+        let mut s = Session {
+            stream,
+            rd: BytesMut::with_capacity(8192),
+            wr: BytesMut::with_capacity(1024),
+            prepared: HashMap::new(),
+            next: 0,
+            broken: false,
+        };
+        frontend::startup_message(
+            [
+                ("user", t.user.as_str()),
+                ("database", t.dbname.as_str()),
+                ("application_name", "postgate"),
+            ],
+            &mut s.wr,
+        )?;
+        s.flush().await?;
+        loop {
+            match s.next_message().await? {
+                Message::AuthenticationOk => {}
+                Message::AuthenticationCleartextPassword => {
+                    frontend::password_message(&t.password, &mut s.wr)?;
+                    s.flush().await?;
+                }
+                Message::AuthenticationSasl(body) => {
+                    let mut mechanisms = body.mechanisms();
+                    let mut scram = false;
+                    while let Some(m) = fallible(mechanisms.next())? {
+                        scram |= m == sasl::SCRAM_SHA_256;
+                    }
+                    if !scram {
+                        return Err(PipeError::Protocol(
+                            "the server offers no SCRAM-SHA-256".into(),
+                        ));
+                    }
+                    let mut scram = ScramSha256::new(&t.password, ChannelBinding::unsupported());
+                    frontend::sasl_initial_response(
+                        sasl::SCRAM_SHA_256,
+                        scram.message(),
+                        &mut s.wr,
+                    )?;
+                    s.flush().await?;
+                    match s.next_message().await? {
+                        Message::AuthenticationSaslContinue(b) => scram.update(b.data())?,
+                        Message::ErrorResponse(e) => return Err(PipeError::Db(db_error(&e))),
+                        _ => return Err(PipeError::Protocol("SCRAM exchange".into())),
+                    }
+                    frontend::sasl_response(scram.message(), &mut s.wr)?;
+                    s.flush().await?;
+                    match s.next_message().await? {
+                        Message::AuthenticationSaslFinal(b) => scram.finish(b.data())?,
+                        Message::ErrorResponse(e) => return Err(PipeError::Db(db_error(&e))),
+                        _ => return Err(PipeError::Protocol("SCRAM exchange".into())),
+                    }
+                }
+                Message::ErrorResponse(e) => return Err(PipeError::Db(db_error(&e))),
+                Message::ReadyForQuery(_) => break,
+                Message::ParameterStatus(_)
+                | Message::BackendKeyData(_)
+                | Message::NoticeResponse(_) => {}
+                _ => return Err(PipeError::Protocol("login".into())),
+            }
+        }
+        for sql in [SETUP, CHECK] {
+            s.prepare(sql, None).await?;
+        }
+        Ok(s)
+    }
+
+    /// `sql` prepared on this session (prepared now, after the set-up, so that its names resolve
+    /// in the tenant's schema), or `Unsupported`.
+    pub async fn statement(
+        &mut self,
+        sql: &str,
+        setup: &ReadSetup<'_>,
+    ) -> Result<Arc<Prepared>, PipeError> {
+        match self.prepared.get(sql) {
+            Some(Some(p)) => return Ok(p.clone()),
+            Some(None) => return Err(PipeError::Unsupported),
+            None => {}
+        }
+        if self.prepared.len() >= PREPARED_PER_SESSION {
+            self.forget_all();
+        }
+        self.prepare(sql, Some(setup)).await
+    }
+
+    async fn prepare(
+        &mut self,
+        sql: &str,
+        setup: Option<&ReadSetup<'_>>,
+    ) -> Result<Arc<Prepared>, PipeError> {
+        let name = format!("pgp{}", self.next);
+        self.next += 1;
+        if let Some(setup) = setup {
+            self.bind_setup(setup)?;
+        }
+        frontend::parse(&name, sql, std::iter::empty(), &mut self.wr)?;
+        frontend::describe(b'S', &name, &mut self.wr)?;
+        frontend::sync(&mut self.wr);
+        self.flush().await?;
+        let (mut params, mut columns, mut error) = (Vec::new(), None, None);
+        loop {
+            match self.next_message().await? {
+                Message::ParameterDescription(b) => {
+                    let mut it = b.parameters();
+                    while let Some(oid) = fallible(it.next())? {
+                        params.push(oid);
+                    }
+                }
+                Message::RowDescription(b) => {
+                    let mut cols = Vec::new();
+                    let mut it = b.fields();
+                    while let Some(f) = fallible(it.next())? {
+                        cols.push((f.name().to_string(), f.type_oid()));
+                    }
+                    columns = Some(cols);
+                }
+                Message::NoData => columns = Some(Vec::new()),
+                Message::ErrorResponse(e) => error = Some(db_error(&e)),
+                Message::ReadyForQuery(_) => break,
+                _ => {}
+            }
+        }
+        if let Some(e) = error {
+            return Err(PipeError::Db(e));
+        }
+        let columns: Option<Vec<(String, Type)>> = columns
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, oid)| Type::from_oid(oid).map(|t| (n, t)))
+            .collect();
+        let params: Option<Vec<Type>> = params.into_iter().map(Type::from_oid).collect();
+        let prepared = match (params, columns) {
+            (Some(params), Some(columns)) => Some(Arc::new(Prepared {
+                name,
+                params,
+                columns,
+            })),
+            _ => None,
+        };
+        self.prepared.insert(sql.to_string(), prepared.clone());
+        prepared.ok_or(PipeError::Unsupported)
+    }
+
+    fn bind_setup(&mut self, setup: &ReadSetup<'_>) -> Result<(), PipeError> {
+        let name = self.name_of(SETUP)?;
+        let values = [
+            setup.role,
+            setup.search_path,
+            setup.statement_timeout_ms,
+            setup.idle_timeout_ms,
+        ];
+        self.bind(&name, values.iter().map(|v| Some(v.as_bytes())), false)?;
+        frontend::execute("", 0, &mut self.wr)?;
+        Ok(())
+    }
+
+    fn name_of(&self, sql: &str) -> Result<String, PipeError> {
+        match self.prepared.get(sql) {
+            Some(Some(p)) => Ok(p.name.clone()),
+            _ => Err(PipeError::Protocol("a session statement is missing".into())),
+        }
+    }
+
+    /// Bind of the unnamed portal: parameters as text, columns in binary when `binary`.
+    fn bind<'v>(
+        &mut self,
+        statement: &str,
+        values: impl IntoIterator<Item = Option<&'v [u8]>>,
+        binary: bool,
+    ) -> Result<(), PipeError> {
+        let result_formats: &[i16] = if binary { &[1] } else { &[] };
+        frontend::bind(
+            "",
+            statement,
+            [0i16],
+            values,
+            |v, buf| match v {
+                Some(bytes) => {
+                    buf.extend_from_slice(bytes);
+                    Ok(IsNull::No)
+                }
+                None => Ok(IsNull::Yes),
+            },
+            result_formats.iter().copied(),
+            &mut self.wr,
+        )
+        .map_err(|e| match e {
+            frontend::BindError::Conversion(e) => PipeError::Protocol(e.to_string()),
+            frontend::BindError::Serialization(e) => PipeError::Io(e),
+        })
+    }
+
+    /// Runs a read: set-up, `stmt` with `params` (text), check, one Sync. `row` sees each row's
+    /// columns (binary) and may refuse the result; the rows are still drained.
+    pub async fn read(
+        &mut self,
+        setup: &ReadSetup<'_>,
+        stmt: &Prepared,
+        params: &[Option<String>],
+        mut row: impl FnMut(&[Option<&[u8]>]) -> Result<(), ApiError>,
+    ) -> Result<Option<u64>, PipeError> {
+        if params.len() != stmt.params.len() {
+            return Err(PipeError::Db(ApiError::bad_request(format!(
+                "the statement takes {} parameters, {} given",
+                stmt.params.len(),
+                params.len()
+            ))));
+        }
+        let check = self.name_of(CHECK)?;
+        self.bind_setup(setup)?;
+        self.bind(
+            &stmt.name,
+            params.iter().map(|p| p.as_deref().map(str::as_bytes)),
+            true,
+        )?;
+        frontend::execute("", 0, &mut self.wr)?;
+        self.bind(&check, [Some(setup.role.as_bytes())], false)?;
+        frontend::execute("", 0, &mut self.wr)?;
+        frontend::sync(&mut self.wr);
+        self.flush().await?;
+        // Phases: 0 set-up, 1 the statement, 2 the check.
+        let (mut phase, mut refused, mut failed, mut affected) = (0, None, None, None);
+        let idle;
+        let mut ranges_of_row = Vec::with_capacity(stmt.columns.len());
+        loop {
+            match self.next_message().await? {
+                Message::DataRow(body) if phase == 1 && refused.is_none() => {
+                    ranges_of_row.clear();
+                    let mut ranges = body.ranges();
+                    while let Some(r) = fallible(ranges.next())? {
+                        ranges_of_row.push(r);
+                    }
+                    let buf = body.buffer();
+                    let values: Vec<Option<&[u8]>> = ranges_of_row
+                        .iter()
+                        .map(|r| r.clone().map(|r| &buf[r]))
+                        .collect();
+                    if let Err(e) = row(&values) {
+                        refused = Some(e);
+                    }
+                }
+                Message::CommandComplete(body) => {
+                    if phase == 1 {
+                        let tag = body.tag().map_err(|e| PipeError::Protocol(e.to_string()))?;
+                        affected = tag.rsplit(' ').next().and_then(|n| n.parse().ok());
+                    }
+                    phase += 1;
+                }
+                Message::EmptyQueryResponse => phase += 1,
+                Message::ErrorResponse(e) if failed.is_none() => {
+                    failed = Some((phase, db_error(&e)));
+                }
+                Message::ReadyForQuery(body) => {
+                    idle = body.status() == b'I';
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if !idle {
+            // The statement opened a transaction block (BEGIN) that the Sync did not end: end it,
+            // and answer as for any statement that changed the transaction.
+            frontend::query("ROLLBACK", &mut self.wr)?;
+            self.flush().await?;
+            loop {
+                if let Message::ReadyForQuery(body) = self.next_message().await? {
+                    if body.status() != b'I' {
+                        self.broken = true;
+                    }
+                    break;
+                }
+            }
+            return Err(PipeError::Db(session_changed()));
+        }
+        if let Some((phase, e)) = failed {
+            let session_changed = phase == 2 || e.message.contains("postgate_session_changed:");
+            return Err(PipeError::Db(if session_changed {
+                self::session_changed()
+            } else if phase == 0 {
+                return Err(PipeError::Protocol(format!(
+                    "transaction set-up: {}",
+                    e.message
+                )));
+            } else {
+                e
+            }));
+        }
+        if let Some(e) = refused {
+            return Err(PipeError::Db(e));
+        }
+        Ok(affected)
+    }
+
+    /// Is `sql` prepared on this session already?
+    pub fn has(&self, sql: &str) -> bool {
+        matches!(self.prepared.get(sql), Some(Some(_)))
+    }
+
+    /// Forgets a statement (after a schema change left it unusable): it is prepared again next time.
+    pub fn forget(&mut self, sql: &str) {
+        if let Some(Some(p)) = self.prepared.remove(sql) {
+            // Closed with the next request's messages; its answer is skipped like any other.
+            let _ = frontend::close(b'S', &p.name, &mut self.wr);
+        }
+    }
+
+    fn forget_all(&mut self) {
+        let sqls: Vec<String> = self
+            .prepared
+            .keys()
+            .filter(|k| k.as_str() != SETUP && k.as_str() != CHECK)
+            .cloned()
+            .collect();
+        for sql in sqls {
+            self.forget(&sql);
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), PipeError> {
+        let r = self.stream.write_all(&self.wr).await;
+        self.wr.clear();
+        if r.is_err() {
+            self.broken = true;
+        }
+        Ok(r?)
+    }
+
+    async fn next_message(&mut self) -> Result<Message, PipeError> {
+        loop {
+            match Message::parse(&mut self.rd) {
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {}
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e.into());
+                }
+            }
+            self.rd.reserve(8192);
+            let n = match self.stream.read_buf(&mut self.rd).await {
+                Ok(n) => n,
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e.into());
+                }
+            };
+            if n == 0 {
+                self.broken = true;
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+        }
+    }
+}
+
+fn session_changed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "session_changed",
+        "the statement changed the role or the transaction; it was rolled back",
+    )
+}
+
+fn fallible<T>(r: std::io::Result<Option<T>>) -> Result<Option<T>, PipeError> {
+    r.map_err(|e| PipeError::Protocol(e.to_string()))
+}
+
+/// An ErrorResponse in the client's terms.
+fn db_error(body: &ErrorResponseBody) -> ApiError {
+    let (mut code, mut message, mut position) = (String::new(), String::new(), None);
+    let mut fields = body.fields();
+    while let Ok(Some(f)) = fields.next() {
+        match f.type_() {
+            b'C' => code = String::from_utf8_lossy(f.value_bytes()).into_owned(),
+            b'M' => message = String::from_utf8_lossy(f.value_bytes()).into_owned(),
+            b'P' => {
+                position = std::str::from_utf8(f.value_bytes())
+                    .ok()
+                    .and_then(|p| p.parse().ok())
+            }
+            _ => {}
+        }
+    }
+    ApiError::from_db_parts(&code, &message, position)
+}
+
+/// A pool of sessions for one login (deadpool's generic pool).
+pub struct Manager(pub Target);
+
+impl managed::Manager for Manager {
+    type Type = Session;
+    type Error = PipeError;
+
+    async fn create(&self) -> Result<Session, PipeError> {
+        Session::connect(&self.0).await
+    }
+
+    async fn recycle(&self, s: &mut Session, _: &Metrics) -> RecycleResult<PipeError> {
+        if s.broken {
+            return Err(RecycleError::message("the session broke"));
+        }
+        Ok(())
+    }
+}
+
+pub type Pool = managed::Pool<Manager>;
+
+pub fn pool(target: Target, size: usize) -> Result<Pool, String> {
+    Pool::builder(Manager(target))
+        .max_size(size)
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| e.to_string())
+}
