@@ -650,7 +650,7 @@ fn row_limit(max: usize) -> ApiError {
     )
 }
 
-fn session_changed() -> ApiError {
+pub(crate) fn session_changed() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "session_changed",
@@ -658,26 +658,35 @@ fn session_changed() -> ApiError {
     )
 }
 
-/// What `check_then_commit` raises when the check fails (a cast that cannot succeed, computed at
-/// run time so the planner cannot fold it).
-const SESSION_CHANGED_MARK: &str = "postgate_session_changed:";
+/// What the role check raises when it fails (a cast that cannot succeed, computed at run time so
+/// the planner cannot fold it).
+pub(crate) const SESSION_CHANGED_MARK: &str = "postgate_session_changed:";
 
-/// One message: the role and read-only check of the last statement, then COMMIT. Operators and
-/// functions are schema-qualified, so nothing the tenant defines can stand in for them.
+/// The role check: one row when `current_user` is `role` (an SQL expression of type name) and
+/// `also` holds, else an error carrying [`SESSION_CHANGED_MARK`]. Operators and functions are
+/// schema-qualified, so nothing the tenant defines can stand in for them.
+pub(crate) fn role_check(role: &str, also: &str) -> String {
+    format!(
+        "SELECT CASE WHEN current_user OPERATOR(pg_catalog.=) {role}{also} \
+         THEN 1 ELSE ('{SESSION_CHANGED_MARK}'::pg_catalog.text OPERATOR(pg_catalog.||) current_user::pg_catalog.text)::pg_catalog.int4 END"
+    )
+}
+
+/// `AND` the transaction is still read-only.
+pub(crate) const STILL_READ_ONLY: &str =
+    " AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on'";
+
+/// One message: the role and read-only check of the last statement, then COMMIT.
 fn check_then_commit(info: &TokenInfo) -> String {
-    let role = info.role().replace('\'', "''");
+    let role = format!("'{}'::pg_catalog.name", info.role().replace('\'', "''"));
     // A read-only transaction cannot alter a role; one that may write must not have altered its
     // own login (see `pooler.login_untouched` in src/db/pooler_auth.sql).
-    let read_only = if info.permissions.read_only() {
-        " AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on'"
+    let also = if info.permissions.read_only() {
+        STILL_READ_ONLY
     } else {
         " AND pooler.login_untouched()"
     };
-    format!(
-        "SELECT CASE WHEN current_user OPERATOR(pg_catalog.=) '{role}'::pg_catalog.name{read_only} \
-         THEN 1 ELSE ('{SESSION_CHANGED_MARK}'::pg_catalog.text OPERATOR(pg_catalog.||) current_user::pg_catalog.text)::pg_catalog.int4 END; \
-         COMMIT"
-    )
+    format!("{}; COMMIT", role_check(&role, also))
 }
 
 fn is_session_changed(e: &tokio_postgres::Error) -> bool {

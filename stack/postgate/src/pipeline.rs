@@ -12,6 +12,7 @@
 //! not take goes the general way (`gateway`), which is also where writes and batches go.
 
 use crate::error::ApiError;
+use crate::gateway;
 use bytes::BytesMut;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use fallible_iterator::FallibleIterator as _;
@@ -20,7 +21,7 @@ use postgres_protocol::authentication::sasl::{self, ChannelBinding, ScramSha256}
 use postgres_protocol::message::backend::{ErrorResponseBody, Message};
 use postgres_protocol::message::frontend;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,12 +35,12 @@ const SETUP: &str = "SELECT pg_catalog.set_config('role', $1, true), \
     pg_catalog.set_config('idle_in_transaction_session_timeout', $4, true), \
     pg_catalog.set_config('transaction_read_only', 'on', true)";
 
-/// The role check after the statement: raises (a cast that cannot succeed, computed at run time)
-/// unless the role is still `$1` and the transaction still read-only. Schema-qualified, so nothing
-/// of the tenant's can stand in.
-pub const CHECK: &str = "SELECT CASE WHEN current_user OPERATOR(pg_catalog.=) $1::pg_catalog.name \
-    AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on' \
-    THEN 1 ELSE ('postgate_session_changed:'::pg_catalog.text OPERATOR(pg_catalog.||) current_user::pg_catalog.text)::pg_catalog.int4 END";
+/// The role check after the statement ([`gateway::role_check`] with the role as `$1`).
+fn check_sql() -> &'static str {
+    static CHECK: LazyLock<String> =
+        LazyLock::new(|| gateway::role_check("$1::pg_catalog.name", gateway::STILL_READ_ONLY));
+    &CHECK
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipeError {
@@ -163,7 +164,7 @@ impl Session {
                 _ => return Err(PipeError::Protocol("login".into())),
             }
         }
-        for sql in [SETUP, CHECK] {
+        for sql in [SETUP, check_sql()] {
             s.prepare(sql, None).await?;
         }
         Ok(s)
@@ -310,7 +311,7 @@ impl Session {
                 params.len()
             ))));
         }
-        let check = self.name_of(CHECK)?;
+        let check = self.name_of(check_sql())?;
         self.bind_setup(setup)?;
         self.bind(
             &stmt.name,
@@ -325,20 +326,15 @@ impl Session {
         // Phases: 0 set-up, 1 the statement, 2 the check.
         let (mut phase, mut refused, mut failed, mut affected) = (0, None, None, None);
         let idle;
-        let mut ranges_of_row = Vec::with_capacity(stmt.columns.len());
         loop {
             match self.next_message().await? {
                 Message::DataRow(body) if phase == 1 && refused.is_none() => {
-                    ranges_of_row.clear();
-                    let mut ranges = body.ranges();
-                    while let Some(r) = fallible(ranges.next())? {
-                        ranges_of_row.push(r);
-                    }
                     let buf = body.buffer();
-                    let values: Vec<Option<&[u8]>> = ranges_of_row
-                        .iter()
-                        .map(|r| r.clone().map(|r| &buf[r]))
-                        .collect();
+                    let values: Vec<Option<&[u8]>> = body
+                        .ranges()
+                        .map(|r| Ok(r.map(|r| &buf[r])))
+                        .collect()
+                        .map_err(|e| PipeError::Protocol(e.to_string()))?;
                     if let Err(e) = row(&values) {
                         refused = Some(e);
                     }
@@ -374,20 +370,21 @@ impl Session {
                     break;
                 }
             }
-            return Err(PipeError::Db(session_changed()));
+            return Err(PipeError::Db(gateway::session_changed()));
         }
-        if let Some((phase, e)) = failed {
-            let session_changed = phase == 2 || e.message.contains("postgate_session_changed:");
-            return Err(PipeError::Db(if session_changed {
-                self::session_changed()
-            } else if phase == 0 {
+        match failed {
+            Some((2, _)) => return Err(PipeError::Db(gateway::session_changed())),
+            Some((_, e)) if e.message.contains(gateway::SESSION_CHANGED_MARK) => {
+                return Err(PipeError::Db(gateway::session_changed()));
+            }
+            Some((0, e)) => {
                 return Err(PipeError::Protocol(format!(
                     "transaction set-up: {}",
                     e.message
                 )));
-            } else {
-                e
-            }));
+            }
+            Some((_, e)) => return Err(PipeError::Db(e)),
+            None => {}
         }
         if let Some(e) = refused {
             return Err(PipeError::Db(e));
@@ -412,7 +409,7 @@ impl Session {
         let sqls: Vec<String> = self
             .prepared
             .keys()
-            .filter(|k| k.as_str() != SETUP && k.as_str() != CHECK)
+            .filter(|k| k.as_str() != SETUP && k.as_str() != check_sql())
             .cloned()
             .collect();
         for sql in sqls {
@@ -453,14 +450,6 @@ impl Session {
             }
         }
     }
-}
-
-fn session_changed() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::FORBIDDEN,
-        "session_changed",
-        "the statement changed the role or the transaction; it was rolled back",
-    )
 }
 
 fn fallible<T>(r: std::io::Result<Option<T>>) -> Result<Option<T>, PipeError> {
