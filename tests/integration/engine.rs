@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Stackctl, compose_v2, require_docker};
+use crate::support::{Stackctl, compose_v2, free_port, require_docker};
 
 /// A stack directory with a unique project name; `down --volumes` on drop.
 pub(crate) struct Proj {
@@ -468,14 +468,6 @@ services:
         all,
         "a second up after recovery changes nothing"
     );
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `psql` through 127.0.0.1:`port` as `user`; returns its unaligned output.

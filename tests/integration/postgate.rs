@@ -6,7 +6,8 @@ use std::io::{Read as _, Write as _};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::engine::{Proj, free_port};
+use crate::engine::Proj;
+use crate::support::free_port;
 
 /// `cargo build -p postgate`: `stackctl build postgate` copies the binary that sits beside
 /// stackctl (cargo builds only the package under test for this binary).

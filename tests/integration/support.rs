@@ -6,6 +6,27 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A loopback port free right now (for a stack's published ports).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The loopback port Docker published for `container`'s `port` (such as `5432/tcp`).
+pub fn published_port(container: &str, port: &str) -> u16 {
+    let out = Command::new("docker")
+        .args(["port", container, port])
+        .output()
+        .expect("docker port");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.rsplit_once(':').and_then(|(_, p)| p.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no published port {port} for {container}: {text:?}"))
+}
+
 /// The stackctl binary cargo built for these tests.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stackctl"))
@@ -749,15 +770,7 @@ impl Postgres {
             password,
             database: "app".into(),
         };
-        let out = Command::new("docker")
-            .args(["port", &pg.name, "5432/tcp"])
-            .output()
-            .expect("docker port");
-        let text = String::from_utf8_lossy(&out.stdout);
-        pg.port = text
-            .lines()
-            .find_map(|l| l.rsplit_once(':').and_then(|(_, p)| p.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("no published port for {}: {text}", pg.name));
+        pg.port = published_port(&pg.name, "5432/tcp");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
         loop {
             match Db::connect(&pg.url()) {

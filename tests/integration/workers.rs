@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Stackctl, require_docker};
+use crate::support::{Stackctl, free_port, published_port, require_docker};
 
 struct Stack {
     s: Stackctl,
@@ -23,28 +23,6 @@ impl Drop for Stack {
             let _ = Command::new("docker").args(["rmi", "-f", t]).output();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The loopback port published for `container`'s 8787.
-fn runner_port(container: &str) -> u16 {
-    let out = Command::new("docker")
-        .args(["port", container, "8787/tcp"])
-        .output()
-        .expect("docker port");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .next()
-        .and_then(|l| l.rsplit(':').next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no published port for {container}: {text:?}"))
 }
 
 /// One HTTP request with curl: (status, body).
@@ -151,7 +129,7 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
         .run()
         .success();
     let ports: Vec<u16> = (1..=2)
-        .map(|n| runner_port(&format!("{}-runner-{n}", st.name)))
+        .map(|n| published_port(&format!("{}-runner-{n}", st.name), "8787/tcp"))
         .collect();
     println!("stack up after {:?}", started.elapsed());
 
