@@ -3,7 +3,10 @@
 #   * postgate: POST /query with a primary-key SELECT (random id, bound as $1) at 16 concurrent
 #     clients (wrk -c16, a Lua script for the POST), through PgBouncer (transaction mode);
 #   * peer: pgbench with the same query and concurrency (-c16, extended protocol, random id),
-#     run inside the stack's PostgreSQL container against the same PgBouncer;
+#     run inside the stack's PostgreSQL container against the same PgBouncer: like a postgate
+#     request, each transaction carries the query's text and its parameter. For reference it also
+#     runs pgbench -M prepared (the text once per connection, then only the id) and prints that
+#     ratio too;
 # in alternating rounds, and prints postgate req/s ÷ pgbench tps (target ≥ 0.5, median of the
 # rounds), postgate's p50/p99 latency (wrk),
 # pgbench's average latency, and postgate's RSS (VmRSS at the middle of the run, VmHWM after it).
@@ -82,16 +85,17 @@ rss_kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$GATE_PID/status"; }
 IDLE_RSS=$(rss_kib VmRSS)
 
 pgb() { docker exec -e PGPASSWORD="$APP_PW" "$PG" pgbench -h pooler -p 6432 -U app -d app -n \
-  -c $CLIENTS -j 2 -M extended -f /tmp/pk.sql "$@"; }
+  -c $CLIENTS -j 2 -f /tmp/pk.sql "$@"; }
 echo "bench: warm-up (3 s each), then $ROUNDS rounds of postgate and pgbench, $SECS s each at $CLIENTS clients" >&2
 wrk -t2 -c$CLIENTS -d3s -s "$LUA" "$GATE_URL" >/dev/null
-pgb -T 3 >/dev/null
+pgb -M extended -T 3 >/dev/null
 # Alternating phases, so that a change in the machine's load hits both sides; medians reported.
 for r in $(seq 1 "$ROUNDS"); do
   ( sleep $((SECS / 2)); rss_kib VmRSS > "$DIR/rss_mid.$r" ) &
   wrk -t2 -c$CLIENTS -d"${SECS}s" --latency -s "$LUA" "$GATE_URL" > "$DIR/wrk.$r"
   wait
-  pgb -T "$SECS" > "$DIR/pgbench.$r"
+  pgb -M extended -T "$SECS" > "$DIR/pgbench.$r"
+  pgb -M prepared -T "$SECS" > "$DIR/prepared.$r"
 done
 PEAK_RSS=$(rss_kib VmHWM)
 MID_RSS=$(sort -n "$DIR"/rss_mid.* | tail -1)
@@ -111,18 +115,21 @@ for r in range(1, rounds + 1):
     p99 = ms(re.search(r"^\s+99%\s+(\S+)", wrk, re.M).group(1))
     tps = float(re.search(r"tps = ([\d.]+)", pgb).group(1))
     lat = float(re.search(r"latency average = ([\d.]+) ms", pgb).group(1))
+    prep = float(re.search(r"tps = ([\d.]+)", open(f"{d}/prepared.{r}").read()).group(1))
     for pat in (r"Non-2xx or 3xx responses:\s+\d+", r"Socket errors:.*"):
         m = re.search(pat, wrk)
         if m:
             problems.append(f"round {r}: {m.group(0)}")
-    rows.append((rps, p50, p99, tps, lat))
-    print(f"round {r}: postgate {rps:7.0f} req/s (p50 {p50:.2f} ms, p99 {p99:.2f} ms)   pgbench {tps:7.0f} tps   ratio {rps / tps:.2f}")
+    rows.append((rps, p50, p99, tps, lat, prep))
+    print(f"round {r}: postgate {rps:7.0f} req/s (p50 {p50:.2f} ms, p99 {p99:.2f} ms)   pgbench {tps:7.0f} tps   ratio {rps / tps:.2f}   (pgbench -M prepared {prep:7.0f} tps, ratio {rps / prep:.2f})")
 med = lambda i: statistics.median(x[i] for x in rows)
-rps, p50, p99, tps, lat = (med(i) for i in range(5))
+rps, p50, p99, tps, lat, prep = (med(i) for i in range(6))
 ratio = statistics.median(x[0] / x[3] for x in rows)
+ratio_prep = statistics.median(x[0] / x[5] for x in rows)
 print(f"postgate  /query PK SELECT, 16 clients: {rps:9.0f} req/s   p50 {p50:.2f} ms   p99 {p99:.2f} ms  (medians of {rounds})")
 print(f"pgbench   same query, 16 clients:       {tps:9.0f} tps     avg {lat:.2f} ms")
 print(f"ratio postgate ÷ pgbench: {ratio:.2f}   (median of the rounds' ratios; target ≥ 0.5)")
+print(f"for reference, pgbench -M prepared (prepares once, then sends only the id): {prep:.0f} tps, ratio {ratio_prep:.2f}")
 print(f"postgate RSS: {idle:.1f} MiB idle, {mid:.1f} MiB under load, peak {peak:.1f} MiB")
 if problems:
     print("WARNING: " + "; ".join(problems))

@@ -660,12 +660,12 @@ pub(crate) fn session_changed() -> ApiError {
 
 /// What the role check raises when it fails (a cast that cannot succeed, computed at run time so
 /// the planner cannot fold it).
-pub(crate) const SESSION_CHANGED_MARK: &str = "postgate_session_changed:";
+const SESSION_CHANGED_MARK: &str = "postgate_session_changed:";
 
 /// The role check: one row when `current_user` is `role` (an SQL expression of type name) and
 /// `also` holds, else an error carrying [`SESSION_CHANGED_MARK`]. Operators and functions are
 /// schema-qualified, so nothing the tenant defines can stand in for them.
-pub(crate) fn role_check(role: &str, also: &str) -> String {
+fn role_check(role: &str, also: &str) -> String {
     format!(
         "SELECT CASE WHEN current_user OPERATOR(pg_catalog.=) {role}{also} \
          THEN 1 ELSE ('{SESSION_CHANGED_MARK}'::pg_catalog.text OPERATOR(pg_catalog.||) current_user::pg_catalog.text)::pg_catalog.int4 END"
@@ -673,7 +673,7 @@ pub(crate) fn role_check(role: &str, also: &str) -> String {
 }
 
 /// `AND` the transaction is still read-only.
-pub(crate) const STILL_READ_ONLY: &str =
+const STILL_READ_ONLY: &str =
     " AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on'";
 
 /// One message: the role and read-only check of the last statement, then COMMIT.

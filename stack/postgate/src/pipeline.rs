@@ -2,9 +2,19 @@
 //! flushes its output at each one; through PgBouncer and a container bridge each flush is a
 //! network message that every hop pays for, and on a busy host those messages, not parsing or
 //! planning, are what a read costs (see the README's benchmark). This module keeps its own
-//! sessions for the tenant logins of read-only tokens and sends a read as three Bind/Execute pairs
-//! (the set-up, the statement, the role check) before a single Sync: one implicit transaction,
-//! which PostgreSQL commits at the Sync or rolls back when any part failed, and one flush.
+//! sessions for the tenant logins of read-only tokens and sends a read as two Bind/Execute pairs
+//! (the set-up, then the statement) before a single Sync: one implicit transaction, which
+//! PostgreSQL commits at the Sync or rolls back when any part failed, and one flush.
+//!
+//! Why no role check follows the statement (the general path has one, for batches and writes):
+//! the set-up is `SET LOCAL` of everything the statement runs under (role, search_path,
+//! timeouts, `transaction_read_only`), and nothing runs after the statement in its transaction.
+//! Whatever the statement changes (`RESET ROLE`, `set_config(..., false)`, `COMMIT`) it changes
+//! in a read-only transaction, as its own login, which holds only the token's role; and every
+//! later transaction of postgate on that server session sets all of it again first. A statement
+//! that opens a transaction block is rolled back and answered `session_changed`.
+//! Each statement a read drops is a message every hop pays for: the role check cost a fifth of
+//! PgBouncer's throughput (see the README's benchmark).
 //!
 //! It speaks the protocol through `postgres-protocol`, the codec tokio-postgres is built on, and
 //! only as far as that path needs: SCRAM (or cleartext) login, named statements whose parameter
@@ -21,7 +31,7 @@ use postgres_protocol::authentication::sasl::{self, ChannelBinding, ScramSha256}
 use postgres_protocol::message::backend::{ErrorResponseBody, Message};
 use postgres_protocol::message::frontend;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,13 +44,6 @@ const SETUP: &str = "SELECT pg_catalog.set_config('role', $1, true), \
     pg_catalog.set_config('statement_timeout', $3, true), \
     pg_catalog.set_config('idle_in_transaction_session_timeout', $4, true), \
     pg_catalog.set_config('transaction_read_only', 'on', true)";
-
-/// The role check after the statement ([`gateway::role_check`] with the role as `$1`).
-fn check_sql() -> &'static str {
-    static CHECK: LazyLock<String> =
-        LazyLock::new(|| gateway::role_check("$1::pg_catalog.name", gateway::STILL_READ_ONLY));
-    &CHECK
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipeError {
@@ -164,9 +167,7 @@ impl Session {
                 _ => return Err(PipeError::Protocol("login".into())),
             }
         }
-        for sql in [SETUP, check_sql()] {
-            s.prepare(sql, None).await?;
-        }
+        s.prepare(SETUP, None).await?;
         Ok(s)
     }
 
@@ -295,7 +296,7 @@ impl Session {
         })
     }
 
-    /// Runs a read: set-up, `stmt` with `params` (text), check, one Sync. `row` sees each row's
+    /// Runs a read: set-up, `stmt` with `params` (text), one Sync. `row` sees each row's
     /// columns (binary) and may refuse the result; the rows are still drained.
     pub async fn read(
         &mut self,
@@ -311,7 +312,6 @@ impl Session {
                 params.len()
             ))));
         }
-        let check = self.name_of(check_sql())?;
         self.bind_setup(setup)?;
         self.bind(
             &stmt.name,
@@ -319,11 +319,9 @@ impl Session {
             true,
         )?;
         frontend::execute("", 0, &mut self.wr)?;
-        self.bind(&check, [Some(setup.role.as_bytes())], false)?;
-        frontend::execute("", 0, &mut self.wr)?;
         frontend::sync(&mut self.wr);
         self.flush().await?;
-        // Phases: 0 set-up, 1 the statement, 2 the check.
+        // Phases: 0 set-up, 1 the statement.
         let (mut phase, mut refused, mut failed, mut affected) = (0, None, None, None);
         let idle;
         loop {
@@ -373,10 +371,6 @@ impl Session {
             return Err(PipeError::Db(gateway::session_changed()));
         }
         match failed {
-            Some((2, _)) => return Err(PipeError::Db(gateway::session_changed())),
-            Some((_, e)) if e.message.contains(gateway::SESSION_CHANGED_MARK) => {
-                return Err(PipeError::Db(gateway::session_changed()));
-            }
             Some((0, e)) => {
                 return Err(PipeError::Protocol(format!(
                     "transaction set-up: {}",
@@ -409,7 +403,7 @@ impl Session {
         let sqls: Vec<String> = self
             .prepared
             .keys()
-            .filter(|k| k.as_str() != SETUP && k.as_str() != check_sql())
+            .filter(|k| k.as_str() != SETUP)
             .cloned()
             .collect();
         for sql in sqls {

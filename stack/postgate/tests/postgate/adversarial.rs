@@ -103,15 +103,19 @@ const CASES: &[(&str, &str, Expect)] = &[
     ("ro", "SET LOCAL ROLE pgt_beta_s", Deny),
     ("ro", "SET SESSION ROLE pgt_beta_s", Deny),
     ("ro", "SET ROLE postgate", Deny),
-    ("ro", "RESET ROLE", Deny),
-    ("ro", "SET ROLE NONE", Deny),
+    // A read-only token's statement is the last of its transaction (one sync point, no check
+    // after it): back to its own login, which reads nothing, in a read-only transaction; the
+    // next request sets its role again (checked after every case).
+    ("ro", "RESET ROLE", Safe),
+    ("ro", "SET ROLE NONE", Safe),
     ("rw", "RESET ROLE", Deny),
     // Session settings only; SET LOCAL ROLE and READ ONLY survive it.
     ("ro", "RESET ALL", Safe),
     ("ro", "SET SESSION AUTHORIZATION postgres", Deny),
     ("ro", "SET SESSION AUTHORIZATION pgt_beta_s_login", Deny),
-    ("ro", "SET SESSION AUTHORIZATION DEFAULT", Deny),
-    ("ro", "RESET SESSION AUTHORIZATION", Deny),
+    // The login it is already (the same as RESET ROLE).
+    ("ro", "SET SESSION AUTHORIZATION DEFAULT", Safe),
+    ("ro", "RESET SESSION AUTHORIZATION", Safe),
     ("ro", "SELECT set_config('role', 'pgt_beta_s', true)", Deny),
     ("ro", "SELECT set_config('role', 'postgres', false)", Deny),
     (
@@ -119,7 +123,7 @@ const CASES: &[(&str, &str, Expect)] = &[
         "SELECT set_config('role', 'pgt_alpha_siud', true)",
         Deny,
     ),
-    ("ro", "SELECT set_config('role', 'none', true)", Deny),
+    ("ro", "SELECT set_config('role', 'none', true)", Safe),
     (
         "ro",
         "SELECT set_config('session_authorization', 'postgres', true)",
@@ -207,13 +211,15 @@ const CASES: &[(&str, &str, Expect)] = &[
     // --- transaction control
     ("rw", "COMMIT", Deny),
     ("rw", "ROLLBACK", Deny),
-    ("ro", "END", Deny),
-    ("ro", "ABORT", Deny),
+    // In a read's implicit transaction: ends it early, nothing runs after it.
+    ("ro", "END", Safe),
+    ("ro", "ABORT", Safe),
     ("rw", "BEGIN", Safe),
-    // A read-only token's statement runs in one implicit transaction up to a single Sync: a
-    // statement that opens or ends a transaction there must not leave the session changed.
+    // A read-only token's statement runs in one implicit transaction up to a single Sync: one
+    // that opens a transaction block there is rolled back (`session_changed`); one that ends the
+    // transaction (COMMIT) only ends a read-only transaction early.
     ("ro", "BEGIN", Deny),
-    ("ro", "COMMIT", Deny),
+    ("ro", "COMMIT", Safe),
     ("ro", "START TRANSACTION READ WRITE", Deny),
     ("rw", "START TRANSACTION", Safe),
     ("rw", "SAVEPOINT a", Safe),
@@ -479,6 +485,23 @@ async fn snapshot(h: &Harness) -> (BTreeSet<String>, Vec<String>, i64, i64) {
     (roles, secret, tokens, shared)
 }
 
+/// The session state a request runs under: role, read-only mode, statement timeout, search_path.
+const SESSION_STATE: &str = "SELECT current_user::text, current_setting('transaction_read_only'), \
+     current_setting('statement_timeout'), current_setting('search_path')";
+
+fn role_of(token: &str) -> &'static str {
+    match token {
+        "ro" => "pgt_alpha_s",
+        "rw" => "pgt_alpha_siud",
+        "ins" => "pgt_alpha_i",
+        _ => "pgt_alpha_owner",
+    }
+}
+
+fn read_only_of(token: &str) -> &'static str {
+    if token == "ro" { "on" } else { "off" }
+}
+
 async fn run_suite(parser_check: bool) {
     assert!(
         CASES.len() >= 100,
@@ -535,6 +558,17 @@ async fn run_suite(parser_check: bool) {
         }
         if *who == "ins" && text.contains("alpha-private") {
             problems.push("INSERT-only token read data".into());
+        }
+        // Whatever the statement did to its server session, the token's next request runs as
+        // postgate sets it up (a read's one-sync-point path has no check after the statement:
+        // this is what makes a `Safe` session change there harmless).
+        // (The parser refuses an INSERT-only token any SELECT.)
+        if !(parser_check && *who == "ins") {
+            let (_, state) = h.query(t.get(who), SESSION_STATE, json!([])).await;
+            let expected = json!([[role_of(who), read_only_of(who), "1500ms", "\"alpha\""]]);
+            if state["rows"] != expected {
+                problems.push(format!("the next request saw the session as {state}"));
+            }
         }
         if !problems.is_empty() {
             failures.push(format!(
