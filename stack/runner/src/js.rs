@@ -8,7 +8,8 @@
 //! runtime moves its other tasks to another thread meanwhile. Cron and queue invocations go to the
 //! worker's own OS thread through a channel. Limits: CPU time per invocation through the interrupt
 //! handler, memory through the runtime's memory limit. An engine that hits a limit is replaced for
-//! the next invocation; other workers are untouched.
+//! the next invocation; other workers are untouched. A request crosses into JavaScript as plain
+//! arguments and its response comes back as an array, without JSON on the way (see `run_fetch`).
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -21,7 +22,7 @@ use rquickjs::function::Opt;
 use rquickjs::{
     CatchResultExt, CaughtError, Context, Function, Module, Object, Persistent, Promise, Runtime,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -77,18 +78,17 @@ pub enum InvokeError {
 }
 
 /// An HTTP request as handed to a worker.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HttpRequest {
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
-    #[serde(skip)]
     pub request_id: String,
 }
 
 /// A worker's HTTP response.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -281,15 +281,19 @@ fn worker_thread(
                 p
             }
             Task::Scheduled(event, reply) => {
-                let r = e.dispatch("scheduled", &event.to_string(), "").map(|_| ());
+                let r = e.dispatch(("scheduled", event.to_string()), "", |_| Ok(()));
                 let p = matches!(r, Err(InvokeError::Limit { .. }));
                 let _ = reply.send(r);
                 p
             }
             Task::Queue(queue, messages, reply) => {
                 let input = json!({"queue": queue, "messages": messages}).to_string();
-                let r = e.dispatch("queue", &input, "").map(|out| {
-                    serde_json::from_str::<serde_json::Value>(&out)
+                let r = e.dispatch(("queue", input), "", |out| {
+                    let out = out
+                        .as_string()
+                        .and_then(|s| s.to_string().ok())
+                        .unwrap_or_default();
+                    Ok(serde_json::from_str::<serde_json::Value>(&out)
                         .ok()
                         .and_then(|v| {
                             v.get("retried").and_then(|r| r.as_array()).map(|a| {
@@ -298,7 +302,7 @@ fn worker_thread(
                                     .collect()
                             })
                         })
-                        .unwrap_or_default()
+                        .unwrap_or_default())
                 });
                 let p = matches!(r, Err(InvokeError::Limit { .. }));
                 let _ = reply.send(r);
@@ -358,16 +362,41 @@ thread_local! {
 
 /// One `fetch` invocation on `engine`; a limit leaves the engine poisoned (`true`).
 fn run_fetch(engine: &mut Engine, req: HttpRequest) -> (Result<HttpResponse, InvokeError>, bool) {
-    let id = req.request_id.clone();
-    let input = serde_json::to_string(&req).unwrap_or_default();
-    let r = engine.dispatch("fetch", &input, &id).and_then(|out| {
-        serde_json::from_str::<HttpResponse>(&out).map_err(|err| InvokeError::Script {
-            worker: engine.def.name.clone(),
-            message: format!("bad response: {err}"),
-        })
-    });
+    // Headers cross as one string, name and value separated by NUL (neither may hold one); the
+    // worker's `Headers` is built from it only if the handler reads `request.headers`.
+    let mut headers =
+        String::with_capacity(req.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (k, v) in &req.headers {
+        headers.push_str(k);
+        headers.push('\0');
+        headers.push_str(v);
+        headers.push('\0');
+    }
+    let args = ("fetch", req.url, req.method, headers, req.body);
+    let r = engine.dispatch(args, &req.request_id, response_of);
     let poisoned = matches!(r, Err(InvokeError::Limit { .. }));
     (r, poisoned)
+}
+
+/// The response `__dispatch` settled with: `[status, body, name, value, name, value, ...]`.
+fn response_of(v: rquickjs::Value<'_>) -> Result<HttpResponse, String> {
+    let bad = |what: &str| format!("bad response: {what}");
+    let a = v.into_array().ok_or_else(|| bad("not an array"))?;
+    let status: i32 = a.get(0).map_err(|e| bad(&e.to_string()))?;
+    let body: String = a.get(1).map_err(|e| bad(&e.to_string()))?;
+    let mut headers = Vec::with_capacity(a.len().saturating_sub(2) / 2);
+    let mut i = 2;
+    while i + 1 < a.len() {
+        let k: String = a.get(i).map_err(|e| bad(&e.to_string()))?;
+        let v: String = a.get(i + 1).map_err(|e| bad(&e.to_string()))?;
+        headers.push((k, v));
+        i += 2;
+    }
+    Ok(HttpResponse {
+        status: u16::try_from(status).map_err(|_| bad("status out of range"))?,
+        headers,
+        body,
+    })
 }
 
 fn reply_err(task: Task, err: InvokeError) {
@@ -672,13 +701,23 @@ impl Engine {
         })
     }
 
-    fn dispatch(
+    /// Calls `__dispatch` with `args` and drives what it returns: a value the handler gave at once,
+    /// or a promise, run to completion within the limits. `settled` turns the final value into `T`
+    /// while the context is at hand.
+    fn dispatch<A, T>(
         &mut self,
-        kind: &str,
-        input: &str,
+        args: A,
         request_id: &str,
-    ) -> Result<String, InvokeError> {
-        *self.request_id.borrow_mut() = request_id.to_string();
+        settled: impl for<'js> FnOnce(rquickjs::Value<'js>) -> Result<T, String>,
+    ) -> Result<T, InvokeError>
+    where
+        A: for<'js> rquickjs::function::IntoArgs<'js>,
+    {
+        {
+            let mut id = self.request_id.borrow_mut();
+            id.clear();
+            id.push_str(request_id);
+        }
         let wall = Instant::now() + self.wall;
         let deadline = self.deadline.clone();
         let r = self.start(|| {
@@ -690,19 +729,17 @@ impl Engine {
                     ),
                     None => return Err("the worker did not load".to_string()),
                 };
-                let v: rquickjs::Value = f.call((kind, input)).catch(&ctx).map_err(caught)?;
+                let v: rquickjs::Value = f.call(args).catch(&ctx).map_err(caught)?;
                 // A handler that answered synchronously: the result, with no promise to drive.
-                if let Some(done) = v.as_string() {
-                    return done.to_string().map_err(|e| e.to_string());
-                }
-                let p: Promise = v.into_promise().ok_or_else(|| {
-                    "__dispatch returned neither a string nor a promise".to_string()
-                })?;
+                let p: Promise = match v.as_promise() {
+                    Some(p) => p.clone(),
+                    None => return settled(v),
+                };
                 // Drive the promise: microtasks first, then due timers, then sleep until the
                 // next timer (not counted as CPU time), within the wall-time limit.
                 let out = loop {
-                    if let Some(r) = p.result::<String>() {
-                        break r.catch(&ctx).map_err(caught);
+                    if let Some(r) = p.result::<rquickjs::Value>() {
+                        break r.catch(&ctx).map_err(caught).and_then(settled);
                     }
                     if ctx.execute_pending_job() {
                         continue;

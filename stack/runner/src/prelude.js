@@ -217,11 +217,12 @@
     keys() { return [...this.entries()].map((e) => e[0])[Symbol.iterator](); }
     values() { return [...this.entries()].map((e) => e[1])[Symbol.iterator](); }
     [Symbol.iterator]() { return this.entries(); }
-    // The runner's own request headers: names already lower case, values strings.
-    static _fromRunner(pairs) {
+    // The runner's own request headers: `name\0value\0...`, names already lower case.
+    static _fromRunner(raw) {
       const h = Object.create(Headers.prototype);
       const m = h._m = new Map();
-      for (const [k, v] of pairs) { const o = m.get(k); m.set(k, o === undefined ? v : `${o}, ${v}`); }
+      const p = raw ? raw.split('\0') : [];
+      for (let i = 0; i + 1 < p.length; i += 2) { const k = p[i], v = p[i + 1], o = m.get(k); m.set(k, o === undefined ? v : `${o}, ${v}`); }
       return h;
     }
   }
@@ -250,15 +251,20 @@
       this.signal = null;
     }
     clone() { return new Request(this); }
+    // A request from the runner builds its Headers on first use (`_raw`, see __dispatch).
+    get headers() { if (this._h === undefined) this._h = Headers._fromRunner(this._raw); return this._h; }
+    set headers(h) { this._h = h; }
   }
   const STATUS = { 200: 'OK', 201: 'Created', 204: 'No Content', 301: 'Moved Permanently', 302: 'Found', 304: 'Not Modified', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 500: 'Internal Server Error', 503: 'Service Unavailable' };
+  const NO_INIT = Object.freeze({});
   class Response extends Body {
-    constructor(body = null, init = {}) {
+    constructor(body = null, init = NO_INIT) {
       super();
       this.status = init.status === undefined ? 200 : init.status | 0;
       if (this.status < 200 || this.status > 599) throw new RangeError(`invalid status ${init.status}`);
       this.statusText = init.statusText || STATUS[this.status] || '';
-      this.headers = new Headers(init.headers);
+      if (init.headers === undefined) { const h = this.headers = Object.create(Headers.prototype); h._m = new Map(); }
+      else this.headers = new Headers(init.headers);
       this._init(body);
       if (typeof body === 'string' && !this.headers._m.has('content-type')) this.headers._m.set('content-type', 'text/plain;charset=UTF-8');
     }
@@ -290,15 +296,19 @@
   // Timers left pending when the invocation ends are dropped (the runner also drops them when
   // the promise never settles).
   const dropTimers = () => { if (timers.size) timers.clear(); };
+  // What the runner reads back: [status, body, name, value, name, value, ...].
   const fetchResult = (res) => {
     if (!(res instanceof Response)) throw new TypeError('fetch handler must return a Response');
-    return JSON.stringify({ status: res.status, headers: [...res.headers._m], body: res._body === null ? '' : res._body });
+    const out = [res.status, res._body === null ? '' : res._body];
+    res.headers._m.forEach((v, k) => { out.push(k, v); });
+    return out;
   };
-  // Returns the result as a string when the handler answered synchronously, else a promise of it.
-  G.__dispatch = (kind, inputJson) => {
+  // fetch: (kind, url, method, headers as `name\0value\0...`, body); scheduled and queue:
+  // (kind, JSON input). Returns the result when the handler answered synchronously, else a
+  // promise of it.
+  G.__dispatch = (kind, input, method, rawHeaders, body) => {
     let settled = true;
     try {
-      const input = JSON.parse(inputJson);
       const w = G.__worker;
       const env = G.__env;
       const ctx = new Ctx();
@@ -307,8 +317,8 @@
       if (kind === 'fetch') {
         // The runner built this URL itself (valid, absolute): no second parse per request.
         const req = Object.create(Request.prototype);
-        req.url = input.url; req.method = input.method; req.headers = Headers._fromRunner(input.headers);
-        req._init(input.body); req.signal = null;
+        req.url = input; req.method = method; req._raw = rawHeaders; req._h = undefined;
+        req._init(body); req.signal = null;
         const res = handler.call(w, req, env, ctx);
         if (res instanceof Response && !ctx._waits) return fetchResult(res);
         settled = false;
@@ -321,8 +331,9 @@
         })();
       }
       settled = false;
+      const event = JSON.parse(input);
       return (async () => {
-        try { return await dispatchEvent(kind, input, w, handler, env, ctx); } finally { dropTimers(); }
+        try { return await dispatchEvent(kind, event, w, handler, env, ctx); } finally { dropTimers(); }
       })();
     } finally {
       if (settled) dropTimers();
