@@ -74,11 +74,15 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
                 .to_string()
         });
     let method = req.method().to_string();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
-        .collect();
+    let mut headers = String::with_capacity(256);
+    for (k, v) in req.headers() {
+        if let Ok(v) = v.to_str() {
+            headers.push_str(k.as_str());
+            headers.push('\0');
+            headers.push_str(v);
+            headers.push('\0');
+        }
+    }
     let scheme = if req
         .headers()
         .get("x-forwarded-proto")

@@ -82,7 +82,9 @@ pub enum InvokeError {
 pub struct HttpRequest {
     pub method: String,
     pub url: String,
-    pub headers: Vec<(String, String)>,
+    /// `name\0value\0…`, names in lower case (HTTP forbids NUL in both): the form the worker's
+    /// `Headers` is built from, only if the handler reads `request.headers`.
+    pub headers: String,
     pub body: Option<String>,
     pub request_id: String,
 }
@@ -362,17 +364,7 @@ thread_local! {
 
 /// One `fetch` invocation on `engine`; a limit leaves the engine poisoned (`true`).
 fn run_fetch(engine: &mut Engine, req: HttpRequest) -> (Result<HttpResponse, InvokeError>, bool) {
-    // Headers cross as one string, name and value separated by NUL (neither may hold one); the
-    // worker's `Headers` is built from it only if the handler reads `request.headers`.
-    let mut headers =
-        String::with_capacity(req.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
-    for (k, v) in &req.headers {
-        headers.push_str(k);
-        headers.push('\0');
-        headers.push_str(v);
-        headers.push('\0');
-    }
-    let args = ("fetch", req.url, req.method, headers, req.body);
+    let args = ("fetch", req.url, req.method, req.headers, req.body);
     let r = engine.dispatch(args, &req.request_id, response_of);
     let poisoned = matches!(r, Err(InvokeError::Limit { .. }));
     (r, poisoned)
