@@ -137,20 +137,12 @@ impl Db {
     /// A connection as the tenant login of `info`.
     pub async fn tenant_client(&self, info: &TokenInfo) -> Result<Object, DbError> {
         let login = info.login();
-        let pool = {
-            let mut map = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get(&login) {
-                Some(p) => p.clone(),
-                None => {
-                    let mut cfg = self.base.clone();
-                    cfg.user(&login)
-                        .password(token::login_password(&self.pepper, &login));
-                    let p = pool(cfg, self.pool_size)?;
-                    map.insert(login.clone(), p.clone());
-                    p
-                }
-            }
-        };
+        let pool = pool_of(&self.tenants, &login, || {
+            let mut cfg = self.base.clone();
+            cfg.user(&login)
+                .password(token::login_password(&self.pepper, &login));
+            pool(cfg, self.pool_size)
+        })?;
         pool.get()
             .await
             .map_err(|source| DbError::Connect { login, source })
@@ -162,30 +154,22 @@ impl Db {
         &self,
         info: &TokenInfo,
     ) -> Result<Option<deadpool::managed::Object<pipeline::Manager>>, DbError> {
-        let login = info.login();
-        let pool = {
-            let mut map = self.pipes.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get(&login) {
-                Some(p) => p.clone(),
-                None => {
-                    let (Some(tokio_postgres::config::Host::Tcp(host)), Some(dbname)) =
-                        (self.base.get_hosts().first(), self.base.get_dbname())
-                    else {
-                        return Ok(None);
-                    };
-                    let target = pipeline::Target {
-                        host: host.clone(),
-                        port: self.base.get_ports().first().copied().unwrap_or(5432),
-                        user: login.clone(),
-                        password: token::login_password(&self.pepper, &login).into_bytes(),
-                        dbname: dbname.to_string(),
-                    };
-                    let p = pipeline::pool(target, self.pool_size).map_err(DbError::Pool)?;
-                    map.insert(login.clone(), p.clone());
-                    p
-                }
-            }
+        let (Some(tokio_postgres::config::Host::Tcp(host)), Some(dbname)) =
+            (self.base.get_hosts().first(), self.base.get_dbname())
+        else {
+            return Ok(None);
         };
+        let login = info.login();
+        let pool = pool_of(&self.pipes, &login, || {
+            let target = pipeline::Target {
+                host: host.clone(),
+                port: self.base.get_ports().first().copied().unwrap_or(5432),
+                user: login.clone(),
+                password: token::login_password(&self.pepper, &login).into_bytes(),
+                dbname: dbname.to_string(),
+            };
+            pipeline::pool(target, self.pool_size).map_err(DbError::Pool)
+        })?;
         pool.get().await.map(Some).map_err(|e| DbError::Pipe {
             login,
             message: e.to_string(),
@@ -384,4 +368,19 @@ async fn flush_last_used(shared: Arc<Shared>, service: Pool, shutdown: Cancellat
             return;
         }
     }
+}
+
+/// The pool of `login` in `pools`, made by `make` on its first use.
+fn pool_of<P: Clone>(
+    pools: &Mutex<HashMap<String, P>>,
+    login: &str,
+    make: impl FnOnce() -> Result<P, DbError>,
+) -> Result<P, DbError> {
+    let mut pools = pools.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = pools.get(login) {
+        return Ok(p.clone());
+    }
+    let p = make()?;
+    pools.insert(login.to_string(), p.clone());
+    Ok(p)
 }
