@@ -32,6 +32,13 @@ pub fn run(stack: &Stack, a: WorkerArgs) -> Result<()> {
             let out = admin(stack, &["worker", "deploy"], Some(manifest))?;
             let v: Value = serde_json::from_str(out.trim())
                 .with_context(|| format!("the runner's answer is not JSON: {out}"))?;
+            if v["unchanged"].as_bool() == Some(true) {
+                println!(
+                    "worker {} is unchanged (version {}): the deployed version has the same source, settings and secrets; nothing was deployed",
+                    d.name, v["version"]
+                );
+                return Ok(());
+            }
             let secrets: Vec<&str> = v["secrets"]
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).collect())

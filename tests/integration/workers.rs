@@ -214,7 +214,7 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
 
     // Redeploy: every replica serves v2 within a second of the deploy command's return.
     s.write("hello.js", HELLO_V2);
-    s.cmd([
+    let deploy_v2 = [
         "worker",
         "deploy",
         "hello",
@@ -223,10 +223,11 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
         "GREETING=hi",
         "--max-body-bytes",
         "16",
-    ])
-    .run()
-    .success()
-    .stdout_contains("version 2 (secrets: API_KEY)");
+    ];
+    s.cmd(deploy_v2)
+        .run()
+        .success()
+        .stdout_contains("version 2 (secrets: API_KEY)");
     let t = Instant::now();
     for &p in &ports {
         eventually(Duration::from_secs(1), "v2 on every replica", || {
@@ -235,6 +236,11 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
         });
     }
     println!("redeploy served by both replicas after {:?}", t.elapsed());
+    // The same deploy again changes nothing (no version 3, no reload).
+    s.cmd(deploy_v2)
+        .run()
+        .success()
+        .stdout_contains("worker hello is unchanged (version 2)");
 
     // Per-worker limits set at deploy: hello's 16-byte body limit; a spinning worker with a
     // 20 ms CPU limit is stopped with its error while hello keeps answering.

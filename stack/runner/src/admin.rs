@@ -5,7 +5,9 @@
 //! A deploy is one JSON [`Manifest`] read from stdin (the source and secret values never appear
 //! in argv or the environment). With `db`, the worker gets a postgate tenant (made if missing)
 //! and a token of its own, kept as a sealed secret; a token is reused while its tenant and
-//! permissions are unchanged, and revoked when they change or the worker is removed.
+//! permissions are unchanged, and revoked when they change or the worker is removed (or when
+//! the deploy that made it fails). A manifest identical to what is deployed (same source,
+//! settings, limits, binding and secret values) changes nothing and keeps its version.
 
 use std::collections::BTreeMap;
 
@@ -79,6 +81,8 @@ pub struct Deployed {
     pub secrets: Vec<String>,
     /// `Some(true)` when a new postgate token was made for the worker.
     pub db_token_created: Option<bool>,
+    /// The manifest matched the deployed version: nothing was written.
+    pub unchanged: bool,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -113,6 +117,21 @@ pub fn validate(m: &Manifest) -> Result<(), AdminError> {
         if !valid_key(k) {
             return bad(format!(
                 "invalid var/secret name {k:?}: use letters, digits and '_', not starting with a digit or '__'"
+            ));
+        }
+    }
+    // PostgreSQL's text cannot hold NUL: say which field has one before anything is written.
+    let texts = [("source", &m.source)]
+        .into_iter()
+        .chain(m.routes.iter().map(|r| ("a route", r)))
+        .chain(m.queues.iter().map(|q| ("a queue name", q)))
+        .chain(m.cron.iter().map(|c| ("the cron expression", c)))
+        .chain(m.timezone.iter().map(|t| ("the time zone", t)))
+        .chain(m.vars.values().map(|v| ("a var's value", v)));
+    for (what, text) in texts {
+        if text.contains('\0') {
+            return bad(format!(
+                "{what} contains a NUL character, which cannot be stored"
             ));
         }
     }
@@ -168,6 +187,15 @@ pub async fn deploy(
         }
         (_, k) => k,
     };
+    if let Some(version) = deployed_as(client, m, key).await? {
+        return Ok(Deployed {
+            name: m.name.clone(),
+            version,
+            secrets: secret_names(client, &m.name).await?,
+            db_token_created: m.db.as_ref().map(|_| false),
+            unchanged: true,
+        });
+    }
     let had_db = client
         .query_opt(
             "SELECT db_tenant FROM runner.workers WHERE name = $1",
@@ -208,6 +236,49 @@ pub async fn deploy(
         }
     }
 
+    let stored = store(client, m, key, new_token.as_deref()).await;
+    let (version, names) = match stored {
+        Ok(v) => v,
+        Err(e) => {
+            // The token made for this deploy is stored nowhere: it must not outlive it.
+            if let (Some(t), Some(p)) = (&new_token, pepper)
+                && let Err(r) =
+                    revoke_tokens(client, &m.name, Revoke::Only(postgate::token::hash(p, t))).await
+            {
+                crate::log::line(
+                    "error",
+                    "revoking the token of a failed deploy",
+                    serde_json::json!({"worker": m.name, "error": r.to_string()}),
+                );
+            }
+            return Err(e);
+        }
+    };
+    if had_db && (new_token.is_some() || m.db.is_none()) {
+        // Tokens of this worker other than the one now stored are of no use: revoke them.
+        let keep = new_token
+            .as_deref()
+            .zip(pepper)
+            .map(|(t, p)| postgate::token::hash(p, t));
+        revoke_tokens(client, &m.name, Revoke::AllBut(keep)).await?;
+    }
+    Ok(Deployed {
+        name: m.name.clone(),
+        version,
+        secrets: names,
+        db_token_created,
+        unchanged: false,
+    })
+}
+
+/// The new version, its settings and sealed secrets (with `new_token` as the worker's token),
+/// in one transaction; the version number and the worker's secret names.
+async fn store(
+    client: &mut Client,
+    m: &Manifest,
+    key: Option<&SecretsKey>,
+    new_token: Option<&str>,
+) -> Result<(i32, Vec<String>), AdminError> {
     let tx = client
         .transaction()
         .await
@@ -255,8 +326,8 @@ pub async fn deploy(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let Some(t) = &new_token {
-        sealed.push((DB_TOKEN.to_string(), t.clone()));
+    if let Some(t) = new_token {
+        sealed.push((DB_TOKEN.to_string(), t.to_string()));
     }
     if let Some(key) = key {
         for (name, value) in &sealed {
@@ -279,27 +350,113 @@ pub async fn deploy(
         .await
         .map_err(db("removing the worker's database token"))?;
     }
-    let names: Vec<String> = tx
+    let names = secret_names(&tx, &m.name).await?;
+    tx.commit().await.map_err(db("committing the deploy"))?;
+    Ok((version, names))
+}
+
+/// The worker's own secret names (not the reserved `__…` ones), sorted.
+async fn secret_names(
+    client: &impl tokio_postgres::GenericClient,
+    worker: &str,
+) -> Result<Vec<String>, AdminError> {
+    Ok(client
         .query(
             "SELECT name FROM runner.worker_secrets WHERE worker = $1 AND name NOT LIKE '\\_\\_%' ORDER BY name",
-            &[&m.name],
+            &[&worker],
         )
         .await
         .map_err(db("listing the worker's secrets"))?
         .iter()
         .map(|r| r.get(0))
-        .collect();
-    tx.commit().await.map_err(db("committing the deploy"))?;
-    if had_db && (new_token.is_some() || m.db.is_none()) {
-        // Tokens of this worker other than the one now stored are of no use: revoke them.
-        revoke_stale(client, &m.name, new_token.as_deref(), pepper).await?;
+        .collect())
+}
+
+/// The active version, when `m` is exactly what is deployed: the same source, routes, queues,
+/// vars, schedule, limits and database binding (with its token stored), and every secret it
+/// names holding the same value. `None` when anything differs or the worker is new.
+async fn deployed_as(
+    client: &Client,
+    m: &Manifest,
+    key: Option<&SecretsKey>,
+) -> Result<Option<i32>, AdminError> {
+    let Some(r) = client
+        .query_opt(
+            "SELECT w.active_version, v.source, w.routes, w.queues, w.vars, s.cron, s.timezone,
+                    w.cpu_ms, w.memory_mb, w.wall_ms, w.body_bytes, w.concurrency,
+                    w.db_tenant, w.db_permissions,
+                    EXISTS (SELECT 1 FROM runner.worker_secrets x WHERE x.worker = w.name AND x.name = $2)
+               FROM runner.workers w
+               JOIN runner.worker_versions v ON v.worker = w.name AND v.version = w.active_version
+               LEFT JOIN runner.schedules s ON s.name = 'worker:' || w.name
+              WHERE w.name = $1",
+            &[&m.name, &DB_TOKEN],
+        )
+        .await
+        .map_err(db("reading the deployed version"))?
+    else {
+        return Ok(None);
+    };
+    let vars = serde_json::to_value(&m.vars).unwrap_or_default();
+    let l = &m.limits;
+    let permissions =
+        |p: Option<Vec<String>>| p.and_then(|p| postgate::token::Permissions::from_list(&p).ok());
+    let binding_same = match &m.db {
+        None => r.get::<_, Option<String>>(12).is_none(),
+        Some(b) => {
+            r.get::<_, Option<String>>(12).as_deref() == Some(b.tenant.as_str())
+                && permissions(r.get(13)).is_some()
+                && permissions(r.get(13)) == permissions(Some(b.permissions.clone()))
+                && r.get::<_, bool>(14)
+        }
+    };
+    let same = r.get::<_, String>(1) == m.source
+        && r.get::<_, Vec<String>>(2) == m.routes
+        && r.get::<_, Vec<String>>(3) == m.queues
+        && r.get::<_, serde_json::Value>(4) == vars
+        && r.get::<_, Option<String>>(5) == m.cron
+        && (m.cron.is_none()
+            || r.get::<_, Option<String>>(6).as_deref()
+                == Some(m.timezone.as_deref().unwrap_or("UTC")))
+        && [
+            l.cpu_ms,
+            l.memory_mb,
+            l.wall_ms,
+            l.body_bytes,
+            l.concurrency,
+        ] == [7, 8, 9, 10, 11].map(|i| r.get::<_, Option<i32>>(i))
+        && binding_same;
+    if !same {
+        return Ok(None);
     }
-    Ok(Deployed {
-        name: m.name.clone(),
-        version,
-        secrets: names,
-        db_token_created,
-    })
+    if !m.secrets.is_empty() {
+        let Some(key) = key else { return Ok(None) };
+        let names: Vec<&str> = m.secrets.keys().map(String::as_str).collect();
+        let rows = client
+            .query(
+                "SELECT name, nonce, sealed FROM runner.worker_secrets
+                  WHERE worker = $1 AND name = ANY($2)",
+                &[&m.name, &names],
+            )
+            .await
+            .map_err(db("reading the worker's secrets"))?;
+        let stored: BTreeMap<String, crate::secrets::Secret> = rows
+            .iter()
+            .filter_map(|r| {
+                let name: String = r.get(0);
+                let open = key.open(&m.name, &name, r.get(1), r.get(2)).ok()?;
+                Some((name, open))
+            })
+            .collect();
+        let all_same = m
+            .secrets
+            .iter()
+            .all(|(k, v)| stored.get(k).is_some_and(|s| s.expose() == v));
+        if !all_same {
+            return Ok(None);
+        }
+    }
+    Ok(r.get(0))
 }
 
 fn token_name(worker: &str) -> String {
@@ -343,16 +500,23 @@ async fn make_token(
     Ok(secret)
 }
 
-/// Revoke the worker's tokens except `keep`.
-async fn revoke_stale(
+/// Which of a worker's tokens to revoke.
+enum Revoke {
+    /// All but this one (by hash); all with `None`.
+    AllBut(Option<Vec<u8>>),
+    /// Only this one (by hash).
+    Only(Vec<u8>),
+}
+
+/// Revoke tokens made for `worker`, as `postgate_admin`.
+async fn revoke_tokens(
     client: &mut Client,
     worker: &str,
-    keep: Option<&str>,
-    pepper: Option<&[u8]>,
+    which: Revoke,
 ) -> Result<u64, AdminError> {
-    let keep_hash = match (keep, pepper) {
-        (Some(k), Some(p)) => Some(postgate::token::hash(p, k)),
-        _ => None,
+    let (keep, only) = match which {
+        Revoke::AllBut(keep) => (keep, None),
+        Revoke::Only(hash) => (None, Some(hash)),
     };
     client
         .batch_execute("SET ROLE postgate_admin")
@@ -362,11 +526,12 @@ async fn revoke_stale(
         .execute(
             "UPDATE postgate.tokens SET revoked_at = now()
               WHERE revoked_at IS NULL AND name LIKE $1 || ':%'
-                AND ($2::bytea IS NULL OR hash <> $2)",
-            &[&token_name(worker), &keep_hash],
+                AND ($2::bytea IS NULL OR hash <> $2)
+                AND ($3::bytea IS NULL OR hash = $3)",
+            &[&token_name(worker), &keep, &only],
         )
         .await
-        .map_err(db("revoking the worker's old tokens"));
+        .map_err(db("revoking the worker's tokens"));
     let reset = client.batch_execute("RESET ROLE").await;
     let n = r?;
     reset.map_err(db("resetting the role"))?;
@@ -461,7 +626,7 @@ pub async fn remove(client: &mut Client, name: &str) -> Result<bool, AdminError>
         .map_err(db("removing the worker"))?;
     tx.commit().await.map_err(db("committing the removal"))?;
     if had_db {
-        revoke_stale(client, name, None, None).await?;
+        revoke_tokens(client, name, Revoke::AllBut(None)).await?;
     }
     Ok(n > 0)
 }
@@ -490,6 +655,15 @@ mod tests {
         let mut x = m();
         x.limits.cpu_ms = Some(0);
         assert!(validate(&x).is_err());
+        let mut x = m();
+        x.vars.insert("K".into(), "a\0b".into());
+        assert!(
+            validate(&x)
+                .unwrap_err()
+                .to_string()
+                .contains("a var's value contains a NUL"),
+            "NUL is refused before PostgreSQL sees it"
+        );
         let mut x = m();
         x.db = Some(DbBinding {
             tenant: "shop".into(),

@@ -1,9 +1,12 @@
 //! The HTTP face of the runner: worker routing, `/health`, `/ready`, `/metrics`.
 //! A request whose host names a worker always goes to the worker, even for `/health`.
+//! [`serve`] hands each request from hyper straight to [`handle`] (no router in between: every
+//! path is ours to route); [`app`] wraps the same [`handle`] as an axum `Router` for tests.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -11,7 +14,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::Pool;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::js::{HttpRequest, InvokeError};
 use crate::metrics::Metrics;
@@ -26,8 +36,60 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
 }
 
+/// The runner's HTTP service as a `Router` (one fallback: [`handle`]), for `oneshot` tests.
 pub fn app(state: AppState) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    Router::new()
+        .fallback(|State(st): State<AppState>, req: Request| async move { handle(&st, req).await })
+        .with_state(state)
+}
+
+/// Serve HTTP/1.1 on `listener` until `shutdown`; then stop accepting and let the connections
+/// in flight finish their current request within `grace` (keep-alive connections are closed
+/// after it; what is still open after `grace` is dropped).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let state = Arc::new(state);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: say so and retry shortly.
+                    crate::log::error("accepting a connection", &e);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let st = state.clone();
+        let service = service_fn(move |req: hyper::Request<Incoming>| {
+            let st = st.clone();
+            async move { Ok::<_, Infallible>(handle(&st, req.map(Body::new)).await) }
+        });
+        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A client that went away mid-request is not the runner's error.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        crate::log::line(
+            "warn",
+            "connections still open after the grace period were dropped",
+            json!({"grace_secs": grace.as_secs_f64()}),
+        );
+    }
 }
 
 fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -39,7 +101,8 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-async fn handle(State(st): State<AppState>, req: Request) -> Response {
+/// Answers one request: a worker's route, else `/health`, `/ready`, `/metrics` or a JSON 404.
+pub async fn handle(st: &AppState, req: Request) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
@@ -51,8 +114,8 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
     let Some(worker) = st.registry.route(&host, &path) else {
         return match path.as_str() {
             "/health" => (StatusCode::OK, "ok\n").into_response(),
-            "/ready" => ready(&st).await,
-            "/metrics" => metrics(&st).await,
+            "/ready" => ready(st).await,
+            "/metrics" => metrics(st).await,
             _ => json_error(
                 StatusCode::NOT_FOUND,
                 "not_found",

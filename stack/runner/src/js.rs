@@ -25,6 +25,7 @@ use rquickjs::{
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 
 const PRELUDE: &str = include_str!("prelude.js");
 
@@ -625,18 +626,27 @@ impl Engine {
                 (def.db_token.clone(), gateway, self.services.clone())
             {
                 let deadline = self.deadline.clone();
+                let (name, version, rid) = (def.name.clone(), def.version, self.request_id.clone());
                 let query =
                     Function::new(ctx.clone(), move |sql: String, params: String| -> String {
                         let params: Vec<serde_json::Value> =
                             serde_json::from_str(&params).unwrap_or_default();
                         let statement = postgate::Statement { sql, params };
+                        // postgate logs what it keeps from the caller (an internal error's
+                        // detail) through `tracing`: in this span, with the worker's names.
+                        let span = tracing::info_span!(
+                            "env.DB",
+                            worker = name.as_str(),
+                            version,
+                            request_id = rid.borrow().as_str()
+                        );
                         let started = Instant::now();
                         let r = blocking(|| {
-                            s.handle.block_on(gateway.query(
-                                token.expose(),
-                                statement,
-                                postgate::RowsAs::Objects,
-                            ))
+                            s.handle.block_on(
+                                gateway
+                                    .query(token.expose(), statement, postgate::RowsAs::Objects)
+                                    .instrument(span),
+                            )
                         });
                         extend(&deadline, started.elapsed());
                         match r {

@@ -1,7 +1,8 @@
 //! stackctl runner: JavaScript workers triggered by HTTP, cron and a durable Postgres queue.
 //!
-//! Services take their listener and a shutdown token (see [`serve::run`]); the JavaScript
-//! engine runs on its own threads ([`js`]), never on tokio's workers.
+//! Services take their listener and a shutdown token (see [`serve::run`]). An HTTP request runs
+//! its worker's JavaScript on the tokio thread that took it (blocking calls under
+//! `block_in_place`); cron and queue invocations run on each worker's own thread ([`js`]).
 
 pub mod admin;
 pub mod cron;

@@ -207,6 +207,7 @@ enum QueueCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    runner::log::install_tracing();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

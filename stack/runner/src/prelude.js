@@ -233,21 +233,25 @@
     if (b instanceof ArrayBuffer || ArrayBuffer.isView(b)) return new TextDecoder().decode(b);
     return String(b);
   };
-  class Body {
-    _init(body) { this._body = bodyText(body); this.bodyUsed = false; }
-    get body() { return this._body; }
-    async text() { if (this.bodyUsed) throw new TypeError('Body already used'); this.bodyUsed = true; return this._body === null ? '' : this._body; }
-    async json() { return JSON.parse(await this.text()); }
-    async arrayBuffer() { return new TextEncoder().encode(await this.text()).buffer; }
-  }
-  class Request extends Body {
+  // Body members shared by Request and Response, copied onto both prototypes (plain classes
+  // construct faster in QuickJS than derived ones, and a response is made per request).
+  const bodyMembers = {
+    get body() { return this._body; },
+    async text() { if (this.bodyUsed) throw new TypeError('Body already used'); this.bodyUsed = true; return this._body === null ? '' : this._body; },
+    async json() { return JSON.parse(await this.text()); },
+    async arrayBuffer() { return new TextEncoder().encode(await this.text()).buffer; },
+  };
+  const withBody = (C) => { Object.defineProperties(C.prototype, Object.getOwnPropertyDescriptors(bodyMembers)); return C; };
+  const create = Object.create;
+  class Request {
     constructor(input, init = {}) {
-      super();
       const src = input instanceof Request ? input : null;
       this.url = src ? src.url : new URL(String(input)).href;
       this.method = String(init.method || (src && src.method) || 'GET').toUpperCase();
-      this.headers = new Headers(init.headers || (src && src.headers) || undefined);
-      this._init(init.body !== undefined ? init.body : src ? src._body : null);
+      this._raw = '';
+      this._h = new Headers(init.headers || (src && src.headers) || undefined);
+      this._body = bodyText(init.body !== undefined ? init.body : src ? src._body : null);
+      this.bodyUsed = false;
       this.signal = null;
     }
     clone() { return new Request(this); }
@@ -255,28 +259,51 @@
     get headers() { if (this._h === undefined) this._h = Headers._fromRunner(this._raw); return this._h; }
     set headers(h) { this._h = h; }
   }
+  withBody(Request);
+  const REQUEST = Request.prototype;
   const STATUS = { 200: 'OK', 201: 'Created', 204: 'No Content', 301: 'Moved Permanently', 302: 'Found', 304: 'Not Modified', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 500: 'Internal Server Error', 503: 'Service Unavailable' };
   const NO_INIT = Object.freeze({});
-  class Response extends Body {
+  const TEXT = 'text/plain;charset=UTF-8';
+  class Response {
     constructor(body = null, init = NO_INIT) {
-      super();
-      this.status = init.status === undefined ? 200 : init.status | 0;
-      if (this.status < 200 || this.status > 599) throw new RangeError(`invalid status ${init.status}`);
-      this.statusText = init.statusText || STATUS[this.status] || '';
-      if (init.headers === undefined) { const h = this.headers = Object.create(Headers.prototype); h._m = new Map(); }
-      else this.headers = new Headers(init.headers);
-      this._init(body);
-      if (typeof body === 'string' && !this.headers._m.has('content-type')) this.headers._m.set('content-type', 'text/plain;charset=UTF-8');
+      const status = init.status === undefined ? 200 : init.status | 0;
+      if (status < 200 || status > 599) throw new RangeError(`invalid status ${init.status}`);
+      this.status = status;
+      this.statusText = init.statusText || STATUS[status] || '';
+      this._body = bodyText(body);
+      this.bodyUsed = false;
+      // Without init headers, the Headers object is made on first use (`headers`); until then
+      // `_ct` holds the content type it would start with.
+      if (init.headers === undefined) {
+        this._h = undefined;
+        this._ct = typeof body === 'string' ? TEXT : null;
+      } else {
+        const h = this._h = new Headers(init.headers);
+        this._ct = null;
+        if (typeof body === 'string' && !h._m.has('content-type')) h._m.set('content-type', TEXT);
+      }
     }
+    get headers() {
+      let h = this._h;
+      if (h === undefined) {
+        h = this._h = new Headers();
+        if (this._ct !== null) h._m.set('content-type', this._ct);
+        this._ct = null;
+      }
+      return h;
+    }
+    set headers(h) { this._h = h; this._ct = null; }
     get ok() { return this.status >= 200 && this.status < 300; }
-    clone() { return new Response(this._body, this); }
+    clone() { return new Response(this._body, { status: this.status, statusText: this.statusText, headers: this.headers }); }
     static json(data, init = {}) {
       const r = new Response(JSON.stringify(data), init);
-      r.headers.set('content-type', 'application/json');
+      if (r._h === undefined) r._ct = 'application/json';
+      else r._h.set('content-type', 'application/json');
       return r;
     }
     static redirect(url, status = 302) { return new Response(null, { status, headers: { location: String(url) } }); }
   }
+  withBody(Response);
   G.Headers = Headers; G.Request = Request; G.Response = Response;
 
   G.fetch = async (input, init = {}) => {
@@ -299,8 +326,11 @@
   // What the runner reads back: [status, body, name, value, name, value, ...].
   const fetchResult = (res) => {
     if (!(res instanceof Response)) throw new TypeError('fetch handler must return a Response');
-    const out = [res.status, res._body === null ? '' : res._body];
-    res.headers._m.forEach((v, k) => { out.push(k, v); });
+    const b = res._body === null ? '' : res._body;
+    const h = res._h;
+    if (h === undefined) return res._ct === null ? [res.status, b] : [res.status, b, 'content-type', res._ct];
+    const out = [res.status, b];
+    h._m.forEach((v, k) => { out.push(k, v); });
     return out;
   };
   // fetch: (kind, url, method, headers as `name\0value\0...`, body); scheduled and queue:
@@ -316,10 +346,10 @@
       if (typeof handler !== 'function') throw new Error(`worker has no ${kind} handler`);
       if (kind === 'fetch') {
         // The runner built this URL itself (valid, absolute): no second parse per request.
-        const req = Object.create(Request.prototype);
+        const req = create(REQUEST);
         req.url = input; req.method = method; req._raw = rawHeaders; req._h = undefined;
-        req._init(body); req.signal = null;
-        const res = handler.call(w, req, env, ctx);
+        req._body = body === undefined ? null : body; req.bodyUsed = false; req.signal = null;
+        const res = w.fetch(req, env, ctx);
         if (res instanceof Response && !ctx._waits) return fetchResult(res);
         settled = false;
         return (async () => {

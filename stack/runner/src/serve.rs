@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{AppState, app};
+use crate::http::AppState;
 use crate::js::{InvokeError, QueueMessage};
 use crate::metrics::Metrics;
 use crate::notify::Bus;
@@ -273,10 +273,7 @@ pub async fn run(
             ready.store(false, Ordering::SeqCst);
         });
     }
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+    crate::http::serve(listener, state, shutdown.clone(), s.grace).await;
     while tasks.join_next().await.is_some() {}
     crate::log::info("runner stopped", serde_json::json!({"owner": s.owner}));
     Ok(())

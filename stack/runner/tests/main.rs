@@ -1,6 +1,7 @@
 //! Integration tests of the runner against a real PostgreSQL 17 (Docker image
 //! `stackctl/postgres:17`) and real `runner` processes.
 
+mod admin;
 mod cron;
 mod queue;
 mod support;

@@ -13,7 +13,7 @@ use runner::queue::{Job, JobHandler};
 use runner::registry::Registry;
 use runner::serve::JsHandler;
 
-use crate::support::{Pg, connect};
+use crate::support::{Pg, Proc, connect};
 
 const HELLO: &str = r#"export default { fetch(req, env) { return new Response(`hello from ${env.GREETING} v1`); } };"#;
 const HELLO2: &str = r#"export default { fetch() { return new Response("hello v2"); } };"#;
@@ -381,6 +381,166 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
         .handle(&[job(4, serde_json::json!({"worker": "ghost"}), "cron")])
         .await;
     assert!(res[0].is_err());
+}
+
+/// One HTTP/1.1 request over a fresh connection (closed after the answer); the raw response.
+fn raw_get(addr: &str, host: &str) -> std::io::Result<String> {
+    raw_get_with(addr, host, "")
+}
+
+/// [`raw_get`] with extra header lines (each ending in `\r\n`).
+fn raw_get_with(addr: &str, host: &str, headers: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr)?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        c,
+        "GET / HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    c.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// SIGTERM while a request is in flight: the request is answered, the process exits cleanly,
+/// and the port takes no new connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let pg = Pg::start().await;
+    let c = connect(&pg.url).await;
+    c.execute(
+        "SELECT runner.deploy('slow', $1)",
+        &[&r#"export default { async fetch() {
+            await new Promise((r) => setTimeout(r, 800));
+            return new Response('finished');
+        } };"#],
+    )
+    .await
+    .expect("deploy slow");
+    let mut p = Proc::spawn(
+        "sigterm-http",
+        &["serve", "--id", "sigterm-http"],
+        &[
+            ("RUNNER_DATABASE_URL", pg.url.as_str()),
+            ("RUNNER_LISTEN", "127.0.0.1:0"),
+            ("RUNNER_WORKERS_DOMAIN", "workers.test"),
+            ("RUNNER_GRACE_SECS", "5"),
+        ],
+    );
+    let addr = p.listen_addr(Duration::from_secs(10));
+    let first = raw_get(&addr, "slow.workers.test").expect("first request");
+    assert!(first.contains("finished"), "{first}");
+    let in_flight = {
+        let addr = addr.clone();
+        std::thread::spawn(move || raw_get(&addr, "slow.workers.test"))
+    };
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let t = Instant::now();
+    let status = p.terminate(Duration::from_secs(10));
+    let answer = in_flight
+        .join()
+        .expect("request thread")
+        .expect("the in-flight request is answered");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("finished"),
+        "{answer}"
+    );
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "no new connections after shutdown"
+    );
+    println!(
+        "shutdown: SIGTERM during an 800 ms request; it was answered and the runner exited cleanly after {:?}",
+        t.elapsed()
+    );
+}
+
+/// `env.DB` when postgate's database is down: the worker gets postgate's generic error, and the
+/// detail postgate keeps from it is in the runner's log as a JSON line with the worker's name,
+/// version and request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_db_failures_are_logged_with_the_worker_and_request() {
+    const PEPPER: &str = "runner-test-pepper-0123456789";
+    let pg = Pg::start().await;
+    let mut c = connect(&pg.url).await;
+    c.batch_execute(postgate::schema::SQL)
+        .await
+        .expect("postgate's schema");
+    let key_hex = "6b".repeat(32);
+    let key = runner::secrets::SecretsKey::from_hex(&key_hex).expect("key");
+    let m: runner::admin::Manifest = serde_json::from_value(serde_json::json!({
+        "name": "dbw",
+        "source": r#"export default { async fetch(req, env) {
+            try { await env.DB.query('SELECT 1'); return new Response('reached'); }
+            catch (e) { return new Response(`${e.code}: ${e.message}`, { status: 503 }); }
+        } };"#,
+        "db": {"tenant": "dbw_app", "permissions": ["SELECT"]},
+    }))
+    .expect("manifest");
+    runner::admin::deploy(&mut c, &m, Some(&key), Some(PEPPER.as_bytes()))
+        .await
+        .expect("deploy with env.DB");
+    // postgate's side of env.DB points at a port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let postgate_url =
+        format!("host=127.0.0.1 port={closed} user=postgres password=x dbname=postgres");
+    let p = Proc::spawn(
+        "env-db-log",
+        &["serve", "--id", "env-db-log"],
+        &[
+            ("RUNNER_DATABASE_URL", pg.url.as_str()),
+            ("RUNNER_LISTEN", "127.0.0.1:0"),
+            ("RUNNER_WORKERS_DOMAIN", "workers.test"),
+            ("RUNNER_SECRETS_KEY", key_hex.as_str()),
+            ("POSTGATE_TOKEN_PEPPER", PEPPER),
+            ("POSTGATE_DATABASE_URL", postgate_url.as_str()),
+        ],
+    );
+    let addr = p.listen_addr(Duration::from_secs(10));
+    let answer =
+        raw_get_with(&addr, "dbw.workers.test", "x-request-id: rid-env-db-1\r\n").expect("request");
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("unavailable: "),
+        "the worker sees postgate's generic error: {answer}"
+    );
+    assert!(
+        !answer.contains("connecting"),
+        "the detail does not reach the worker: {answer}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+        let found = log.lines().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["request_id"] == "rid-env-db-1" && v["level"] == "error").then_some(v)
+        });
+        if let Some(v) = found {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no error line for the request in: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(line["worker"], "dbw", "{line}");
+    assert_eq!(line["version"], 1, "{line}");
+    assert!(
+        line["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("postgate")),
+        "{line}"
+    );
+    let msg = line["msg"].as_str().unwrap_or_default();
+    assert!(
+        msg.starts_with("authenticating") && msg.contains("error connecting to server"),
+        "postgate's detail is logged: {line}"
+    );
+    println!("env.DB failure logged: {line}");
 }
 
 fn url_escape(s: &str) -> String {
