@@ -33,6 +33,9 @@ pub struct FetchRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
+    /// `body` is latin1, one character per byte ([`crate::body`]).
+    #[serde(default)]
+    pub binary: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,6 +43,8 @@ pub struct FetchResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// `body` is latin1, one character per byte: the response was not UTF-8.
+    pub binary: bool,
     pub url: String,
 }
 
@@ -149,10 +154,10 @@ pub async fn fetch(policy: &FetchPolicy, req: FetchRequest) -> Result<FetchRespo
             };
             b = b.header("host", h);
         }
+        let body = crate::body::from_js_string(req.body.clone().unwrap_or_default(), req.binary)
+            .map_err(|e| format!("fetch: {e}"))?;
         let request = b
-            .body(Full::new(bytes::Bytes::from(
-                req.body.clone().unwrap_or_default(),
-            )))
+            .body(Full::new(bytes::Bytes::from(body)))
             .map_err(|e| format!("fetch: bad request: {e}"))?;
         let resp = sender
             .send_request(request)
@@ -169,10 +174,12 @@ pub async fn fetch(policy: &FetchPolicy, req: FetchRequest) -> Result<FetchRespo
             .await
             .map_err(|e| format!("fetch: reading the response from {host}: {e}"))?
             .to_bytes();
+        let (body, binary) = crate::body::to_js_string(body.to_vec());
         Ok(FetchResponse {
             status,
             headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body,
+            binary,
             url: req.url.clone(),
         })
     };

@@ -176,7 +176,7 @@ pub async fn handle(st: &AppState, req: Request) -> Response {
             );
         }
     };
-    let body = (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned());
+    let body = (!body.is_empty()).then(|| crate::body::Body::from_bytes(body.to_vec()));
     let res = worker
         .fetch(HttpRequest {
             method,

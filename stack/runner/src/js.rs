@@ -86,7 +86,7 @@ pub struct HttpRequest {
     /// `name\0value\0…`, names in lower case (HTTP forbids NUL in both): the form the worker's
     /// `Headers` is built from, only if the handler reads `request.headers`.
     pub headers: String,
-    pub body: Option<String>,
+    pub body: Option<crate::body::Body>,
     pub request_id: String,
 }
 
@@ -95,7 +95,7 @@ pub struct HttpRequest {
 pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: String,
+    pub body: Vec<u8>,
 }
 
 /// A message of a queue batch.
@@ -371,14 +371,17 @@ fn run_fetch(engine: &mut Engine, req: HttpRequest) -> (Result<HttpResponse, Inv
     (r, poisoned)
 }
 
-/// The response `__dispatch` settled with: `[status, body, name, value, name, value, ...]`.
+/// The response `__dispatch` settled with: `[status, body, binary, name, value, ...]`, the body
+/// a string (latin1 when `binary`, see [`crate::body`]).
 fn response_of(v: rquickjs::Value<'_>) -> Result<HttpResponse, String> {
     let bad = |what: &str| format!("bad response: {what}");
     let a = v.into_array().ok_or_else(|| bad("not an array"))?;
     let status: i32 = a.get(0).map_err(|e| bad(&e.to_string()))?;
     let body: String = a.get(1).map_err(|e| bad(&e.to_string()))?;
-    let mut headers = Vec::with_capacity(a.len().saturating_sub(2) / 2);
-    let mut i = 2;
+    let binary: bool = a.get(2).map_err(|e| bad(&e.to_string()))?;
+    let body = crate::body::from_js_string(body, binary).map_err(|e| bad(&e))?;
+    let mut headers = Vec::with_capacity(a.len().saturating_sub(3) / 2);
+    let mut i = 3;
     while i + 1 < a.len() {
         let k: String = a.get(i).map_err(|e| bad(&e.to_string()))?;
         let v: String = a.get(i + 1).map_err(|e| bad(&e.to_string()))?;

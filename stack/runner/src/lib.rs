@@ -5,6 +5,7 @@
 //! `block_in_place`); cron and queue invocations run on each worker's own thread ([`js`]).
 
 pub mod admin;
+pub mod body;
 pub mod cron;
 pub mod db;
 pub mod fetch;

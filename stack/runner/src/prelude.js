@@ -15,9 +15,22 @@
     return id;
   };
   G.clearTimeout = (id) => { timers.delete(id); };
+  // An interval is a timer that is set again (at least 1 ms on) each time it runs.
+  G.setInterval = (fn, ms = 0, ...args) => {
+    if (typeof fn !== 'function') throw new TypeError('setInterval needs a function');
+    const id = ++timerSeq;
+    const every = Math.max(1, Number(ms) || 0);
+    timers.set(id, { at: Date.now() + every, fn, args, every });
+    return id;
+  };
+  G.clearInterval = G.clearTimeout;
   G.__timers = () => {
     const now = Date.now();
-    for (const [id, t] of [...timers]) if (t.at <= now) { timers.delete(id); t.fn(...t.args); }
+    for (const [id, t] of [...timers]) {
+      if (t.at > now) continue;
+      if (t.every === undefined) timers.delete(id); else t.at = now + t.every;
+      t.fn(...t.args);
+    }
     let next = -1;
     for (const t of timers.values()) { const d = Math.max(0, t.at - Date.now()); if (next < 0 || d < next) next = d; }
     return next;
@@ -226,20 +239,40 @@
       return h;
     }
   }
-  const bodyText = (b) => {
+  // A body is held as a string (text) or a Uint8Array (bytes); null when there is none.
+  const bodyInit = (b) => {
     if (b === undefined || b === null) return null;
     if (typeof b === 'string') return b;
     if (b instanceof URLSearchParams) return b.toString();
-    if (b instanceof ArrayBuffer || ArrayBuffer.isView(b)) return new TextDecoder().decode(b);
+    // Bytes are copied, as the Fetch standard does: later changes to the caller's buffer do not
+    // reach the body.
+    if (b instanceof ArrayBuffer) return new Uint8Array(b.slice(0));
+    if (ArrayBuffer.isView(b)) return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
     return String(b);
   };
+  // Bytes cross to the runner as a latin1 string (one character per byte; see src/body.rs).
+  const toLatin1 = (u8) => {
+    let s = '';
+    for (let i = 0; i < u8.length; i += 8192) s += String.fromCharCode.apply(null, u8.subarray(i, i + 8192));
+    return s;
+  };
+  const fromLatin1 = (s) => {
+    const u8 = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) u8[i] = s.charCodeAt(i);
+    return u8;
+  };
+  // [body as a string, binary?] for the runner.
+  const bodyOut = (b) => (b === null ? ['', false] : typeof b === 'string' ? [b, false] : [toLatin1(b), true]);
+  const consume = (r) => { if (r.bodyUsed) throw new TypeError('Body already used'); r.bodyUsed = true; return r._body; };
+  const asBytes = (b) => (b === null ? new Uint8Array(0) : typeof b === 'string' ? new TextEncoder().encode(b) : b.slice());
   // Body members shared by Request and Response, copied onto both prototypes (plain classes
   // construct faster in QuickJS than derived ones, and a response is made per request).
   const bodyMembers = {
     get body() { return this._body; },
-    async text() { if (this.bodyUsed) throw new TypeError('Body already used'); this.bodyUsed = true; return this._body === null ? '' : this._body; },
+    async text() { const b = consume(this); return b === null ? '' : typeof b === 'string' ? b : new TextDecoder().decode(b); },
     async json() { return JSON.parse(await this.text()); },
-    async arrayBuffer() { return new TextEncoder().encode(await this.text()).buffer; },
+    async arrayBuffer() { return asBytes(consume(this)).buffer; },
+    async bytes() { return asBytes(consume(this)); },
   };
   const withBody = (C) => { Object.defineProperties(C.prototype, Object.getOwnPropertyDescriptors(bodyMembers)); return C; };
   const create = Object.create;
@@ -250,7 +283,7 @@
       this.method = String(init.method || (src && src.method) || 'GET').toUpperCase();
       this._raw = '';
       this._h = new Headers(init.headers || (src && src.headers) || undefined);
-      this._body = bodyText(init.body !== undefined ? init.body : src ? src._body : null);
+      this._body = bodyInit(init.body !== undefined ? init.body : src ? src._body : null);
       this.bodyUsed = false;
       this.signal = null;
     }
@@ -270,7 +303,7 @@
       if (status < 200 || status > 599) throw new RangeError(`invalid status ${init.status}`);
       this.status = status;
       this.statusText = init.statusText || STATUS[status] || '';
-      this._body = bodyText(body);
+      this._body = bodyInit(body);
       this.bodyUsed = false;
       // Without init headers, the Headers object is made on first use (`headers`); until then
       // `_ct` holds the content type it would start with.
@@ -308,8 +341,10 @@
 
   G.fetch = async (input, init = {}) => {
     const req = input instanceof Request && Object.keys(init).length === 0 ? input : new Request(input, init);
-    const r = JSON.parse(natives.fetch(JSON.stringify({ method: req.method, url: req.url, headers: [...req.headers], body: req._body })));
-    const res = new Response(r.status === 204 || r.status === 304 ? null : r.body, { status: r.status, headers: r.headers });
+    const [body, binary] = bodyOut(req._body);
+    const r = JSON.parse(natives.fetch(JSON.stringify({ method: req.method, url: req.url, headers: [...req.headers], body: req._body === null ? null : body, binary })));
+    const resBody = r.status === 204 || r.status === 304 ? null : r.binary ? fromLatin1(r.body) : r.body;
+    const res = new Response(resBody, { status: r.status, headers: r.headers });
     Object.defineProperty(res, 'url', { value: r.url });
     return res;
   };
@@ -323,13 +358,15 @@
   // Timers left pending when the invocation ends are dropped (the runner also drops them when
   // the promise never settles).
   const dropTimers = () => { if (timers.size) timers.clear(); };
-  // What the runner reads back: [status, body, name, value, name, value, ...].
+  // What the runner reads back: [status, body, binary, name, value, name, value, ...].
   const fetchResult = (res) => {
     if (!(res instanceof Response)) throw new TypeError('fetch handler must return a Response');
-    const b = res._body === null ? '' : res._body;
+    const b = res._body;
     const h = res._h;
-    if (h === undefined) return res._ct === null ? [res.status, b] : [res.status, b, 'content-type', res._ct];
-    const out = [res.status, b];
+    if (typeof b === 'string' && h === undefined) return res._ct === null ? [res.status, b, false] : [res.status, b, false, 'content-type', res._ct];
+    const [text, binary] = bodyOut(b);
+    const out = [res.status, text, binary];
+    if (h === undefined) { if (res._ct !== null) out.push('content-type', res._ct); return out; }
     h._m.forEach((v, k) => { out.push(k, v); });
     return out;
   };
@@ -348,7 +385,8 @@
         // The runner built this URL itself (valid, absolute): no second parse per request.
         const req = create(REQUEST);
         req.url = input; req.method = method; req._raw = rawHeaders; req._h = undefined;
-        req._body = body === undefined ? null : body; req.bodyUsed = false; req.signal = null;
+        req._body = body === undefined ? null : typeof body === 'string' ? body : new Uint8Array(body);
+        req.bodyUsed = false; req.signal = null;
         const res = w.fetch(req, env, ctx);
         if (res instanceof Response && !ctx._waits) return fetchResult(res);
         settled = false;

@@ -50,9 +50,13 @@ const BOMB: &str =
 const TIMERS: &str = r#"export default { async fetch(req, env) {
   const t = Date.now();
   await new Promise((r) => setTimeout(r, 120));
+  const ticks = await new Promise((r) => {
+    let n = 0;
+    const every = setInterval(() => { n += 1; if (n === 3) { clearInterval(every); setTimeout(() => r(n), 50); } }, 10);
+  });
   const { id } = await env.QUEUE.send({ from: 'js' }, { queue: 'from-js', delaySeconds: 5 });
   await env.QUEUE.send({ default: true });
-  return new Response(`slept ${Date.now() - t >= 120} ${id}`);
+  return new Response(`slept ${Date.now() - t >= 120} ticks ${ticks} ${id}`);
 } };"#;
 const FETCHER: &str = r#"export default { async fetch(req) {
   const target = new URL(req.url).searchParams.get('u');
@@ -63,14 +67,31 @@ const FETCHER: &str = r#"export default { async fetch(req) {
     return new Response(`refused: ${e.message}`, { status: 502 });
   }
 } };"#;
+/// Bytes in and out: the request's bytes plus 0xFE; `/fetch` POSTs bytes upstream and answers
+/// with the bytes that came back.
+const BINARY: &str = r#"export default { async fetch(req) {
+  const url = new URL(req.url);
+  if (url.pathname === '/fetch') {
+    const r = await fetch(url.searchParams.get('u'), { method: 'POST', body: new Uint8Array([0, 255, 128, 10]) });
+    return new Response(await r.arrayBuffer(), { headers: { 'content-type': 'application/octet-stream' } });
+  }
+  const b = await req.bytes();
+  const out = new Uint8Array(b.length + 1); out.set(b); out[b.length] = 0xfe;
+  return new Response(out, { headers: { 'content-type': 'application/octet-stream' } });
+} };"#;
 const THROWS: &str =
     r#"export default { fetch() { throw new Error('secret internal detail'); } };"#;
 
 async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
+    let (status, body) = send_bytes(router, req).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn send_bytes(router: &axum::Router, req: Request<Body>) -> (StatusCode, Vec<u8>) {
     let resp = router.clone().oneshot(req).await.expect("oneshot");
     let status = resp.status();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (status, body.to_vec())
 }
 
 fn get(host: &str, path: &str) -> Request<Body> {
@@ -106,6 +127,7 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     deploy("throws", THROWS, &[]).await;
     deploy("timers", TIMERS, &[]).await;
     deploy("fetcher", FETCHER, &[]).await;
+    deploy("bin", BINARY, &[]).await;
     c.execute(
         "UPDATE runner.workers SET memory_mb = 16 WHERE name = 'bomb'",
         &[],
@@ -218,10 +240,11 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     let (s, _) = send(&router, get("spin.workers.test", "/")).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
 
-    // setTimeout (sleeping is not CPU time: 120 ms > the 50 ms CPU limit) and env.QUEUE.send.
+    // setTimeout (sleeping is not CPU time: 120 ms > the 50 ms CPU limit), setInterval until
+    // cleared (three ticks, none after clearInterval) and env.QUEUE.send.
     let (s, b) = send(&router, get("timers.workers.test", "/")).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert!(b.starts_with("slept true "), "{b}");
+    assert!(b.starts_with("slept true ticks 3 "), "{b}");
     let id: i64 = b
         .rsplit(' ')
         .next()
@@ -256,15 +279,25 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
         .await
         .expect("bind 127.0.0.2");
     let up = upstream.local_addr().expect("addr");
-    let up_app = axum::Router::new().route(
-        "/ping",
-        axum::routing::get(|h: axum::http::HeaderMap| async move {
-            format!(
-                "pong {}",
-                h.get("x-from").and_then(|v| v.to_str().ok()).unwrap_or("-")
-            )
-        }),
-    );
+    let up_app = axum::Router::new()
+        .route(
+            "/ping",
+            axum::routing::get(|h: axum::http::HeaderMap| async move {
+                format!(
+                    "pong {}",
+                    h.get("x-from").and_then(|v| v.to_str().ok()).unwrap_or("-")
+                )
+            }),
+        )
+        .route(
+            // The bytes it was sent, reversed, then 0xC3 (which is not UTF-8 on its own).
+            "/bytes",
+            axum::routing::post(|b: axum::body::Bytes| async move {
+                let mut v: Vec<u8> = b.iter().rev().copied().collect();
+                v.push(0xc3);
+                v
+            }),
+        );
     tokio::spawn(async move { axum::serve(upstream, up_app).await });
     let fetch_via = |target: String| {
         let router = router.clone();
@@ -275,6 +308,28 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     };
     let (s, b) = fetch_via(format!("http://{up}/ping")).await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "ok 200 pong worker"));
+    // Bytes that are not UTF-8 cross every way unchanged: into the worker, out of it, and
+    // through fetch in both directions; text still reaches it as text.
+    for sent in [
+        vec![0x00, 0xff, 0xc3, 0x28, 0x80],
+        "héllo".as_bytes().to_vec(),
+    ] {
+        let req = Request::post("/")
+            .header("host", "bin.workers.test")
+            .body(Body::from(sent.clone()))
+            .expect("request");
+        let (s, b) = send_bytes(&router, req).await;
+        let mut want = sent.clone();
+        want.push(0xfe);
+        assert_eq!((s, b), (StatusCode::OK, want), "bytes {sent:?}");
+    }
+    let path = format!("/fetch?u={}", url_escape(&format!("http://{up}/bytes")));
+    let (s, b) = send_bytes(&router, get("bin.workers.test", &path)).await;
+    assert_eq!(
+        (s, b),
+        (StatusCode::OK, vec![10, 128, 255, 0, 0xc3]),
+        "fetch sends and receives bytes"
+    );
     for target in [
         format!("http://127.0.0.1:{}/ping", up.port()),
         "http://10.0.0.1/".to_string(),
