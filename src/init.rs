@@ -120,12 +120,21 @@ pub fn run(dir: &Path, opts: &InitOptions) -> Result<()> {
                     .into(),
             );
         }
-        let backup = secrets::rotate(&env_path, &opts.rotate)?;
+        let rotated = secrets::rotate(&env_path, &opts.rotate)?;
         println!(
             "rotated {} (old .env kept as {})",
             opts.rotate.join(", "),
-            backup.file_name().unwrap_or_default().to_string_lossy()
+            rotated
+                .backup
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
         );
+        for (key, previous) in &rotated.kept_previous {
+            println!(
+                "kept the old {key} in {previous}: `stackctl up runner` seals worker secrets again under the new key; then remove the {previous} line from .env"
+            );
+        }
         println!(
             "next: `stackctl migrate` (or `stackctl up`) sets the new passwords in PostgreSQL"
         );

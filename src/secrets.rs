@@ -124,6 +124,12 @@ pub const SECRETS: &[SecretSpec] = &[
     },
 ];
 
+/// Secrets whose replaced values must stay usable for a while, and the `.env` key that keeps
+/// them (comma-separated, newest first): worker secrets sealed under an earlier
+/// `RUNNER_SECRETS_KEY` open with it until the runner has sealed them again under the new one.
+pub const KEEPS_PREVIOUS: &[(&str, &str)] =
+    &[("RUNNER_SECRETS_KEY", "RUNNER_SECRETS_KEY_PREVIOUS")];
+
 /// Finds a secret's spec by its key.
 pub fn spec(key: &str) -> Option<&'static SecretSpec> {
     SECRETS.iter().find(|s| s.key == key)
@@ -264,9 +270,18 @@ pub fn ensure(path: &Path) -> Result<EnsureReport> {
     Ok(report)
 }
 
-/// Replaces the named secrets with fresh values after a timestamped 0600 backup of `.env`.
-/// Returns the backup's path.
-pub fn rotate(path: &Path, keys: &[String]) -> Result<PathBuf> {
+/// What `rotate` did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// The copy of `.env` as it was.
+    pub backup: PathBuf,
+    /// `(rotated key, key that now keeps its earlier values)`, from [`KEEPS_PREVIOUS`].
+    pub kept_previous: Vec<(&'static str, &'static str)>,
+}
+
+/// Replaces the named secrets with fresh values after a timestamped 0600 backup of `.env`; the
+/// old value of a key in [`KEEPS_PREVIOUS`] is put first in its `…_PREVIOUS` key.
+pub fn rotate(path: &Path, keys: &[String]) -> Result<Rotated> {
     for k in keys {
         if spec(k).is_none() {
             let known: Vec<&str> = SECRETS.iter().map(|s| s.key).collect();
@@ -287,32 +302,56 @@ pub fn rotate(path: &Path, keys: &[String]) -> Result<PathBuf> {
     let backup = path.with_file_name(format!(".env.bak.{stamp}"));
     files::write_atomic(&backup, env.raw.as_bytes(), files::SECRET)?;
 
+    // key -> (new value, the comment above it when the key is new to the file)
+    let mut updates: BTreeMap<&str, (String, String)> = BTreeMap::new();
+    let mut kept_previous = Vec::new();
+    for k in keys {
+        let s = spec(k).expect("checked above");
+        updates.insert(s.key, (generate(s.kind), s.what.to_string()));
+        let previous = KEEPS_PREVIOUS.iter().find(|(key, _)| *key == s.key);
+        if let (Some(&(key, prev)), Some(old)) =
+            (previous, env.get(s.key).filter(|v| !v.is_empty()))
+        {
+            let value = match env.get(prev).filter(|v| !v.is_empty()) {
+                Some(earlier) => format!("{old},{earlier}"),
+                None => old.to_string(),
+            };
+            let what = format!(
+                "earlier {key} values, newest first: the runner seals worker secrets again under the current key as it starts; remove this line once every replica has (`stackctl up runner`)"
+            );
+            updates.insert(prev, (value, what));
+            kept_previous.push((key, prev));
+        }
+    }
+
     let mut out = String::with_capacity(env.raw.len());
     let mut replaced = std::collections::BTreeSet::new();
     for line in env.raw.split_inclusive('\n') {
         let body = line.trim_start();
         let body = body.strip_prefix("export ").unwrap_or(body);
         let key = body.split('=').next().unwrap_or("").trim();
-        match keys.iter().find(|k| *k == key).and_then(|k| spec(k)) {
-            Some(s) if body.contains('=') => {
+        match updates.get_key_value(key) {
+            Some((&k, (value, _))) if body.contains('=') => {
                 let nl = if line.ends_with('\n') { "\n" } else { "" };
-                out.push_str(&format!("{}={}{nl}", s.key, generate(s.kind)));
-                replaced.insert(s.key);
+                out.push_str(&format!("{k}={value}{nl}"));
+                replaced.insert(k);
             }
             _ => out.push_str(line),
         }
     }
-    for k in keys {
-        let s = spec(k).expect("checked above");
-        if !replaced.contains(s.key) {
+    for (k, (value, what)) in &updates {
+        if !replaced.contains(k) {
             if !out.is_empty() && !out.ends_with('\n') {
                 out.push('\n');
             }
-            out.push_str(&format!("# {}\n{}={}\n", s.what, s.key, generate(s.kind)));
+            out.push_str(&format!("# {what}\n{k}={value}\n"));
         }
     }
     files::write_atomic(path, out.as_bytes(), files::SECRET)?;
-    Ok(backup)
+    Ok(Rotated {
+        backup,
+        kept_previous,
+    })
 }
 
 /// Makes sure an existing `.env` is not readable by others (without touching its bytes).

@@ -87,6 +87,45 @@ fn second_init_keeps_env_byte_for_byte_and_adds_only_missing() {
 }
 
 #[test]
+fn rotating_the_runner_secrets_key_keeps_the_old_ones_as_previous() {
+    let s = Stackctl::new();
+    s.cmd(["init"]).run().success();
+    let value = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(String::from))
+    };
+    let first = value(&s.read(".env"), "RUNNER_SECRETS_KEY").expect("key");
+    assert_eq!(value(&s.read(".env"), "RUNNER_SECRETS_KEY_PREVIOUS"), None);
+    s.cmd(["init", "--rotate", "RUNNER_SECRETS_KEY"])
+        .run()
+        .success()
+        .stdout_contains("kept the old RUNNER_SECRETS_KEY in RUNNER_SECRETS_KEY_PREVIOUS");
+    let env = s.read(".env");
+    let second = value(&env, "RUNNER_SECRETS_KEY").expect("key");
+    assert_ne!(first, second);
+    assert_eq!(
+        value(&env, "RUNNER_SECRETS_KEY_PREVIOUS").as_deref(),
+        Some(first.as_str())
+    );
+    // Rotated again before the runner caught up: both earlier keys stay, newest first.
+    s.cmd(["init", "--rotate", "RUNNER_SECRETS_KEY"])
+        .run()
+        .success();
+    let env = s.read(".env");
+    assert_eq!(
+        value(&env, "RUNNER_SECRETS_KEY_PREVIOUS"),
+        Some(format!("{second},{first}"))
+    );
+    assert_eq!(
+        env.lines()
+            .filter(|l| l.starts_with("RUNNER_SECRETS_KEY_PREVIOUS="))
+            .count(),
+        1
+    );
+    assert_eq!(mode(&s.file(".env")), 0o600);
+}
+
+#[test]
 fn rotate_changes_only_the_named_key_and_keeps_a_backup() {
     let s = Stackctl::new();
     s.cmd(["init"]).run().success();

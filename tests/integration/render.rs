@@ -495,8 +495,19 @@ fn check_dokploy_rules(s: &Stackctl, pooler: &str, text: &str, doc: &Value) {
         vars.contains("POSTGRES_PASSWORD") && vars.contains("GRAFANA_ADMIN_PASSWORD"),
         "{vars:?}"
     );
+    // Optional keys (with a `:-` default in the file) are written to .env only when needed.
+    let optional = ["RUNNER_SECRETS_KEY_PREVIOUS"];
     for v in &vars {
-        assert!(env.contains_key(v), "${{{v}}} is not a key of .env");
+        assert!(
+            env.contains_key(v) || optional.contains(&v.as_str()),
+            "${{{v}}} is not a key of .env"
+        );
+    }
+    for o in optional {
+        assert!(
+            text.contains(&format!("${{{o}:-}}")),
+            "{o} must have a default in the Compose file"
+        );
     }
 }
 

@@ -125,12 +125,16 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
     s.write("stack.toml", &toml);
 
     s.cmd(["build", "stackctl", "runner"]).run().success();
-    s.cmd(["up", "runner", "--wait-timeout", "150"])
-        .run()
-        .success();
-    let ports: Vec<u16> = (1..=2)
-        .map(|n| published_port(&format!("{}-runner-{n}", st.name), "8787/tcp"))
-        .collect();
+    // `up runner`, then each replica's published port.
+    let up_runner = || -> Vec<u16> {
+        s.cmd(["up", "runner", "--wait-timeout", "150"])
+            .run()
+            .success();
+        (1..=2)
+            .map(|n| published_port(&format!("{}-runner-{n}", st.name), "8787/tcp"))
+            .collect()
+    };
+    let ports = up_runner();
     println!("stack up after {:?}", started.elapsed());
 
     s.write("hello.js", HELLO_V1);
@@ -303,6 +307,56 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
         .run()
         .failure()
         .stderr_contains("invalid worker name");
+
+    // Rotating RUNNER_SECRETS_KEY: the replicas, restarted with the new key and the old one as
+    // RUNNER_SECRETS_KEY_PREVIOUS, seal the stored secrets again (hello's API_KEY and api's
+    // token); then the old key can go, and both still open.
+    s.cmd(["init", "--rotate", "RUNNER_SECRETS_KEY"])
+        .run()
+        .success()
+        .stdout_contains("RUNNER_SECRETS_KEY_PREVIOUS");
+    up_runner();
+    let logs = s.cmd(["logs", "runner"]).run().success().stdout();
+    let resealed: u64 = logs
+        .lines()
+        .filter(|l| l.contains("sealed again under the current RUNNER_SECRETS_KEY"))
+        .filter_map(|l| {
+            let json = &l[l.find('{')?..];
+            serde_json::from_str::<serde_json::Value>(json).ok()?["resealed"].as_u64()
+        })
+        .sum();
+    assert_eq!(resealed, 2, "hello's secret and api's token: {logs}");
+    let env_path = s.file(".env");
+    let env: String = s
+        .read(".env")
+        .lines()
+        .filter(|l| !l.starts_with("RUNNER_SECRETS_KEY_PREVIOUS="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env_path, env).expect("dropping the previous key from .env");
+    let ports = up_runner();
+    s.write("hello.js", HELLO_V1);
+    s.cmd(deploy_v2)
+        .run()
+        .success()
+        .stdout_contains("version 3 (secrets: API_KEY)");
+    for &p in &ports {
+        let body = eventually(
+            Duration::from_secs(5),
+            "hello v3 after the rotation",
+            || {
+                let (code, body) = http(p, "GET", "hello.workers.localhost", "/", None);
+                (code == 200 && body.contains("v1")).then_some(body)
+            },
+        );
+        assert_eq!(
+            body, "hello hi v1 key=true db=undefined",
+            "the secret opens"
+        );
+        let (code, body) = http(p, "GET", "example.test", "/api/notes", None);
+        assert_eq!(code, 200, "api's token opens: {body}");
+        assert!(body.contains("\"count\":2"), "{body}");
+    }
 
     s.cmd(["worker", "rm", "hello"]).run().success();
     eventually(Duration::from_secs(2), "hello gone", || {

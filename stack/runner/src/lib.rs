@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod notify;
 pub mod queue;
 pub mod registry;
+pub mod reseal;
 pub mod secrets;
 pub mod serve;
 pub mod sql;

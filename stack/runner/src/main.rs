@@ -73,6 +73,10 @@ struct Keys {
     /// 32 bytes, hex: seals worker secrets at rest.
     #[arg(long, env = "RUNNER_SECRETS_KEY", hide_env_values = true)]
     secrets_key: Option<String>,
+    /// Earlier RUNNER_SECRETS_KEY values (comma-separated, newest first): secrets sealed with
+    /// them still open, and `serve` seals them again under the current key.
+    #[arg(long, env = "RUNNER_SECRETS_KEY_PREVIOUS", hide_env_values = true)]
+    secrets_key_previous: Option<String>,
     /// postgate's token pepper: env.DB verifies worker tokens with it.
     #[arg(long, env = "POSTGATE_TOKEN_PEPPER", hide_env_values = true)]
     postgate_pepper: Option<String>,
@@ -84,10 +88,11 @@ struct Keys {
 
 impl Keys {
     fn secrets_key(&self) -> anyhow::Result<Option<runner::secrets::SecretsKey>> {
+        let previous = self.secrets_key_previous.as_deref().unwrap_or("");
         self.secrets_key
             .as_deref()
             .filter(|k| !k.is_empty())
-            .map(runner::secrets::SecretsKey::from_hex)
+            .map(|k| runner::secrets::SecretsKey::from_hex(k)?.with_previous(previous))
             .transpose()
             .map_err(Into::into)
     }

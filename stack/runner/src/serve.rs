@@ -187,6 +187,9 @@ pub async fn run(
         bus.clone(),
         shutdown.clone(),
     ));
+    if let Some(key) = s.secrets_key.as_ref().filter(|k| k.has_previous()) {
+        reseal_secrets(&pool, key).await;
+    }
     match crate::db::conn(&pool).await {
         Ok(c) => {
             if let Err(e) = registry.reload_all(&**c).await {
@@ -277,4 +280,39 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     crate::log::info("runner stopped", serde_json::json!({"owner": s.owner}));
     Ok(())
+}
+
+/// After a key rotation: seal stored worker secrets again under the current key, and say so.
+async fn reseal_secrets(pool: &deadpool_postgres::Pool, key: &crate::secrets::SecretsKey) {
+    let r = match crate::db::conn(pool).await {
+        Ok(c) => crate::reseal::reseal(&**c, key).await,
+        Err(e) => Err(e.into()),
+    };
+    match r {
+        Ok(r) => {
+            let unopenable: Vec<String> = r
+                .unopenable
+                .iter()
+                .map(|(w, n)| format!("{w}/{n}"))
+                .collect();
+            crate::log::line(
+                if unopenable.is_empty() {
+                    "info"
+                } else {
+                    "error"
+                },
+                "worker secrets sealed again under the current RUNNER_SECRETS_KEY",
+                serde_json::json!({
+                    "resealed": r.resealed,
+                    "unopenable": unopenable,
+                    "hint": if unopenable.is_empty() {
+                        "once every replica has started with this key, RUNNER_SECRETS_KEY_PREVIOUS can go"
+                    } else {
+                        "these open with none of the keys given: deploy them again with their values"
+                    },
+                }),
+            );
+        }
+        Err(e) => crate::log::error("sealing worker secrets again", &e),
+    }
 }
