@@ -187,7 +187,7 @@ pub async fn deploy(
         }
         (_, k) => k,
     };
-    if let Some(version) = deployed_as(client, m, key).await? {
+    if let Some(version) = deployed_as(client, m, key, pepper).await? {
         return Ok(Deployed {
             name: m.name.clone(),
             version,
@@ -210,21 +210,7 @@ pub async fn deploy(
     if let Some(binding) = &m.db {
         let perms = postgate::token::Permissions::from_list(&binding.permissions)
             .map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let current = client
-            .query_opt(
-                "SELECT w.db_tenant, w.db_permissions FROM runner.workers w
-                   JOIN runner.worker_secrets s ON s.worker = w.name AND s.name = $2
-                  WHERE w.name = $1",
-                &[&m.name, &DB_TOKEN],
-            )
-            .await
-            .map_err(db("reading the worker's database binding"))?;
-        let same = current.is_some_and(|r| {
-            r.get::<_, Option<String>>(0).as_deref() == Some(binding.tenant.as_str())
-                && r.get::<_, Option<Vec<String>>>(1)
-                    .and_then(|p| postgate::token::Permissions::from_list(&p).ok())
-                    == Some(perms)
-        });
+        let same = token_reusable(client, &m.name, binding, key, pepper).await?;
         db_token_created = Some(!same);
         if !same {
             let Some(pepper) = pepper else {
@@ -373,24 +359,24 @@ async fn secret_names(
 }
 
 /// The active version, when `m` is exactly what is deployed: the same source, routes, queues,
-/// vars, schedule, limits and database binding (with its token stored), and every secret it
-/// names holding the same value. `None` when anything differs or the worker is new.
+/// vars, schedule, limits and database binding (with a live token, see [`token_reusable`]), and
+/// every secret it names holding the same value. `None` when anything differs or the worker is
+/// new.
 async fn deployed_as(
     client: &Client,
     m: &Manifest,
     key: Option<&SecretsKey>,
+    pepper: Option<&[u8]>,
 ) -> Result<Option<i32>, AdminError> {
     let Some(r) = client
         .query_opt(
             "SELECT w.active_version, v.source, w.routes, w.queues, w.vars, s.cron, s.timezone,
-                    w.cpu_ms, w.memory_mb, w.wall_ms, w.body_bytes, w.concurrency,
-                    w.db_tenant, w.db_permissions,
-                    EXISTS (SELECT 1 FROM runner.worker_secrets x WHERE x.worker = w.name AND x.name = $2)
+                    w.cpu_ms, w.memory_mb, w.wall_ms, w.body_bytes, w.concurrency, w.db_tenant
                FROM runner.workers w
                JOIN runner.worker_versions v ON v.worker = w.name AND v.version = w.active_version
                LEFT JOIN runner.schedules s ON s.name = 'worker:' || w.name
               WHERE w.name = $1",
-            &[&m.name, &DB_TOKEN],
+            &[&m.name],
         )
         .await
         .map_err(db("reading the deployed version"))?
@@ -399,17 +385,6 @@ async fn deployed_as(
     };
     let vars = serde_json::to_value(&m.vars).unwrap_or_default();
     let l = &m.limits;
-    let permissions =
-        |p: Option<Vec<String>>| p.and_then(|p| postgate::token::Permissions::from_list(&p).ok());
-    let binding_same = match &m.db {
-        None => r.get::<_, Option<String>>(12).is_none(),
-        Some(b) => {
-            r.get::<_, Option<String>>(12).as_deref() == Some(b.tenant.as_str())
-                && permissions(r.get(13)).is_some()
-                && permissions(r.get(13)) == permissions(Some(b.permissions.clone()))
-                && r.get::<_, bool>(14)
-        }
-    };
     let same = r.get::<_, String>(1) == m.source
         && r.get::<_, Vec<String>>(2) == m.routes
         && r.get::<_, Vec<String>>(3) == m.queues
@@ -424,9 +399,13 @@ async fn deployed_as(
             l.wall_ms,
             l.body_bytes,
             l.concurrency,
-        ] == [7, 8, 9, 10, 11].map(|i| r.get::<_, Option<i32>>(i))
-        && binding_same;
-    if !same {
+        ] == [7, 8, 9, 10, 11].map(|i| r.get::<_, Option<i32>>(i));
+    let binding_same = same
+        && match &m.db {
+            None => r.get::<_, Option<String>>(12).is_none(),
+            Some(b) => token_reusable(client, &m.name, b, key, pepper).await?,
+        };
+    if !binding_same {
         return Ok(None);
     }
     if !m.secrets.is_empty() {
@@ -498,6 +477,55 @@ async fn make_token(
     let secret = r?;
     reset.map_err(db("resetting the role"))?;
     Ok(secret)
+}
+
+/// Whether the worker's stored token can serve `binding` as it is: made for the same tenant and
+/// permissions, and still live in postgate (known under this pepper, not revoked, not expired).
+/// A token revoked by hand (`stackctl token revoke`) or made under an earlier pepper is replaced
+/// by the next deploy.
+async fn token_reusable(
+    client: &Client,
+    worker: &str,
+    binding: &DbBinding,
+    key: Option<&SecretsKey>,
+    pepper: Option<&[u8]>,
+) -> Result<bool, AdminError> {
+    let (Some(key), Some(pepper)) = (key, pepper) else {
+        return Ok(false);
+    };
+    let wanted = postgate::token::Permissions::from_list(&binding.permissions)
+        .map_err(|e| AdminError::Invalid(e.to_string()))?;
+    let Some(r) = client
+        .query_opt(
+            "SELECT w.db_tenant, w.db_permissions, s.nonce, s.sealed FROM runner.workers w
+               JOIN runner.worker_secrets s ON s.worker = w.name AND s.name = $2
+              WHERE w.name = $1",
+            &[&worker, &DB_TOKEN],
+        )
+        .await
+        .map_err(db("reading the worker's database binding"))?
+    else {
+        return Ok(false);
+    };
+    let same_binding = r.get::<_, Option<String>>(0).as_deref() == Some(binding.tenant.as_str())
+        && r.get::<_, Option<Vec<String>>>(1)
+            .and_then(|p| postgate::token::Permissions::from_list(&p).ok())
+            == Some(wanted);
+    if !same_binding {
+        return Ok(false);
+    }
+    let Ok(token) = key.open(worker, DB_TOKEN, r.get(2), r.get(3)) else {
+        return Ok(false);
+    };
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM postgate.tokens WHERE hash = $1 AND revoked_at IS NULL
+                              AND (expires_at IS NULL OR expires_at > now()))",
+            &[&postgate::token::hash(pepper, token.expose())],
+        )
+        .await
+        .map_err(db("checking the worker's database token"))?
+        .get(0))
 }
 
 /// Which of a worker's tokens to revoke.

@@ -97,6 +97,19 @@ async fn identical_deploys_change_nothing_and_failed_deploys_revoke_their_token(
     let live = "SELECT count(*) FROM postgate.tokens
                  WHERE name LIKE 'runner-worker:notes:%' AND revoked_at IS NULL";
     assert_eq!(count(&c, live).await, 1);
+    // A token revoked by hand (`stackctl token revoke`) is not reused: the same deploy makes a
+    // new one.
+    c.execute(
+        "UPDATE postgate.tokens SET revoked_at = now() WHERE name LIKE 'runner-worker:notes:%'",
+        &[],
+    )
+    .await
+    .expect("revoke by hand");
+    let d = admin::deploy(&mut c, &bound, Some(&key), Some(PEPPER))
+        .await
+        .expect("the same binding, token revoked");
+    assert_eq!((d.unchanged, d.db_token_created), (false, Some(true)));
+    assert_eq!(count(&c, live).await, 1, "a new live token");
 
     // A deploy that fails inside its transaction (here: a trigger that refuses new versions)
     // after a new token was made (new permissions) leaves no live token behind but the old one.
