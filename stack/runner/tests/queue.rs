@@ -6,58 +6,102 @@ async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
+/// Who consumes the queue in [`sigkill_run`].
+#[derive(Clone, Copy, Debug)]
+enum Consumers {
+    /// `runner queue work`: the built-in no-op consumer (500 µs a job).
+    QueueWork,
+    /// `runner serve` replicas running a deployed JavaScript worker's `queue()` handler.
+    ServeWithJsWorker,
+}
+
 /// 10,000 jobs enqueued with runner.enqueue(); two `runner queue work` processes; one is
 /// SIGKILLed mid-run. Every job completes; jobs that ran twice are counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_survives_sigkill_of_a_consumer() {
+    sigkill_run(Consumers::QueueWork).await;
+}
+
+/// The same with two `runner serve` replicas whose JavaScript worker consumes the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_survives_sigkill_of_a_serve_replica() {
+    sigkill_run(Consumers::ServeWithJsWorker).await;
+}
+
+async fn sigkill_run(kind: Consumers) {
+    let queue = match kind {
+        Consumers::QueueWork => "kill-test",
+        Consumers::ServeWithJsWorker => "kill-js",
+    };
     let pg = Pg::start().await;
     let c = connect(&pg.url).await;
+    if let Consumers::ServeWithJsWorker = kind {
+        c.execute(
+            "SELECT runner.deploy('consumer', $1, queues => ARRAY['kill-js'])",
+            &[&"export default { async queue(batch) {
+                  await new Promise((r) => setTimeout(r, 50));
+                  batch.ackAll();
+                } };"],
+        )
+        .await
+        .expect("deploying the consumer worker");
+    }
     let t0 = Instant::now();
     c.execute(
-        "SELECT runner.enqueue('kill-test', jsonb_build_object('n', g)) FROM generate_series(1, 10000) g",
-        &[],
+        "SELECT runner.enqueue($1, jsonb_build_object('n', g)) FROM generate_series(1, 10000) g",
+        &[&queue],
     )
     .await
     .expect("enqueueing");
     let enqueue_took = t0.elapsed();
-    assert_eq!(
-        count(
-            &c,
-            "SELECT count(*) FROM runner.jobs WHERE queue = 'kill-test'"
-        )
-        .await,
-        10_000
-    );
+    let in_queue = format!("SELECT count(*) FROM runner.jobs WHERE queue = '{queue}'");
+    assert_eq!(count(&c, &in_queue).await, 10_000);
 
-    let args = |id: &'static str| {
-        vec![
-            "queue",
-            "work",
-            "--queue",
-            "kill-test",
-            "--job-us",
-            "500",
-            "--batch",
-            "100",
-            "--lease-secs",
-            "2",
-            "--poll-secs",
-            "0.25",
-            "--id",
+    let spawn = |id: &'static str| match kind {
+        Consumers::QueueWork => Proc::spawn(
             id,
-        ]
+            &[
+                "queue",
+                "work",
+                "--queue",
+                queue,
+                "--job-us",
+                "500",
+                "--batch",
+                "100",
+                "--lease-secs",
+                "2",
+                "--poll-secs",
+                "0.25",
+                "--id",
+                id,
+            ],
+            &[("RUNNER_DATABASE_URL", pg.url.as_str())],
+        ),
+        Consumers::ServeWithJsWorker => Proc::spawn(
+            id,
+            &["serve", "--id", id],
+            &[
+                ("RUNNER_DATABASE_URL", pg.url.as_str()),
+                ("RUNNER_LISTEN", "127.0.0.1:0"),
+                ("RUNNER_BATCH", "100"),
+                ("RUNNER_LEASE_SECS", "2"),
+                ("RUNNER_POLL_SECS", "0.25"),
+            ],
+        ),
     };
-    let env = [("RUNNER_DATABASE_URL", pg.url.as_str())];
     let started = Instant::now();
-    let mut victim = Proc::spawn("victim", &args("victim"), &env);
-    let _survivor = Proc::spawn("survivor", &args("survivor"), &env);
+    let mut victim = spawn("victim");
+    let _survivor = spawn("survivor");
 
     // Kill once the victim has done real work and holds a lease.
+    let done =
+        format!("SELECT count(*) FROM runner.jobs WHERE queue = '{queue}' AND state = 'done'");
     let done_at_kill = wait_for(
         "the victim to complete jobs",
         Duration::from_secs(30),
         || async {
-            let d = count(&c, "SELECT count(*) FROM runner.jobs WHERE state = 'done'").await;
+            let d = count(&c, &done).await;
             let held = count(
                 &c,
                 "SELECT count(*) FROM runner.jobs WHERE state = 'running' AND locked_by = 'victim'",
@@ -72,22 +116,29 @@ async fn queue_survives_sigkill_of_a_consumer() {
     let killed_at = started.elapsed();
 
     wait_for("every job to be done", Duration::from_secs(90), || async {
-        (count(&c, "SELECT count(*) FROM runner.jobs WHERE state = 'done'").await == 10_000)
-            .then_some(())
+        (count(&c, &done).await == 10_000).then_some(())
     })
     .await;
     let total = started.elapsed();
 
-    let lost = count(&c, "SELECT count(*) FROM runner.jobs WHERE state <> 'done'").await;
-    let twice = count(&c, "SELECT count(*) FROM runner.jobs WHERE attempts > 1").await;
+    let lost = count(
+        &c,
+        &format!("SELECT count(*) FROM runner.jobs WHERE queue = '{queue}' AND state <> 'done'"),
+    )
+    .await;
+    let twice = count(
+        &c,
+        &format!("SELECT count(*) FROM runner.jobs WHERE queue = '{queue}' AND attempts > 1"),
+    )
+    .await;
     let by_victim_unfinished = done_at_kill.1;
     let distinct = count(
         &c,
-        "SELECT count(DISTINCT payload->>'n') FROM runner.jobs WHERE state = 'done'",
+        &format!("SELECT count(DISTINCT payload->>'n') FROM runner.jobs WHERE queue = '{queue}' AND state = 'done'"),
     )
     .await;
     println!(
-        "queue-kill: enqueued 10000 jobs with runner.enqueue() in {enqueue_took:.2?}; \
+        "queue-kill ({kind:?}): enqueued 10000 jobs with runner.enqueue() in {enqueue_took:.2?}; \
          SIGKILLed one of two consumers at {killed_at:.2?} ({} done, {by_victim_unfinished} leased by it); \
          all 10000 done after {total:.2?}; lost: {lost}; ran twice (re-delivered after lease expiry): {twice}",
         done_at_kill.0
