@@ -127,6 +127,9 @@ pub struct InitArgs {
     /// Replace these secrets (keys of .env) with new values, keeping a backup of the old .env.
     #[arg(long, num_args = 1.., value_name = "KEY")]
     pub rotate: Vec<String>,
+    /// With `--rotate POSTGATE_TOKEN_PEPPER`: accept that every postgate token stops working.
+    #[arg(long, requires = "rotate")]
+    pub invalidate_tokens: bool,
 }
 
 #[derive(Debug, Args)]

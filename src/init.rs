@@ -19,6 +19,8 @@ pub struct InitOptions {
     pub domain: Option<String>,
     pub pooler: Option<PoolerKind>,
     pub rotate: Vec<String>,
+    /// The user accepts that rotating the token pepper invalidates every postgate token.
+    pub invalidate_tokens: bool,
 }
 
 const GITIGNORE_LINES: &[&str] = &[
@@ -184,6 +186,16 @@ fn check_existing_env(dir: &Path, opts: &InitOptions) -> Result<()> {
                     .hint(format!("secrets are: {}", known.join(", ")))
             );
         }
+    }
+    if opts.rotate.iter().any(|k| k == "POSTGATE_TOKEN_PEPPER") && !opts.invalidate_tokens {
+        bail!(
+            UserError::new(
+                "rotating POSTGATE_TOKEN_PEPPER makes every postgate token stop working (your applications' and the workers' env.DB), and postgate's tenant logins cannot connect until new tokens are made for them"
+            )
+            .hint(
+                "if that is what you want: `stackctl init --rotate POSTGATE_TOKEN_PEPPER --invalidate-tokens`, `stackctl up`, then `stackctl token create` for each tenant (it also re-keys the tenant's login) and `stackctl worker deploy` again for workers with --db-tenant (they get new tokens)"
+            )
+        );
     }
     let path = dir.join(crate::config::ENV_FILE);
     if !opts.rotate.is_empty() && !path.exists() {

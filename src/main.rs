@@ -52,6 +52,7 @@ fn run(cli: Cli) -> Result<()> {
                 domain: a.domain,
                 pooler: a.pooler,
                 rotate: a.rotate,
+                invalidate_tokens: a.invalidate_tokens,
             },
         ),
         Command::Render(a) => {

@@ -126,6 +126,34 @@ fn rotating_the_runner_secrets_key_keeps_the_old_ones_as_previous() {
 }
 
 #[test]
+fn rotating_the_token_pepper_needs_its_own_flag() {
+    let s = Stackctl::new();
+    s.cmd(["init"]).run().success();
+    let before = s.read(".env");
+    s.cmd(["init", "--rotate", "POSTGATE_TOKEN_PEPPER"])
+        .run()
+        .failure()
+        .stderr_contains("makes every postgate token stop working")
+        .stderr_contains("--invalidate-tokens");
+    assert_eq!(s.read(".env"), before, "nothing written");
+    s.cmd([
+        "init",
+        "--rotate",
+        "POSTGATE_TOKEN_PEPPER",
+        "--invalidate-tokens",
+    ])
+    .run()
+    .success()
+    .stdout_contains("rotated POSTGATE_TOKEN_PEPPER");
+    let pepper = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("POSTGATE_TOKEN_PEPPER="))
+            .map(String::from)
+    };
+    assert_ne!(pepper(&s.read(".env")), pepper(&before));
+}
+
+#[test]
 fn rotate_changes_only_the_named_key_and_keeps_a_backup() {
     let s = Stackctl::new();
     s.cmd(["init"]).run().success();
