@@ -220,13 +220,25 @@
       else if (Array.isArray(init)) for (const [k, v] of init) this.append(k, v);
       else if (init && typeof init === 'object') for (const k of Object.keys(init)) this.append(k, init[k]);
     }
-    append(k, v) { k = String(k).toLowerCase(); v = String(v); const o = this._m.get(k); this._m.set(k, o === undefined ? v : `${o}, ${v}`); }
-    set(k, v) { this._m.set(String(k).toLowerCase(), String(v)); }
+    // Set-Cookie values are kept apart as well (`_sc`): joined with ", " they would break at the
+    // comma of an Expires date, so they go out as one header each (`getSetCookie()`).
+    append(k, v) {
+      k = String(k).toLowerCase(); v = String(v);
+      if (k === 'set-cookie') (this._sc || (this._sc = [])).push(v);
+      const o = this._m.get(k); this._m.set(k, o === undefined ? v : `${o}, ${v}`);
+    }
+    set(k, v) { k = String(k).toLowerCase(); v = String(v); if (k === 'set-cookie') this._sc = [v]; this._m.set(k, v); }
     get(k) { const v = this._m.get(String(k).toLowerCase()); return v === undefined ? null : v; }
+    getSetCookie() { return this._sc ? [...this._sc] : []; }
     has(k) { return this._m.has(String(k).toLowerCase()); }
-    delete(k) { this._m.delete(String(k).toLowerCase()); }
+    delete(k) { k = String(k).toLowerCase(); if (k === 'set-cookie') this._sc = undefined; this._m.delete(k); }
     forEach(f) { for (const [k, v] of this.entries()) f(v, k, this); }
-    entries() { return [...this._m.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1))[Symbol.iterator](); }
+    // Sorted by name (a stable sort: cookies keep their order), each Set-Cookie on its own.
+    entries() {
+      const out = [];
+      this._m.forEach((v, k) => { if (k === 'set-cookie' && this._sc) for (const c of this._sc) out.push([k, c]); else out.push([k, v]); });
+      return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))[Symbol.iterator]();
+    }
     keys() { return [...this.entries()].map((e) => e[0])[Symbol.iterator](); }
     values() { return [...this.entries()].map((e) => e[1])[Symbol.iterator](); }
     [Symbol.iterator]() { return this.entries(); }
@@ -367,7 +379,7 @@
     const [text, binary] = bodyOut(b);
     const out = [res.status, text, binary];
     if (h === undefined) { if (res._ct !== null) out.push('content-type', res._ct); return out; }
-    h._m.forEach((v, k) => { out.push(k, v); });
+    h._m.forEach((v, k) => { if (k === 'set-cookie' && h._sc) for (const c of h._sc) out.push(k, c); else out.push(k, v); });
     return out;
   };
   // fetch: (kind, url, method, headers as `name\0value\0...`, body); scheduled and queue:

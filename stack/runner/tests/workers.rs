@@ -79,6 +79,14 @@ const BINARY: &str = r#"export default { async fetch(req) {
   const out = new Uint8Array(b.length + 1); out.set(b); out[b.length] = 0xfe;
   return new Response(out, { headers: { 'content-type': 'application/octet-stream' } });
 } };"#;
+/// Two cookies, one with the comma of an Expires date, through a copied `Headers`.
+const COOKIES: &str = r#"export default { fetch() {
+  const h = new Headers();
+  h.append('set-cookie', 'a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT; Path=/');
+  h.append('Set-Cookie', 'b=2; HttpOnly');
+  const copy = new Headers(h);
+  return new Response(JSON.stringify({ list: copy.getSetCookie(), joined: copy.get('set-cookie') }), { headers: copy });
+} };"#;
 const THROWS: &str =
     r#"export default { fetch() { throw new Error('secret internal detail'); } };"#;
 
@@ -128,6 +136,7 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     deploy("timers", TIMERS, &[]).await;
     deploy("fetcher", FETCHER, &[]).await;
     deploy("bin", BINARY, &[]).await;
+    deploy("cookies", COOKIES, &[]).await;
     c.execute(
         "UPDATE runner.workers SET memory_mb = 16 WHERE name = 'bomb'",
         &[],
@@ -323,6 +332,24 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
         want.push(0xfe);
         assert_eq!((s, b), (StatusCode::OK, want), "bytes {sent:?}");
     }
+    // Each Set-Cookie goes out as its own header, commas and order intact.
+    let resp = router
+        .clone()
+        .oneshot(get("cookies.workers.test", "/"))
+        .await
+        .expect("oneshot");
+    let cookies: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_string())
+        .collect();
+    let first = "a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT; Path=/";
+    assert_eq!(cookies, [first, "b=2; HttpOnly"]);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["list"], serde_json::json!([first, "b=2; HttpOnly"]));
+    assert_eq!(v["joined"], format!("{first}, b=2; HttpOnly"));
     let path = format!("/fetch?u={}", url_escape(&format!("http://{up}/bytes")));
     let (s, b) = send_bytes(&router, get("bin.workers.test", &path)).await;
     assert_eq!(
