@@ -212,7 +212,6 @@ enum QueueCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    runner::log::install_tracing();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -289,6 +288,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             defaults,
             keys,
         } => {
+            // Only the long-running service logs library events: the admin commands' stdout is
+            // their answer (JSON that stackctl parses).
+            runner::log::install_tracing();
             let mut s = settings(&db, &tuning)?;
             s.workers_domain = workers_domain.filter(|d| !d.is_empty());
             s.cron = !no_cron;
