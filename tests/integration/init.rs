@@ -86,25 +86,30 @@ fn second_init_keeps_env_byte_for_byte_and_adds_only_missing() {
     assert!(after.lines().any(|l| l.starts_with("JWT_SECRET=")));
 }
 
+/// The value of `key` in the text of a `.env` file.
+fn env_value(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(String::from))
+}
+
 #[test]
 fn rotating_the_runner_secrets_key_keeps_the_old_ones_as_previous() {
     let s = Stackctl::new();
     s.cmd(["init"]).run().success();
-    let value = |text: &str, key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(String::from))
-    };
-    let first = value(&s.read(".env"), "RUNNER_SECRETS_KEY").expect("key");
-    assert_eq!(value(&s.read(".env"), "RUNNER_SECRETS_KEY_PREVIOUS"), None);
+    let first = env_value(&s.read(".env"), "RUNNER_SECRETS_KEY").expect("key");
+    assert_eq!(
+        env_value(&s.read(".env"), "RUNNER_SECRETS_KEY_PREVIOUS"),
+        None
+    );
     s.cmd(["init", "--rotate", "RUNNER_SECRETS_KEY"])
         .run()
         .success()
         .stdout_contains("kept the old RUNNER_SECRETS_KEY in RUNNER_SECRETS_KEY_PREVIOUS");
     let env = s.read(".env");
-    let second = value(&env, "RUNNER_SECRETS_KEY").expect("key");
+    let second = env_value(&env, "RUNNER_SECRETS_KEY").expect("key");
     assert_ne!(first, second);
     assert_eq!(
-        value(&env, "RUNNER_SECRETS_KEY_PREVIOUS").as_deref(),
+        env_value(&env, "RUNNER_SECRETS_KEY_PREVIOUS").as_deref(),
         Some(first.as_str())
     );
     // Rotated again before the runner caught up: both earlier keys stay, newest first.
@@ -113,7 +118,7 @@ fn rotating_the_runner_secrets_key_keeps_the_old_ones_as_previous() {
         .success();
     let env = s.read(".env");
     assert_eq!(
-        value(&env, "RUNNER_SECRETS_KEY_PREVIOUS"),
+        env_value(&env, "RUNNER_SECRETS_KEY_PREVIOUS"),
         Some(format!("{second},{first}"))
     );
     assert_eq!(
@@ -145,11 +150,7 @@ fn rotating_the_token_pepper_needs_its_own_flag() {
     .run()
     .success()
     .stdout_contains("rotated POSTGATE_TOKEN_PEPPER");
-    let pepper = |t: &str| {
-        t.lines()
-            .find(|l| l.starts_with("POSTGATE_TOKEN_PEPPER="))
-            .map(String::from)
-    };
+    let pepper = |t: &str| env_value(t, "POSTGATE_TOKEN_PEPPER");
     assert_ne!(pepper(&s.read(".env")), pepper(&before));
 }
 

@@ -187,7 +187,12 @@ pub async fn deploy(
         }
         (_, k) => k,
     };
-    if let Some(version) = deployed_as(client, m, key, pepper).await? {
+    // Whether the stored token serves the binding as it is: asked once, for both questions below.
+    let token_ok = match &m.db {
+        Some(b) => Some(token_reusable(client, &m.name, b, key, pepper).await?),
+        None => None,
+    };
+    if let Some(version) = deployed_as(client, m, key, token_ok).await? {
         return Ok(Deployed {
             name: m.name.clone(),
             version,
@@ -210,7 +215,7 @@ pub async fn deploy(
     if let Some(binding) = &m.db {
         let perms = postgate::token::Permissions::from_list(&binding.permissions)
             .map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let same = token_reusable(client, &m.name, binding, key, pepper).await?;
+        let same = token_ok == Some(true);
         db_token_created = Some(!same);
         if !same {
             let Some(pepper) = pepper else {
@@ -359,14 +364,14 @@ async fn secret_names(
 }
 
 /// The active version, when `m` is exactly what is deployed: the same source, routes, queues,
-/// vars, schedule, limits and database binding (with a live token, see [`token_reusable`]), and
-/// every secret it names holding the same value. `None` when anything differs or the worker is
-/// new.
+/// vars, schedule, limits and database binding (`token_ok`: the stored token serves `m.db`, see
+/// [`token_reusable`]), and every secret it names holding the same value. `None` when anything
+/// differs or the worker is new.
 async fn deployed_as(
     client: &Client,
     m: &Manifest,
     key: Option<&SecretsKey>,
-    pepper: Option<&[u8]>,
+    token_ok: Option<bool>,
 ) -> Result<Option<i32>, AdminError> {
     let Some(r) = client
         .query_opt(
@@ -400,12 +405,11 @@ async fn deployed_as(
             l.body_bytes,
             l.concurrency,
         ] == [7, 8, 9, 10, 11].map(|i| r.get::<_, Option<i32>>(i));
-    let binding_same = same
-        && match &m.db {
-            None => r.get::<_, Option<String>>(12).is_none(),
-            Some(b) => token_reusable(client, &m.name, b, key, pepper).await?,
-        };
-    if !binding_same {
+    let binding_same = match token_ok {
+        None => r.get::<_, Option<String>>(12).is_none(),
+        Some(ok) => ok,
+    };
+    if !same || !binding_same {
         return Ok(None);
     }
     if !m.secrets.is_empty() {

@@ -174,7 +174,7 @@ pub async fn fetch(policy: &FetchPolicy, req: FetchRequest) -> Result<FetchRespo
             .await
             .map_err(|e| format!("fetch: reading the response from {host}: {e}"))?
             .to_bytes();
-        let (body, binary) = crate::body::to_js_string(body.to_vec());
+        let (body, binary) = crate::body::to_js_string(Vec::from(body));
         Ok(FetchResponse {
             status,
             headers,

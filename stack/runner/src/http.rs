@@ -176,7 +176,7 @@ pub async fn handle(st: &AppState, req: Request) -> Response {
             );
         }
     };
-    let body = (!body.is_empty()).then(|| crate::body::Body::from_bytes(body.to_vec()));
+    let body = (!body.is_empty()).then(|| crate::body::Body::from_bytes(Vec::from(body)));
     let res = worker
         .fetch(HttpRequest {
             method,
