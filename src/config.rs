@@ -97,6 +97,11 @@ pub struct PoolerSection {
     pub pool_size: u32,
     pub min_pool_size: u32,
     pub max_client_conn: u32,
+    /// Protocol-level prepared statements the pooler keeps per server connection (pgCat's
+    /// `prepared_statements_cache_size`, PgBouncer's `max_prepared_statements`). 0 turns the
+    /// cache off, and named prepared statements (most drivers' default) then fail through a
+    /// transaction-mode pool.
+    pub prepared_statements: u32,
 }
 
 impl Default for PoolerSection {
@@ -107,6 +112,7 @@ impl Default for PoolerSection {
             pool_size: 20,
             min_pool_size: 2,
             max_client_conn: 1000,
+            prepared_statements: 500,
         }
     }
 }
@@ -433,6 +439,12 @@ fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
         return Err(at("pooler.pool_size")(UserError::new(format!(
             "pooler sizes do not fit: pool_size {} must be ≥ 1, ≥ min_pool_size {} and ≤ max_client_conn {}",
             p.pool_size, p.min_pool_size, p.max_client_conn
+        ))));
+    }
+    if p.pool_mode == PoolMode::Transaction && !(1..=100_000).contains(&p.prepared_statements) {
+        return Err(at("pooler.prepared_statements")(UserError::new(format!(
+            "pooler.prepared_statements is {}: a transaction-mode pool needs a prepared-statement cache of 1 to 100000, or clients' named prepared statements fail",
+            p.prepared_statements
         ))));
     }
     let g = &f.postgate;

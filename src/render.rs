@@ -134,6 +134,7 @@ fn pool_context(stack: &Stack, env: &EnvFile) -> tera::Context {
     ctx.insert("pool_size", &p.pool_size);
     ctx.insert("min_pool_size", &p.min_pool_size);
     ctx.insert("max_client_conn", &p.max_client_conn);
+    ctx.insert("prepared_statements", &p.prepared_statements);
     ctx.insert(
         "admin_password",
         env.get("POOLER_ADMIN_PASSWORD").unwrap_or_default(),

@@ -369,6 +369,56 @@ fn grafana_provisions_loki_as_default_and_the_dashboard_from_where_it_is_mounted
     assert_eq!(service_var["query"]["label"], "service");
 }
 
+/// Named prepared statements through a transaction-mode pool need the pooler's statement cache:
+/// pgCat's default is none (`prepared_statements_cache_size = 0`, where `pgbench -M prepared`
+/// fails at once); both poolers get `[pooler] prepared_statements`.
+#[test]
+fn transaction_pools_cache_prepared_statements() {
+    let s = Stackctl::new();
+    s.cmd(["init", "--pooler", "pgcat"]).run().success();
+    s.cmd(["render"]).run().success();
+    let t = pgcat(&s);
+    let pools = t["pools"].as_table().unwrap();
+    assert!(!pools.is_empty());
+    for (name, pool) in pools {
+        assert_eq!(pool["pool_mode"].as_str(), Some("transaction"), "{name}");
+        assert_eq!(
+            pool["prepared_statements_cache_size"].as_integer(),
+            Some(500),
+            "pool {name} caches prepared statements (the default of [pooler] prepared_statements)"
+        );
+    }
+    s.edit(
+        "stack.toml",
+        "prepared_statements = 500",
+        "prepared_statements = 321",
+    );
+    s.cmd(["render"]).run().success();
+    for (name, pool) in pgcat(&s)["pools"].as_table().unwrap() {
+        assert_eq!(
+            pool["prepared_statements_cache_size"].as_integer(),
+            Some(321),
+            "{name}"
+        );
+    }
+    s.edit("stack.toml", "kind = \"pgcat\"", "kind = \"pgbouncer\"");
+    s.cmd(["render"]).run().success();
+    let (_, ini_rel) = config_mount(&s, "pgbouncer", "pgbouncer_ini");
+    let ini = ini::Ini::load_from_str(&s.read(&ini_rel)).expect("pgbouncer.ini parses");
+    let pb = ini.section(Some("pgbouncer")).expect("[pgbouncer]");
+    assert_eq!(pb.get("max_prepared_statements"), Some("321"));
+    // No cache in a transaction-mode pool is refused, with the key and the line.
+    s.edit(
+        "stack.toml",
+        "prepared_statements = 321",
+        "prepared_statements = 0",
+    );
+    s.cmd(["render"])
+        .run()
+        .failure()
+        .stderr_contains("pooler.prepared_statements is 0");
+}
+
 fn pgcat(s: &Stackctl) -> toml::Table {
     let (target, rel) = config_mount(s, "pgcat", "pgcat_toml");
     assert_eq!(target, "/etc/pgcat/pgcat.toml");

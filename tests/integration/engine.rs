@@ -500,6 +500,47 @@ pub(crate) fn psql(port: u16, user: &str, password: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Named (protocol-level) prepared statements through the pooler, as most drivers send them:
+/// four clients each prepare a statement once and run it in 50 transactions at the same time,
+/// so their transactions land on server connections that never saw the Parse. Without the
+/// pooler's prepared-statement cache (`[pooler] prepared_statements`) this fails with
+/// `prepared statement "s0" does not exist`.
+fn named_prepared_statements_work(port: u16, user: &str, password: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let url = format!("host=127.0.0.1 port={port} user={user} password={password} dbname=app");
+    rt.block_on(async {
+        let mut clients = Vec::new();
+        for c in 0..4i32 {
+            let url = url.clone();
+            clients.push(tokio::spawn(async move {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connecting through the pooler");
+                tokio::spawn(conn);
+                let stmt = client
+                    .prepare("SELECT $1::int4 + $2::int4")
+                    .await
+                    .expect("preparing a named statement through the pooler");
+                for i in 0..50i32 {
+                    let row = client
+                        .query_one(&stmt, &[&i, &c])
+                        .await
+                        .unwrap_or_else(|e| {
+                            panic!("client {c}, run {i} of a named statement: {e}")
+                        });
+                    assert_eq!(row.get::<_, i32>(0), i + c);
+                }
+            }));
+        }
+        for c in clients {
+            c.await.expect("a client of the named statement");
+        }
+    });
+}
+
 /// The README's path on a fresh machine: init → up (core only) → a row through the pooler →
 /// idempotent up → a stack.toml change recreates only its service → down → up → the row is there.
 #[test]
@@ -561,6 +602,7 @@ fn end_to_end_core_stack_with_pgbouncer() {
         psql(pool_port, "app", &app_pw, "SELECT count(*) FROM notes"),
         "1"
     );
+    named_prepared_statements_work(pool_port, "app", &app_pw);
 
     // Nothing changed: the same containers.
     p.s.cmd(["up", "--without", "observability", "--without", "apps"])

@@ -224,11 +224,12 @@ impl Gateway {
         {
             return done.map(|r| vec![r]);
         }
-        let client = self
-            .db
-            .tenant_client(info)
-            .await
-            .map_err(|e| ApiError::internal("connecting", &e))?;
+        let client = Lent(Some(
+            self.db
+                .tenant_client(info)
+                .await
+                .map_err(|e| ApiError::internal("connecting", &e))?,
+        ));
         let first = self.run_tx(&client, info, statements, rows_as).await;
         let out = match first {
             // A statement prepared on this connection before a schema change may no longer fit
@@ -238,7 +239,7 @@ impl Gateway {
                 client.statement_cache.remove(&stale, &[]);
                 self.replan(&statements[i].sql, generation);
                 if end_transaction(&client).await.is_err() {
-                    discard(client);
+                    discard(client.release());
                     return Err(err);
                 }
                 self.run_tx(&client, info, statements, rows_as).await
@@ -252,7 +253,7 @@ impl Gateway {
             Ok(_) => {}
             Err(_) => {
                 if end_transaction(&client).await.is_err() {
-                    discard(client);
+                    discard(client.release());
                     return out;
                 }
             }
@@ -262,6 +263,7 @@ impl Gateway {
         if client.statement_cache.size() > PREPARED_PER_CONNECTION {
             client.statement_cache.clear();
         }
+        drop(client.release());
         out
     }
 
@@ -712,6 +714,35 @@ fn check_error(e: CheckError) -> ApiError {
 /// Drops a connection whose state we cannot vouch for, instead of returning it to the pool.
 fn discard(client: Object) {
     drop(Object::take(client));
+}
+
+/// A pooled connection lent to one request. Handed back with [`Lent::release`] once the request
+/// has ended its transaction. Dropped without that (the request's future was dropped mid-way,
+/// as when its HTTP client goes away), the connection is closed instead of going back to the
+/// pool: its transaction may still be open, holding the abandoned request's work.
+struct Lent(Option<Object>);
+
+impl Lent {
+    fn release(mut self) -> Object {
+        self.0.take().expect("a lent connection is released once")
+    }
+}
+
+impl std::ops::Deref for Lent {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        self.0
+            .as_ref()
+            .expect("a lent connection is used before its release")
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            discard(client);
+        }
+    }
 }
 
 /// A SQL string literal.

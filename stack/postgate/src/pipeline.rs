@@ -87,6 +87,10 @@ pub struct Session {
     next: u64,
     /// Set when the session's state is unknown (an I/O or protocol failure): never reused.
     broken: bool,
+    /// Answers owed by the server: one `ReadyForQuery` for the start-up and for every Sync or
+    /// simple Query sent. Not zero when the caller's future was dropped mid-exchange (a client
+    /// that gave up): such a session is one answer behind and is closed, never reused.
+    owed: u32,
 }
 
 /// The parts of a read, besides the statement.
@@ -111,6 +115,7 @@ impl Session {
             prepared: HashMap::new(),
             next: 0,
             broken: false,
+            owed: 1,
         };
         frontend::startup_message(
             [
@@ -201,16 +206,18 @@ impl Session {
         }
         frontend::parse(&name, sql, std::iter::empty(), &mut self.wr)?;
         frontend::describe(b'S', &name, &mut self.wr)?;
-        frontend::sync(&mut self.wr);
+        self.sync();
         self.flush().await?;
-        let (mut params, mut columns, mut error) = (Vec::new(), None, None);
+        let (mut params, mut columns, mut error) = (None, None, None);
         loop {
             match self.next_message().await? {
                 Message::ParameterDescription(b) => {
+                    let mut oids = Vec::new();
                     let mut it = b.parameters();
                     while let Some(oid) = fallible(it.next())? {
-                        params.push(oid);
+                        oids.push(oid);
                     }
+                    params = Some(oids);
                 }
                 Message::RowDescription(b) => {
                     let mut cols = Vec::new();
@@ -229,8 +236,14 @@ impl Session {
         if let Some(e) = error {
             return Err(PipeError::Db(e));
         }
+        // A statement is recorded only once its whole description has arrived.
+        let (Some(params), Some(columns)) = (params, columns) else {
+            self.broken = true;
+            return Err(PipeError::Protocol(
+                "the statement's description is incomplete".into(),
+            ));
+        };
         let columns: Option<Vec<(String, Type)>> = columns
-            .unwrap_or_default()
             .into_iter()
             .map(|(n, oid)| Type::from_oid(oid).map(|t| (n, t)))
             .collect();
@@ -319,7 +332,7 @@ impl Session {
             true,
         )?;
         frontend::execute("", 0, &mut self.wr)?;
-        frontend::sync(&mut self.wr);
+        self.sync();
         self.flush().await?;
         // Phases: 0 set-up, 1 the statement.
         let (mut phase, mut refused, mut failed, mut affected) = (0, None, None, None);
@@ -359,6 +372,7 @@ impl Session {
             // The statement opened a transaction block (BEGIN) that the Sync did not end: end it,
             // and answer as for any statement that changed the transaction.
             frontend::query("ROLLBACK", &mut self.wr)?;
+            self.owed += 1;
             self.flush().await?;
             loop {
                 if let Message::ReadyForQuery(body) = self.next_message().await? {
@@ -411,6 +425,18 @@ impl Session {
         }
     }
 
+    /// Ends the messages written so far with a Sync: the server owes one more `ReadyForQuery`.
+    fn sync(&mut self) {
+        frontend::sync(&mut self.wr);
+        self.owed += 1;
+    }
+
+    /// May the pool hand this session to the next request? Only when it is in step with the
+    /// server: not broken, and no answer still owed (its last request ran to `ReadyForQuery`).
+    pub fn reusable(&self) -> bool {
+        !self.broken && self.owed == 0
+    }
+
     async fn flush(&mut self) -> Result<(), PipeError> {
         let r = self.stream.write_all(&self.wr).await;
         self.wr.clear();
@@ -423,7 +449,12 @@ impl Session {
     async fn next_message(&mut self) -> Result<Message, PipeError> {
         loop {
             match Message::parse(&mut self.rd) {
-                Ok(Some(m)) => return Ok(m),
+                Ok(Some(m)) => {
+                    if let Message::ReadyForQuery(_) = m {
+                        self.owed = self.owed.saturating_sub(1);
+                    }
+                    return Ok(m);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     self.broken = true;
@@ -481,8 +512,13 @@ impl managed::Manager for Manager {
     }
 
     async fn recycle(&self, s: &mut Session, _: &Metrics) -> RecycleResult<PipeError> {
-        if s.broken {
-            return Err(RecycleError::message("the session broke"));
+        // A session whose request was abandoned mid-exchange (its HTTP client went away and the
+        // handler's future was dropped) still has that request's answers on the wire: reused, it
+        // would hand them to the next request. It is closed instead.
+        if !s.reusable() {
+            return Err(RecycleError::message(
+                "the session broke or was left mid-exchange",
+            ));
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 mod adversarial;
 mod api;
+mod disconnect;
 mod fuzz;
 mod serve;
 mod support;

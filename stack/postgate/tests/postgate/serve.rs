@@ -1,6 +1,6 @@
 //! The binary: `serve` on a real listener with shutdown, `healthcheck`, and the admin CLI.
 
-use crate::support::{Harness, PEPPER};
+use crate::support::{Harness, PEPPER, raw_http, spawn_serve};
 use postgate::http::serve;
 use serde_json::json;
 use std::process::Command;
@@ -119,72 +119,6 @@ async fn serve_healthcheck_and_admin_cli() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
     assert!(!check(addr).await, "healthcheck after shutdown");
-}
-
-async fn raw_http(addr: &str, req: &str) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// A `postgate serve` process (the real binary), killed on drop.
-struct Process {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `postgate serve` through the pooler (LISTEN straight to PostgreSQL, as in the stack)
-/// and waits, with a deadline, until /ready answers 200.
-async fn spawn_serve(h: &Harness) -> Process {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_postgate"))
-        .arg("serve")
-        .env("POSTGATE_LISTEN", &addr)
-        .env("POSTGATE_DATABASE_URL", h.service_url())
-        .env("POSTGATE_LISTEN_DATABASE_URL", h.listen_url())
-        .env(
-            "POSTGATE_TOKEN_PEPPER",
-            std::str::from_utf8(PEPPER).unwrap(),
-        )
-        .env("POSTGATE_RATE_PER_TOKEN", "0")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawning postgate serve");
-    let p = Process { child, addr };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let ok = tokio::net::TcpStream::connect(&p.addr).await.is_ok()
-            && raw_http(&p.addr, "GET /ready HTTP/1.0\r\nHost: x\r\n\r\n")
-                .await
-                .starts_with("HTTP/1.0 200");
-        if ok {
-            return p;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "postgate serve on {} not ready in 30 s",
-            p.addr
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 fn query_request(token: &str, sql: &str) -> String {

@@ -134,7 +134,8 @@ impl Pg {
             .replace("{{ pool_mode }}", "transaction")
             .replace("{{ pool_size }}", "20")
             .replace("{{ min_pool_size }}", "0")
-            .replace("{{ max_client_conn }}", "500");
+            .replace("{{ max_client_conn }}", "500")
+            .replace("{{ prepared_statements }}", "200");
         assert!(!ini.contains("{{") && !ini.contains("{%"), "{ini}");
         let su = self.superuser().await;
         let verifier: String = su
@@ -470,4 +471,70 @@ pub async fn post_to(
     let v = serde_json::from_slice(&bytes)
         .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, v)
+}
+
+pub async fn raw_http(addr: &str, req: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A `postgate serve` process (the real binary), killed on drop.
+pub struct Process {
+    child: std::process::Child,
+    pub addr: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `postgate serve` through the pooler (LISTEN straight to PostgreSQL, as in the stack)
+/// and waits, with a deadline, until /ready answers 200.
+pub async fn spawn_serve(h: &Harness) -> Process {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_postgate"))
+        .arg("serve")
+        .env("POSTGATE_LISTEN", &addr)
+        .env("POSTGATE_DATABASE_URL", h.service_url())
+        .env("POSTGATE_LISTEN_DATABASE_URL", h.listen_url())
+        .env(
+            "POSTGATE_TOKEN_PEPPER",
+            std::str::from_utf8(PEPPER).unwrap(),
+        )
+        .env("POSTGATE_RATE_PER_TOKEN", "0")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning postgate serve");
+    let p = Process { child, addr };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ok = tokio::net::TcpStream::connect(&p.addr).await.is_ok()
+            && raw_http(&p.addr, "GET /ready HTTP/1.0\r\nHost: x\r\n\r\n")
+                .await
+                .starts_with("HTTP/1.0 200");
+        if ok {
+            return p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "postgate serve on {} not ready in 30 s",
+            p.addr
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
