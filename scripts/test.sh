@@ -11,6 +11,9 @@ command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
 # pg_query (postgate's SQL check) runs bindgen, which needs libclang.
 dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
+# `stackctl publish` is tested against a real registry (distribution 2.8) with htpasswd users.
+[ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
+command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -52,6 +52,12 @@ pub enum Command {
     Token(TokenArgs),
     /// Alias of `token create --tenant TENANT --name NAME` (the form OpenWorkers users know).
     GenToken(GenTokenArgs),
+    /// Tag and push our images to a registry, and point stack.toml [images] at them.
+    Publish(PublishArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -86,8 +92,10 @@ pub enum TokenAction {
         /// SELECT[,INSERT,UPDATE,DELETE,DDL]
         #[arg(long)]
         permissions: String,
-        #[arg(long, default_value = "default")]
-        name: String,
+        /// Unique within the tenant. Default: `default`, or the first free of `default-2`,
+        /// `default-3`, ... (the name used is printed on stderr).
+        #[arg(long)]
+        name: Option<String>,
         /// Lifetime: 30d, 12h, 15m, 45s, 2w.
         #[arg(long)]
         expires: Option<String>,
@@ -181,6 +189,30 @@ pub struct LogsArgs {
     /// Lines from the end of each log.
     #[arg(long, default_value = "100")]
     pub tail: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Only these images (default: postgres, pgbouncer, stackctl, postgate, runner).
+    pub images: Vec<String>,
+    /// Where to push: HOST[:PORT]/NAMESPACE, e.g. ghcr.io/acme or 127.0.0.1:5000/stack.
+    #[arg(long, value_name = "HOST[:PORT]/NAMESPACE")]
+    pub registry: String,
+    /// Tag of every pushed image (default: each image's own tag in stack.toml [images]).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Replace a tag the registry already holds with different content.
+    #[arg(long)]
+    pub force: bool,
+    /// Registry user (default: the credentials of the Docker config for the registry).
+    #[arg(long, env = "STACKCTL_REGISTRY_USERNAME", value_name = "USER")]
+    pub username: Option<String>,
+    /// Read the password (or token) from stdin; without it, from STACKCTL_REGISTRY_PASSWORD.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Print the result as JSON (references, digests, layers pushed).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -376,4 +408,10 @@ pub struct ImportSupabaseArgs {
     /// Print the preflight report and the verification as one JSON document.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for: `source <(stackctl completions bash)`.
+    pub shell: clap_complete::Shell,
 }

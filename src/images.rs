@@ -5,6 +5,12 @@
 //! is up to date and is not rebuilt. Dockerfiles take their base image as the `BASE` build argument.
 //! The Rust binaries are built by cargo on the host: the `stackctl` image copies the running
 //! executable; `postgate` and `runner` copy the binaries that sit beside it.
+//!
+//! Every image also carries the OCI labels (`org.opencontainers.image.source`, `.version`,
+//! `.revision`, `.created`), set as build labels. They are left out of the content hash on
+//! purpose: `.created` is the time of the build, so hashing it would make every build "changed";
+//! an image whose content is unchanged keeps the labels of the build that made it (its revision
+//! is the one its content was built from).
 
 use std::path::PathBuf;
 
@@ -16,6 +22,31 @@ use crate::error::UserError;
 
 /// The label that records an image's content hash.
 pub const HASH_LABEL: &str = "dev.stackctl.build-hash";
+
+/// OCI label: the stack's version (stackctl's package version).
+pub const OCI_VERSION: &str = "org.opencontainers.image.version";
+/// OCI label: the source revision (git commit) stackctl was built from.
+pub const OCI_REVISION: &str = "org.opencontainers.image.revision";
+/// OCI label: where the source lives (known when stackctl was built; see build.rs).
+pub const OCI_SOURCE: &str = "org.opencontainers.image.source";
+/// OCI label: when the image was built (RFC 3339, UTC).
+pub const OCI_CREATED: &str = "org.opencontainers.image.created";
+
+/// The OCI labels of an image built now. `.revision` and `.source` are left out when stackctl
+/// was built outside a git checkout with no known source URL (an empty label would say nothing).
+pub fn oci_labels() -> Vec<(String, String)> {
+    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    [
+        (OCI_VERSION, env!("CARGO_PKG_VERSION")),
+        (OCI_REVISION, env!("STACKCTL_REVISION")),
+        (OCI_SOURCE, env!("STACKCTL_SOURCE")),
+        (OCI_CREATED, created.as_str()),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
 
 /// The default base image for every Dockerfile.
 pub const DEFAULT_BASE: &str = "debian:trixie-slim";
@@ -30,6 +61,8 @@ pub struct BuildSpec {
     /// The build context as an uncompressed tar holding `Dockerfile` and its files.
     pub context_tar: Vec<u8>,
     pub build_args: Vec<(String, String)>,
+    /// The OCI labels (not part of `content_hash`).
+    pub labels: Vec<(String, String)>,
     pub content_hash: String,
 }
 
@@ -119,7 +152,8 @@ fn files_of(name: &str) -> Vec<File> {
 
 const SERVICE_DOCKERFILE_POSTGATE: &str = "ARG BASE=debian:trixie-slim\nFROM ${BASE}\nRUN useradd --system --uid 10001 --shell /usr/sbin/nologin postgate\nCOPY postgate /usr/local/bin/postgate\nUSER postgate\nEXPOSE 8080\nENTRYPOINT [\"/usr/local/bin/postgate\"]\nCMD [\"serve\"]\n";
 
-fn tag_of(stack: &Stack, name: &str) -> String {
+/// The `[images]` reference of our image `name`.
+pub fn tag_of(stack: &Stack, name: &str) -> String {
     let i = &stack.file.images;
     match name {
         "postgres" => i.postgres.clone(),
@@ -211,6 +245,7 @@ pub fn spec(stack: &Stack, name: &str, base: &str) -> Result<BuildSpec> {
         tag: tag_of(stack, name),
         context_tar,
         build_args,
+        labels: oci_labels(),
         content_hash,
     })
 }
@@ -245,6 +280,22 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["Dockerfile", "docker-entrypoint.sh"]);
+    }
+
+    #[test]
+    fn oci_labels_are_set_and_not_hashed() {
+        let s = stack();
+        let a = spec(&s, "pgbouncer", DEFAULT_BASE).unwrap();
+        let keys: Vec<&str> = a.labels.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(&OCI_VERSION) && keys.contains(&OCI_CREATED));
+        let created = &a.labels.iter().find(|(k, _)| k == OCI_CREATED).unwrap().1;
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+            "{created}"
+        );
+        // A build a second later has another `.created` but the same content hash.
+        let b = spec(&s, "pgbouncer", DEFAULT_BASE).unwrap();
+        assert_eq!(a.content_hash, b.content_hash);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! stackctl: parse the command line, run one feature, print errors once with a hint.
 
 mod cli;
+mod cmd;
 mod compose;
 mod config;
 mod db;
@@ -9,9 +10,11 @@ mod error;
 mod files;
 mod images;
 mod init;
+mod publish;
 mod render;
 mod scram;
 mod secrets;
+mod stackdir;
 mod supabase;
 mod tenants;
 mod tls;
@@ -43,7 +46,17 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let dir = cli.dir;
+    // Commands that need no stack directory.
+    match &cli.command {
+        Command::Completions(a) => {
+            cmd::completions::run(a);
+            return Ok(());
+        }
+        Command::Man => return cmd::man::run(),
+        _ => {}
+    }
+    // Resolved once, before any command runs: every path handed on (to Docker too) is absolute.
+    let dir = stackdir::resolve(&cli.dir, matches!(cli.command, Command::Init(_)))?;
     match cli.command {
         Command::Init(a) => init::run(
             &dir,
@@ -79,5 +92,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tenant(a) => tenants::run_tenant(&Stack::load(&dir)?, a.action),
         Command::Token(a) => tenants::run_token(&Stack::load(&dir)?, a.action),
         Command::GenToken(a) => tenants::run_gen_token(&Stack::load(&dir)?, a),
+        Command::Publish(a) => publish::run(&Stack::load(&dir)?, a),
+        Command::Completions(_) | Command::Man => unreachable!("handled before the stack is read"),
     }
 }

@@ -27,7 +27,7 @@ pub fn run_gen_token(stack: &Stack, a: GenTokenArgs) -> Result<()> {
         token_args(TokenAction::Create {
             tenant: a.tenant,
             permissions: a.permissions,
-            name: a.name,
+            name: Some(a.name),
             expires: a.expires,
         }),
     )
@@ -55,9 +55,11 @@ fn token_args(action: TokenAction) -> Vec<String> {
                 tenant,
                 "--permissions".into(),
                 permissions,
-                "--name".into(),
-                name,
             ]);
+            // Without --name postgate picks the tenant's first free default name and says which.
+            if let Some(n) = name {
+                v.extend(["--name".into(), n]);
+            }
             if let Some(e) = expires {
                 v.extend(["--expires".into(), e]);
             }
@@ -83,7 +85,7 @@ mod tests {
             token_args(TokenAction::Create {
                 tenant: "acme".into(),
                 permissions: "SELECT".into(),
-                name: "n".into(),
+                name: Some("n".into()),
                 expires: Some("30d".into()),
             }),
             [
@@ -97,6 +99,23 @@ mod tests {
                 "n",
                 "--expires",
                 "30d"
+            ]
+        );
+        // No --name: none is passed on, so postgate picks a free one instead of `default` twice.
+        assert_eq!(
+            token_args(TokenAction::Create {
+                tenant: "acme".into(),
+                permissions: "SELECT".into(),
+                name: None,
+                expires: None,
+            }),
+            [
+                "token",
+                "create",
+                "--tenant",
+                "acme",
+                "--permissions",
+                "SELECT"
             ]
         );
         assert_eq!(

@@ -9,9 +9,11 @@
 //! Readiness is polled every 200 ms. Besides reading Docker's health status we exec the service's
 //! own healthcheck test in the container on each tick while Docker still says `starting`: Docker
 //! runs the first check only one `interval` after start, so waiting for it alone would add up to an
-//! interval per service on the critical path. A zero exit of the very same test is the same
-//! evidence Docker would record at its next tick. Docker's own `unhealthy` verdict still fails the
-//! wait, and every wait has a deadline (`--wait-timeout`).
+//! interval per service on the critical path. A zero exit of the very same test releases the
+//! service's dependents at once. The service itself is reported `healthy` (and `up` returns) only
+//! once Docker has recorded it too, so `up`, `stackctl status` and `docker ps` never disagree;
+//! that costs at most one `interval` at the end, not one per service. Docker's own `unhealthy`
+//! verdict still fails the wait, and every wait has a deadline (`--wait-timeout`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -691,12 +693,27 @@ async fn run_service(ctx: &Ctx, service: &str, actions: Vec<Action>) -> Result<(
         .is_some_and(|h| h.exec_command().is_some())
     {
         ctx.progress.set(service, "waiting for health");
-        let waits = names.iter().map(|n| wait_healthy(ctx, service, n));
+        let started = Instant::now();
+        let waits = names
+            .iter()
+            .map(|n| wait_healthy(ctx, service, n, started, Probe::AlsoOwn));
         join_all(waits)
             .await
             .into_iter()
             .collect::<Result<Vec<()>>>()?;
+        // Its healthcheck passed: dependents may start now.
         ctx.states[service].send_replace(State::Healthy);
+        ctx.progress.set(
+            service,
+            "passed its healthcheck; waiting for Docker to record it",
+        );
+        let waits = names
+            .iter()
+            .map(|n| wait_healthy(ctx, service, n, started, Probe::DockerOnly));
+        join_all(waits)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
         ctx.progress.finish(service, "healthy");
     } else if is_job(svc) {
         ctx.progress.set(service, "running to completion");
@@ -876,15 +893,33 @@ async fn failure(
     )
 }
 
-async fn wait_healthy(ctx: &Ctx, service: &str, name: &str) -> Result<()> {
+/// Whose word [`wait_healthy`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Docker's health status, or a zero exit of the healthcheck test run by us.
+    AlsoOwn,
+    /// Docker's health status only (what `status` and `docker ps` show).
+    DockerOnly,
+}
+
+/// Waits until container `name` is healthy by `probe`'s standard; the deadline runs from `started`.
+async fn wait_healthy(
+    ctx: &Ctx,
+    service: &str,
+    name: &str,
+    started: Instant,
+    probe: Probe,
+) -> Result<()> {
     let svc = &ctx.project.file.services[service];
     let hc = svc.healthcheck.as_ref().context("a healthcheck")?;
-    let probe = hc.exec_command();
+    let own = match probe {
+        Probe::AlsoOwn => hc.exec_command(),
+        Probe::DockerOnly => None,
+    };
     let probe_timeout = hc
         .timeout
         .unwrap_or(Duration::from_secs(30))
         .min(Duration::from_secs(10));
-    let started = Instant::now();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let cond = Condition::ServiceHealthy;
@@ -933,7 +968,7 @@ async fn wait_healthy(ctx: &Ctx, service: &str, name: &str) -> Result<()> {
                     }
                     _ => {}
                 }
-                if let Some(cmd) = &probe
+                if let Some(cmd) = &own
                     && let Ok(Some(0)) = ctx.docker.exec(name, cmd.clone(), probe_timeout).await
                 {
                     return Ok(());
@@ -942,17 +977,15 @@ async fn wait_healthy(ctx: &Ctx, service: &str, name: &str) -> Result<()> {
             _ => {}
         }
         if started.elapsed() >= ctx.wait_timeout {
-            return Err(failure(
-                ctx,
-                service,
-                name,
-                cond,
-                &format!(
-                    "did not become healthy within {}s",
-                    ctx.wait_timeout.as_secs()
+            let secs = ctx.wait_timeout.as_secs();
+            let what = match probe {
+                Probe::AlsoOwn => format!("did not become healthy within {secs}s"),
+                Probe::DockerOnly => format!(
+                    "passed its healthcheck, but Docker had not recorded it healthy within {secs}s \
+                     (Docker checks every healthcheck `interval`; raise --wait-timeout or shorten it)"
                 ),
-            )
-            .await);
+            };
+            return Err(failure(ctx, service, name, cond, &what).await);
         }
     }
 }

@@ -18,8 +18,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
-    ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
-    RemoveVolumeOptions, StopContainerOptions, UploadToContainerOptions,
+    ListNetworksOptions, ListVolumesOptions, LogsOptions, PushImageOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions, TagImageOptions, UploadToContainerOptions,
 };
 use futures_util::{Stream, StreamExt, TryStreamExt};
 
@@ -444,16 +444,60 @@ impl Docker {
         }
     }
 
-    pub async fn pull_image(&self, image: &str) -> Result<()> {
+    /// Pulls an image, with registry credentials when given (the engine reads no Docker config
+    /// of its own).
+    pub async fn pull_image(
+        &self,
+        image: &str,
+        credentials: Option<bollard::auth::DockerCredentials>,
+    ) -> Result<()> {
         let opts = CreateImageOptions {
             from_image: Some(image.to_string()),
             ..Default::default()
         };
-        let mut s = self.inner.create_image(Some(opts), None, None);
+        let mut s = self.inner.create_image(Some(opts), None, credentials);
         while let Some(item) = s.next().await {
             let info = item.with_context(|| format!("pulling image {image}"))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
                 return Err(anyhow!("pulling image {image}: {err}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Tags `image` (a name or id) as `repo:tag`.
+    pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<()> {
+        let opts = TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        self.inner
+            .tag_image(image, Some(opts))
+            .await
+            .with_context(|| format!("tagging image {image} as {repo}:{tag}"))
+    }
+
+    /// Pushes `repo:tag`, passing each progress status to `on_status`. A failure reported inside
+    /// the stream (unreachable registry, refused credentials) is an error with the engine's text.
+    pub async fn push_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        credentials: Option<bollard::auth::DockerCredentials>,
+        mut on_status: impl FnMut(&str),
+    ) -> Result<()> {
+        let opts = PushImageOptions {
+            tag: Some(tag.to_string()),
+            platform: None,
+        };
+        let mut s = self.inner.push_image(repo, Some(opts), credentials);
+        while let Some(item) = s.next().await {
+            let info = item.with_context(|| format!("pushing image {repo}:{tag}"))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(anyhow!("pushing image {repo}:{tag}: {err}"));
+            }
+            if let Some(status) = info.status {
+                on_status(&status);
             }
         }
         Ok(())

@@ -1,5 +1,11 @@
 //! Images: build ours (classic builder, host networking, content-hash label), pull the rest, and
 //! say exactly how to provide an image that can be neither.
+//!
+//! One of ours whose `[images]` reference names a registry (`127.0.0.1:5000/ns/postgres:17`, as
+//! `stackctl publish` writes) is pulled when missing, and built only if that pull fails and the
+//! host can build it; once present it is used as it is (the registry's image is the truth, so a
+//! different local build does not silently replace it). The default `stackctl/...` tags keep
+//! the build-when-missing-or-stale behaviour.
 
 use std::collections::HashMap;
 
@@ -9,16 +15,20 @@ use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
 use super::docker::Docker;
 use crate::config::Stack;
 use crate::error::UserError;
-use crate::images::{self, BuildSpec, HASH_LABEL};
+use crate::images::{self, BuildSpec, HASH_LABEL, OCI_VERSION};
+use crate::publish::{credentials, target};
 
-/// Whether `spec` is already built (its image carries the same content hash).
+/// Whether `spec` is already built (its image carries the same content hash, and the OCI labels:
+/// an image built before stackctl set them is built once more).
 pub async fn is_current(docker: &Docker, spec: &BuildSpec) -> Result<bool> {
     Ok(docker
         .inspect_image(&spec.tag)
         .await?
         .and_then(|i| i.config)
         .and_then(|c| c.labels)
-        .is_some_and(|l| l.get(HASH_LABEL) == Some(&spec.content_hash)))
+        .is_some_and(|l| {
+            l.get(HASH_LABEL) == Some(&spec.content_hash) && l.contains_key(OCI_VERSION)
+        }))
 }
 
 /// Builds one image, streaming its output with `prefix`.
@@ -29,10 +39,13 @@ pub async fn build(docker: &Docker, spec: &BuildSpec) -> Result<()> {
         rm: true,
         forcerm: true,
         buildargs: Some(spec.build_args.iter().cloned().collect()),
-        labels: Some(HashMap::from([(
-            HASH_LABEL.to_string(),
-            spec.content_hash.clone(),
-        )])),
+        labels: Some(
+            spec.labels
+                .iter()
+                .cloned()
+                .chain([(HASH_LABEL.to_string(), spec.content_hash.clone())])
+                .collect(),
+        ),
         version: BuilderVersion::BuilderV1,
         ..Default::default()
     };
@@ -94,6 +107,8 @@ pub async fn ensure(
                 .and_then(|l| l.get(HASH_LABEL))
                 .cloned();
             let stale = match (ours, built_hash) {
+                // A registry reference is used as it is (see the module comment).
+                _ if target::registry_of(r).is_some() => None,
                 (Some(name), Some(hash)) if images::available(name) => {
                     let spec = images::spec(stack, name, images::DEFAULT_BASE)?;
                     (spec.content_hash != hash).then_some(spec)
@@ -112,6 +127,25 @@ pub async fn ensure(
             }
         } else {
             match ours {
+                Some(name) if target::registry_of(r).is_some() => {
+                    on_status(r, "pulling");
+                    if let Err(e) = pull(docker, r).await {
+                        if !images::available(name) {
+                            return Err(e.context(
+                                UserError::new(format!(
+                                    "image {r} is not on this machine and cannot be pulled"
+                                ))
+                                .hint(format!(
+                                    "check that the registry answers and that `docker login` holds its credentials (or run `stackctl publish` again), or build it here: put the {name} binary beside stackctl and run `stackctl build {name}`"
+                                )),
+                            ));
+                        }
+                        eprintln!("{r}: pull failed ({e:#}); building it here instead");
+                        on_status(r, "building (pull failed)");
+                        let spec = images::spec(stack, name, images::DEFAULT_BASE)?;
+                        build(docker, &spec).await?;
+                    }
+                }
                 Some(name) if images::available(name) => {
                     on_status(r, "building");
                     let spec = images::spec(stack, name, images::DEFAULT_BASE)?;
@@ -119,7 +153,7 @@ pub async fn ensure(
                 }
                 _ => {
                     on_status(r, "pulling");
-                    if let Err(e) = docker.pull_image(r).await {
+                    if let Err(e) = pull(docker, r).await {
                         let how = match ours {
                         Some(name) => format!(
                             "build it with `stackctl build {name}` (the binaries must sit beside stackctl), load it with `docker load`, or set images.{name} in stack.toml to an image you have"
@@ -144,4 +178,74 @@ pub async fn ensure(
         ids.insert(r.clone(), id);
     }
     Ok(ids)
+}
+
+/// Pulls `reference` with the credentials the user's Docker config holds for its registry (a
+/// config or helper that cannot be read means an anonymous pull; the pull's own error says more).
+async fn pull(docker: &Docker, reference: &str) -> Result<()> {
+    let server = target::config_key_of(reference);
+    let creds = credentials::from_docker_config(&server)
+        .await
+        .ok()
+        .flatten()
+        .map(|c| c.to_docker(&server));
+    docker.pull_image(reference, creds).await
+}
+
+/// For `stackctl publish`: makes our image `name` present under its `[images]` tag and returns
+/// its id (the config digest a registry will hold). Like `build`, it builds an image whose
+/// inputs changed; like `ensure`, it uses an image without our label (`docker load`, another
+/// registry) as it is, and pulls a missing registry reference. One it can neither find nor build
+/// is an error that says how to provide it.
+pub async fn prepare_for_publish(
+    docker: &Docker,
+    stack: &Stack,
+    name: &str,
+    on_status: &(dyn Fn(&str) + Sync),
+) -> Result<String> {
+    let tag = images::tag_of(stack, name);
+    let present = docker.inspect_image(&tag).await?;
+    let labels = present
+        .as_ref()
+        .and_then(|i| i.config.as_ref())
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    if images::available(name) {
+        let spec = images::spec(stack, name, images::DEFAULT_BASE)?;
+        let usable = present.is_some()
+            && match labels.get(HASH_LABEL) {
+                None => true,
+                Some(h) => *h == spec.content_hash && labels.contains_key(OCI_VERSION),
+            };
+        if !usable {
+            on_status(&format!("building {tag}"));
+            build(docker, &spec).await?;
+        }
+    } else if present.is_none() {
+        let how = format!(
+            "build the binary with `cargo build --release -p {name}` (it must sit beside stackctl) and run `stackctl build {name}`, or publish only the others: `stackctl publish --registry ... postgres pgbouncer stackctl`"
+        );
+        if target::registry_of(&tag).is_some() {
+            on_status(&format!("pulling {tag}"));
+            pull(docker, &tag).await.map_err(|e| {
+                e.context(
+                    UserError::new(format!(
+                        "{name}: image {tag} is not on this machine, cannot be pulled, and stackctl cannot build it here"
+                    ))
+                    .hint(how.clone()),
+                )
+            })?;
+        } else {
+            return Err(UserError::new(format!(
+                "{name}: image {tag} is not on this machine and stackctl cannot build it here (no {name} binary beside stackctl)"
+            ))
+            .hint(how)
+            .into());
+        }
+    }
+    docker
+        .inspect_image(&tag)
+        .await?
+        .and_then(|i| i.id)
+        .ok_or_else(|| anyhow::anyhow!("image {tag} has no id after it was made"))
 }

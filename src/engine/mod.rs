@@ -21,6 +21,8 @@ mod task;
 // queue): the one facade, one-off tool containers, and the helpers that find containers and read
 // their logs.
 pub use docker::Docker;
+// For `stackctl publish`: our images, built or found, before they are pushed.
+pub use images::prepare_for_publish;
 pub use ops::{LogView, logs_where, running_container};
 pub use task::{Task, TaskOutput, remove_tasks, run_task};
 

@@ -5,11 +5,15 @@
 mod support;
 
 mod bad_input;
+mod cli_docs;
 mod configs;
 mod engine;
 mod import_supabase;
 mod init;
 mod migrate;
+mod newcomer;
 mod postgate;
+mod publish;
+mod readme;
 mod render;
 mod workers;

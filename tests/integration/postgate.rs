@@ -156,6 +156,26 @@ fn postgate_in_the_stack_tenants_tokens_and_queries_through_pgbouncer() {
     ])
     .run()
     .failure();
+    // A read token, then a write token, neither named (issue 15): each gets a free name, said on
+    // stderr; stdout carries the token only.
+    for (perms, name) in [
+        ("SELECT", "default"),
+        ("SELECT,INSERT,UPDATE,DELETE,DDL", "default-2"),
+    ] {
+        let done =
+            p.s.cmd([
+                "token",
+                "create",
+                "--tenant",
+                "acme",
+                "--permissions",
+                perms,
+            ])
+            .run()
+            .success()
+            .stderr_contains(&format!("named `{name}`"));
+        token_of(&done.stdout());
+    }
 
     // Queries over the published loopback port.
     let (s, v) = query(

@@ -81,6 +81,18 @@ impl Stackctl {
         c.arg("--dir").arg(self.path()).args(args);
         Run { cmd: c }
     }
+
+    /// Starts a command the way a user in the stack directory types it: `cd <tmp> && stackctl
+    /// ARGS...`, with no `--dir` (so the default `.` applies).
+    pub fn cmd_inside<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut c = Command::new(bin());
+        c.current_dir(self.path()).args(args);
+        Run { cmd: c }
+    }
 }
 
 /// A command about to run.

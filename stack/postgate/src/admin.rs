@@ -31,6 +31,28 @@ pub enum AdminError {
     },
     #[error("no active token matches {0:?} (give its id or its prefix)")]
     NoSuchToken(String),
+    #[error(
+        "tenant {tenant} already has a token named `{name}`: pass another --name \
+         (`token list --tenant {tenant}` shows the names in use), or leave --name out for a free one"
+    )]
+    TokenNameTaken { tenant: String, name: String },
+}
+
+/// The name of a token created without one; later unnamed tokens of the same tenant get
+/// `default-2`, `default-3`, ... (see [`free_default_name`]).
+pub const DEFAULT_TOKEN_NAME: &str = "default";
+
+/// The first of `default`, `default-2`, `default-3`, ... not in `taken` (a tenant's token names,
+/// revoked ones included: the name stays unique while the row exists).
+pub fn free_default_name<S: AsRef<str>>(taken: &[S]) -> String {
+    let is_taken = |n: &str| taken.iter().any(|t| t.as_ref() == n);
+    if !is_taken(DEFAULT_TOKEN_NAME) {
+        return DEFAULT_TOKEN_NAME.to_string();
+    }
+    (2u64..)
+        .map(|i| format!("{DEFAULT_TOKEN_NAME}-{i}"))
+        .find(|n| !is_taken(n))
+        .expect("an unbounded range has a free name")
 }
 
 /// The admin login may hold `postgate_admin` without inheriting it (the stack's `db_migrator`
@@ -96,6 +118,8 @@ pub async fn create_tenant(client: &Client, name: &str) -> Result<TenantCreated,
 #[derive(Debug)]
 pub struct NewToken {
     pub id: i64,
+    /// Its name (unique within the tenant).
+    pub name: String,
     pub secret: String,
 }
 
@@ -109,9 +133,22 @@ pub async fn create_token(
     permissions: Permissions,
     expires_in_secs: Option<u64>,
 ) -> Result<NewToken, AdminError> {
-    let err = |source| AdminError::CreateToken {
-        tenant: tenant.to_string(),
-        source,
+    let err = |source: tokio_postgres::Error| {
+        let name_taken = source
+            .as_db_error()
+            .and_then(|d| d.constraint())
+            .is_some_and(|c| c == "tokens_tenant_name_key");
+        if name_taken {
+            AdminError::TokenNameTaken {
+                tenant: tenant.to_string(),
+                name: name.to_string(),
+            }
+        } else {
+            AdminError::CreateToken {
+                tenant: tenant.to_string(),
+                source,
+            }
+        }
     };
     let login = token::login_name(tenant, permissions);
     let verifier = token::scram_verifier(&token::login_password(pepper, &login));
@@ -147,8 +184,42 @@ pub async fn create_token(
     tx.commit().await.map_err(err)?;
     Ok(NewToken {
         id: row.get(0),
+        name: name.to_string(),
         secret,
     })
+}
+
+/// `token create` without `--name`: [`create_token`] under the tenant's first free default name
+/// (`default`, then `default-2`, ...). A concurrent create that takes the same name first makes
+/// this one try the next free name.
+pub async fn create_unnamed_token(
+    client: &mut Client,
+    pepper: &[u8],
+    tenant: &str,
+    permissions: Permissions,
+    expires_in_secs: Option<u64>,
+) -> Result<NewToken, AdminError> {
+    const ATTEMPTS: usize = 5;
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let rows = client
+            .query(
+                "SELECT name FROM postgate.tokens WHERE tenant = $1",
+                &[&tenant],
+            )
+            .await
+            .map_err(|source| AdminError::CreateToken {
+                tenant: tenant.to_string(),
+                source,
+            })?;
+        let taken: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let name = free_default_name(&taken);
+        match create_token(client, pepper, tenant, &name, permissions, expires_in_secs).await {
+            Err(e @ AdminError::TokenNameTaken { .. }) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.expect("at least one attempt"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,4 +299,21 @@ pub async fn revoke_token(client: &Client, id_or_prefix: &str) -> Result<u64, Ad
         return Err(AdminError::NoSuchToken(id_or_prefix.to_string()));
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unnamed_tokens_take_the_first_free_default_name() {
+        assert_eq!(free_default_name::<&str>(&[]), "default");
+        assert_eq!(free_default_name(&["reader"]), "default");
+        assert_eq!(free_default_name(&["default"]), "default-2");
+        assert_eq!(
+            free_default_name(&["default", "default-2", "default-4"]),
+            "default-3"
+        );
+        assert_eq!(free_default_name(&["default-2"]), "default");
+    }
 }

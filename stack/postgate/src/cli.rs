@@ -108,8 +108,10 @@ pub enum TokenCommand {
         /// SELECT[,INSERT,UPDATE,DELETE,DDL]
         #[arg(long)]
         permissions: String,
-        #[arg(long, default_value = "default")]
-        name: String,
+        /// Unique within the tenant. Default: `default`, or the first free of `default-2`,
+        /// `default-3`, ... (the name used is printed on stderr).
+        #[arg(long)]
+        name: Option<String>,
         /// 30d, 12h, 15m, 45s, 2w
         #[arg(long)]
         expires: Option<String>,

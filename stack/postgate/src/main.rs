@@ -60,7 +60,16 @@ async fn run(command: Command) -> Result<ExitCode> {
                 name,
                 expires,
                 admin,
-            } => create_token(&admin, &tenant, &name, &permissions, expires.as_deref()).await?,
+            } => {
+                create_token(
+                    &admin,
+                    &tenant,
+                    name.as_deref(),
+                    &permissions,
+                    expires.as_deref(),
+                )
+                .await?
+            }
             TokenCommand::List { tenant, admin } => {
                 let (client, _) = connect(&admin).await?;
                 for row in admin::list_tokens(&client, tenant.as_deref()).await? {
@@ -82,7 +91,16 @@ async fn run(command: Command) -> Result<ExitCode> {
             permissions,
             expires,
             admin,
-        } => create_token(&admin, &tenant, &name, &permissions, expires.as_deref()).await?,
+        } => {
+            create_token(
+                &admin,
+                &tenant,
+                Some(&name),
+                &permissions,
+                expires.as_deref(),
+            )
+            .await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -90,7 +108,7 @@ async fn run(command: Command) -> Result<ExitCode> {
 async fn create_token(
     args: &AdminArgs,
     tenant: &str,
-    name: &str,
+    name: Option<&str>,
     permissions: &str,
     expires: Option<&str>,
 ) -> Result<()> {
@@ -102,10 +120,22 @@ async fn create_token(
         })
         .transpose()?;
     let (mut client, pepper) = connect(args).await?;
-    let new = admin::create_token(&mut client, &pepper, tenant, name, permissions, expires).await?;
+    let new = match name {
+        Some(name) => {
+            admin::create_token(&mut client, &pepper, tenant, name, permissions, expires).await?
+        }
+        None => {
+            admin::create_unnamed_token(&mut client, &pepper, tenant, permissions, expires).await?
+        }
+    };
+    let chosen = if name.is_none() {
+        " (no --name given: the first free default name)"
+    } else {
+        ""
+    };
     eprintln!(
-        "token {} for tenant {tenant} ({permissions}); shown once, store it now:",
-        new.id
+        "token {} named `{}`{chosen} for tenant {tenant} ({permissions}); shown once, store it now:",
+        new.id, new.name
     );
     println!("{}", new.secret);
     Ok(())

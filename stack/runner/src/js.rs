@@ -64,6 +64,18 @@ pub struct WorkerDef {
     pub concurrency: usize,
 }
 
+impl WorkerDef {
+    /// Where `env.QUEUE.send(body)` goes without `{ queue }`: the worker's own consumed queue when
+    /// it consumes exactly one (so what it sends is taken by a consumer), else the queue named
+    /// after the worker.
+    pub fn default_send_queue(&self) -> &str {
+        match self.queues.as_slice() {
+            [only] => only,
+            _ => &self.name,
+        }
+    }
+}
+
 /// Why an invocation failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum InvokeError {
@@ -670,7 +682,7 @@ impl Engine {
                 .ok_or_else(|| "worker vars must be a JSON object".to_string())?;
             let make_queue: Function = g.get("__makeQueue").catch(&ctx).map_err(caught)?;
             let queue: Object = make_queue
-                .call((def.name.as_str(),))
+                .call((def.default_send_queue(),))
                 .catch(&ctx)
                 .map_err(caught)?;
             env.set("QUEUE", queue).catch(&ctx).map_err(caught)?;

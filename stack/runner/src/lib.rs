@@ -15,6 +15,7 @@ pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod queue;
+pub mod queue_stats;
 pub mod registry;
 pub mod reseal;
 pub mod secrets;

@@ -38,6 +38,7 @@
   G.__timersClear = () => timers.clear();
 
   // ---- env.QUEUE: send(body, { delaySeconds, queue }) and sendBatch([{ body, delaySeconds }], { queue })
+  // Without `queue`: the worker's one consumed queue, or the queue named after it (js.rs decides).
   const makeQueue = (defaultQueue) => Object.freeze({
     async send(body, opts = {}) {
       const id = natives.enqueue(String(opts.queue || defaultQueue), JSON.stringify(body === undefined ? null : body), Number(opts.delaySeconds) || 0);

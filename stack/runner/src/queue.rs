@@ -213,45 +213,6 @@ pub async fn prune_done(client: &impl GenericClient, older_than: Duration) -> Re
         .map_err(|e| DbError::new("pruning finished jobs", e))
 }
 
-/// Counts per queue and state.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct QueueStats {
-    pub queue: String,
-    pub ready: i64,
-    pub scheduled: i64,
-    pub running: i64,
-    pub done: i64,
-    pub dead: i64,
-}
-
-/// `queue stats`: one row per queue.
-pub async fn stats(client: &impl GenericClient) -> Result<Vec<QueueStats>, DbError> {
-    let rows = client
-        .query(
-            "SELECT queue,
-                    count(*) FILTER (WHERE state = 'ready' AND run_at <= now()),
-                    count(*) FILTER (WHERE state = 'ready' AND run_at > now()),
-                    count(*) FILTER (WHERE state = 'running'),
-                    count(*) FILTER (WHERE state = 'done'),
-                    count(*) FILTER (WHERE state = 'dead')
-               FROM runner.jobs GROUP BY queue ORDER BY queue",
-            &[],
-        )
-        .await
-        .map_err(|e| DbError::new("reading queue stats", e))?;
-    Ok(rows
-        .iter()
-        .map(|r| QueueStats {
-            queue: r.get(0),
-            ready: r.get(1),
-            scheduled: r.get(2),
-            running: r.get(3),
-            done: r.get(4),
-            dead: r.get(5),
-        })
-        .collect())
-}
-
 /// `queue retry-dead`: dead jobs (of one queue, or all) become ready with fresh attempts.
 pub async fn retry_dead(client: &impl GenericClient, queue: Option<&str>) -> Result<u64, DbError> {
     client
@@ -265,20 +226,7 @@ pub async fn retry_dead(client: &impl GenericClient, queue: Option<&str>) -> Res
         .map_err(|e| DbError::new("retrying dead jobs", e))
 }
 
-/// Render stats as a table for the CLI.
-pub fn render_stats(stats: &[QueueStats]) -> String {
-    let mut out = format!(
-        "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-        "QUEUE", "READY", "SCHEDULED", "RUNNING", "DONE", "DEAD"
-    );
-    for s in stats {
-        out.push_str(&format!(
-            "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-            s.queue, s.ready, s.scheduled, s.running, s.done, s.dead
-        ));
-    }
-    out
-}
+pub use crate::queue_stats::{QueueStats, render_stats, stats};
 
 /// What a handler does with a batch: one result per job, in order.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

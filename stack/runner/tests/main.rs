@@ -4,5 +4,6 @@
 mod admin;
 mod cron;
 mod queue;
+mod queue_default;
 mod support;
 mod workers;

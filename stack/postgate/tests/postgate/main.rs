@@ -7,3 +7,4 @@ mod disconnect;
 mod fuzz;
 mod serve;
 mod support;
+mod token_names;
