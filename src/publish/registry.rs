@@ -227,43 +227,35 @@ impl Client {
         Ok(r)
     }
 
+    /// `Basic` authorization from a username and password, when those are the credentials.
+    fn basic_header(&self) -> Option<String> {
+        match &self.creds {
+            Some(Credentials {
+                username,
+                secret: Secret::Password(p),
+                ..
+            }) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{p}"))
+            )),
+            _ => None,
+        }
+    }
+
     /// The `Authorization` value that answers `challenge`.
     async fn authorize(&self, challenge: &str, scope: Option<&str>) -> Result<String> {
         let (scheme, params) = parse_challenge(challenge);
         match scheme.to_ascii_lowercase().as_str() {
-            "basic" => match &self.creds {
-                Some(Credentials {
-                    username,
-                    secret: Secret::Password(p),
-                    ..
-                }) => Ok(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{p}"))
-                )),
-                _ => Err(self.refused()),
-            },
+            "basic" => self.basic_header().ok_or_else(|| self.refused()),
             "bearer" => {
-                let realm = params
-                    .iter()
-                    .find(|(k, _)| k == "realm")
-                    .map(|(_, v)| v.clone())
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "the registry {} asked for a bearer token but named no realm",
-                            self.registry.host
-                        )
-                    })?;
-                let service = params
-                    .iter()
-                    .find(|(k, _)| k == "service")
-                    .map(|(_, v)| v.clone());
-                let scope = scope.map(str::to_string).or_else(|| {
-                    params
-                        .iter()
-                        .find(|(k, _)| k == "scope")
-                        .map(|(_, v)| v.clone())
-                });
-                self.bearer_token(&realm, service.as_deref(), scope.as_deref())
+                let realm = param(&params, "realm").ok_or_else(|| {
+                    anyhow!(
+                        "the registry {} asked for a bearer token but named no realm",
+                        self.registry.host
+                    )
+                })?;
+                let scope = scope.or_else(|| param(&params, "scope"));
+                self.bearer_token(realm, param(&params, "service"), scope)
                     .await
                     .map(|t| format!("Bearer {t}"))
             }
@@ -303,18 +295,8 @@ impl Client {
                 self.send(Method::POST, realm, None, None, Some(encode_query(&form)))
                     .await
             }
-            creds => {
-                let basic = match creds {
-                    Some(Credentials {
-                        username,
-                        secret: Secret::Password(p),
-                        ..
-                    }) => Some(format!(
-                        "Basic {}",
-                        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{p}"))
-                    )),
-                    _ => None,
-                };
+            _ => {
+                let basic = self.basic_header();
                 let url = if query.is_empty() {
                     realm.to_string()
                 } else {
@@ -529,23 +511,27 @@ fn parse_challenge(header: &str) -> (String, Vec<(String, String)>) {
     (scheme.to_string(), params)
 }
 
-/// `application/x-www-form-urlencoded` (and URL query) encoding.
+/// URL query (and form body) encoding: every byte but RFC 3986's unreserved ones escaped.
 fn encode_query(pairs: &[(&str, &str)]) -> String {
-    fn enc(s: &str) -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    }
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, ESCAPED).to_string();
     pairs
         .iter()
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// The value of a challenge's parameter `key` (keys are lower-cased by `parse_challenge`).
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]

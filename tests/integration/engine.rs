@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Stackctl, compose_v2, free_port, require_docker};
+use crate::support::{Stackctl, compose_v2, docker, free_port, require_docker};
 
 /// A stack directory with a unique project name; `down --volumes` on drop.
 pub(crate) struct Proj {
@@ -68,16 +68,6 @@ fn rand_suffix() -> u32 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
     h.finish() as u32
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 const SMALL: &str = r#"

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Done, Run, Stackctl, assert_unchanged, free_port, require_docker};
+use crate::support::{Done, Run, Stackctl, assert_unchanged, docker, free_port, require_docker};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
@@ -151,16 +151,6 @@ impl Drop for Images {
             }
         }
     }
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn image_exists(r: &str) -> bool {

@@ -27,6 +27,17 @@ pub fn published_port(container: &str, port: &str) -> u16 {
         .unwrap_or_else(|| panic!("no published port {port} for {container}: {text:?}"))
 }
 
+/// `docker ARGS` that must succeed; its trimmed stdout.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The stackctl binary cargo built for these tests.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stackctl"))

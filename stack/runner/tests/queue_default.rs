@@ -83,17 +83,7 @@ async fn send_defaults_to_the_one_consumed_queue_and_stats_mark_unconsumed_queue
             ..Default::default()
         },
         None,
-        Some(runner::js::Services {
-            pool: pool.clone(),
-            handle: tokio::runtime::Handle::current(),
-            fetch: runner::fetch::FetchPolicy {
-                allow: Vec::new(),
-                timeout: Duration::from_secs(5),
-                max_response: 1 << 20,
-                tls: None,
-            },
-            gateway: None,
-        }),
+        Some(crate::support::services(&pool, Vec::new())),
     );
     registry
         .reload_all(&**pool.get().await.expect("conn"))

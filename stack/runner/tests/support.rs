@@ -217,3 +217,22 @@ pub fn healthcheck(addr: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// What a test's workers may reach: `pool` for `env.QUEUE`, `fetch` to the loopback addresses in
+/// `allow` only (5 s, 1 MiB), no `env.DB`.
+pub fn services(
+    pool: &deadpool_postgres::Pool,
+    allow: Vec<std::net::IpAddr>,
+) -> runner::js::Services {
+    runner::js::Services {
+        pool: pool.clone(),
+        handle: tokio::runtime::Handle::current(),
+        fetch: runner::fetch::FetchPolicy {
+            allow,
+            timeout: Duration::from_secs(5),
+            max_response: 1 << 20,
+            tls: None,
+        },
+        gateway: None,
+    }
+}

@@ -153,18 +153,11 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
             ..Default::default()
         },
         None,
-        Some(runner::js::Services {
-            pool: pool.clone(),
-            handle: tokio::runtime::Handle::current(),
-            // The test's own upstream lives on 127.0.0.2: the one loopback address allowed.
-            fetch: runner::fetch::FetchPolicy {
-                allow: vec!["127.0.0.2".parse().expect("ip")],
-                timeout: Duration::from_secs(5),
-                max_response: 1 << 20,
-                tls: None,
-            },
-            gateway: None,
-        }),
+        // The test's own upstream lives on 127.0.0.2: the one loopback address allowed.
+        Some(crate::support::services(
+            &pool,
+            vec!["127.0.0.2".parse().expect("ip")],
+        )),
     );
     registry
         .reload_all(&**pool.get().await.expect("conn"))
