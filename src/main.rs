@@ -1,9 +1,11 @@
-//! stackctl: parse the command line, run one feature, print errors once with a hint.
+//! stackctl: parse the command line, build one `Ctx` (runtime, stack, `.env`, Docker), run one
+//! command (`cmd`), print errors once with a hint.
 
 mod cli;
 mod cmd;
 mod compose;
 mod config;
+mod ctx;
 mod db;
 mod engine;
 mod error;
@@ -26,7 +28,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use config::Stack;
+use ctx::Ctx;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -57,42 +59,6 @@ fn run(cli: Cli) -> Result<()> {
     }
     // Resolved once, before any command runs: every path handed on (to Docker too) is absolute.
     let dir = stackdir::resolve(&cli.dir, matches!(cli.command, Command::Init(_)))?;
-    match cli.command {
-        Command::Init(a) => init::run(
-            &dir,
-            &init::InitOptions {
-                project: a.project,
-                domain: a.domain,
-                pooler: a.pooler,
-                rotate: a.rotate,
-                invalidate_tokens: a.invalidate_tokens,
-            },
-        ),
-        Command::Render(a) => {
-            let stack = Stack::load(&dir)?;
-            let report = render::run(&stack, a.target, a.output.as_deref())?;
-            println!("rendered {}", report.compose_path.display());
-            if a.target == render::Target::Dokploy {
-                println!(
-                    "config files for Dokploy's file mounts: {}",
-                    report.files_dir.display()
-                );
-            }
-            Ok(())
-        }
-        Command::Up(a) => engine::cmd_up(&Stack::load(&dir)?, a),
-        Command::Down(a) => engine::cmd_down(&Stack::load(&dir)?, a),
-        Command::Status(a) => engine::cmd_status(&Stack::load(&dir)?, a),
-        Command::Logs(a) => engine::cmd_logs(&Stack::load(&dir)?, a),
-        Command::Build(a) => engine::cmd_build(&Stack::load(&dir)?, a),
-        Command::Migrate(a) => engine::cmd_migrate(&dir, a),
-        Command::Worker(a) => workers::run(&Stack::load(&dir)?, a),
-        Command::Queue(a) => workers::run_queue(&Stack::load(&dir)?, a),
-        Command::ImportSupabase(a) => supabase::run(&dir, a),
-        Command::Tenant(a) => tenants::run_tenant(&Stack::load(&dir)?, a.action),
-        Command::Token(a) => tenants::run_token(&Stack::load(&dir)?, a.action),
-        Command::GenToken(a) => tenants::run_gen_token(&Stack::load(&dir)?, a),
-        Command::Publish(a) => publish::run(&Stack::load(&dir)?, a),
-        Command::Completions(_) | Command::Man => unreachable!("handled before the stack is read"),
-    }
+    let ctx = Ctx::new(dir)?;
+    cmd::run(&ctx, cli.command)
 }

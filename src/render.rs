@@ -317,21 +317,56 @@ fn plan_config_files(plan: &mut WritePlan, stack: &Stack, configs: &[ConfigFile]
     plan.dir(stack.dir.join(&stack.file.migrations.directory));
 }
 
-/// What `render` wrote.
-#[derive(Debug)]
+/// Where a render's Compose file and config files go.
+#[derive(Debug, Clone)]
 pub struct RenderReport {
     pub compose_path: PathBuf,
     pub files_dir: PathBuf,
 }
 
-/// Renders the stack for `target` into `output` (default per target), with its config files;
-/// prints each file it wrote.
+/// A render computed and checked, nothing written yet: every file's bytes and mode, with where
+/// they go. [`Rendered::write`] writes them.
+pub struct Rendered {
+    plan: WritePlan,
+    pub report: RenderReport,
+}
+
+/// Renders the stack for `target` into `output` (default per target), with its config files, and
+/// writes them; each file written is named on stderr (progress: stdout is the command's result).
+pub fn write_target(
+    stack: &Stack,
+    env: &EnvFile,
+    target: Target,
+    output: Option<&Path>,
+) -> Result<RenderReport> {
+    let rendered = render(stack, env, target, output)?;
+    let report = rendered.report.clone();
+    for f in rendered.write()? {
+        eprintln!("wrote {f}");
+    }
+    Ok(report)
+}
+
+impl Rendered {
+    /// Writes every file (each atomically, through a temporary file and a rename); returns the
+    /// names of the files written.
+    pub fn write(self) -> Result<Vec<String>> {
+        self.plan.apply()
+    }
+}
+
+/// Computes every file `target` needs and checks they can be written; writes nothing.
 ///
 /// Everything is computed and checked before the first byte is written: a bad `.env`, a missing
 /// certificate or an unwritable directory leaves every file as it was.
-pub fn run(stack: &Stack, target: Target, output: Option<&Path>) -> Result<RenderReport> {
-    let env = stack.load_env()?;
-    let configs = config_files(stack, &env)?;
+pub fn render(
+    stack: &Stack,
+    env: &EnvFile,
+    target: Target,
+    output: Option<&Path>,
+) -> Result<Rendered> {
+    env.require_all()?;
+    let configs = config_files(stack, env)?;
     let output = normalize(&match output {
         Some(p) if p.is_absolute() => p.to_path_buf(),
         Some(p) => std::env::current_dir()?.join(p),
@@ -409,12 +444,12 @@ pub fn run(stack: &Stack, target: Target, output: Option<&Path>) -> Result<Rende
         output.display().to_string(),
     );
     plan.check()?;
-    for f in plan.apply()? {
-        println!("wrote {f}");
-    }
-    Ok(RenderReport {
-        compose_path: output,
-        files_dir,
+    Ok(Rendered {
+        plan,
+        report: RenderReport {
+            compose_path: output,
+            files_dir,
+        },
     })
 }
 

@@ -1,46 +1,60 @@
 //! `stackctl tenant|token|gen-token`: postgate's admin CLI, run in the stack.
 //!
-//! The typed arguments become `postgate tenant|token ...` arguments; the engine runs them in a
-//! one-off container of the `postgate` service (see `engine::cmd_postgate_admin`), so the admin
-//! path needs no database port on the host and no postgate binary beside stackctl.
+//! The typed arguments become `postgate tenant|token ...` arguments; [`admin`] runs them in a
+//! one-off container of the `postgate` service, so the admin path needs no database port on the
+//! host and no postgate binary beside stackctl.
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
-use crate::cli::{GenTokenArgs, TenantAction, TokenAction};
+use crate::cli::{TenantAction, TokenAction};
 use crate::config::Stack;
-use crate::engine;
+use crate::engine::{self, Docker};
+use crate::error::UserError;
+use crate::secrets::EnvFile;
 
-/// `stackctl tenant ...`.
-pub fn run_tenant(stack: &Stack, action: TenantAction) -> Result<()> {
-    engine::cmd_postgate_admin(stack, tenant_args(action))
+/// Runs postgate's admin CLI (`postgate ARGS...`) once in the stack: a one-off container of the
+/// `postgate` service (its image, network and environment) on the stack's network, after the
+/// database and the migrate job are up. It connects as the operator's login `db_migrator`, which
+/// holds `postgate_admin` (SET ROLE, not inherited), straight to PostgreSQL: the service login
+/// `postgate` itself cannot create tenants or tokens.
+pub async fn admin(stack: &Stack, env: &EnvFile, docker: &Docker, args: Vec<String>) -> Result<()> {
+    let project = engine::load_project(stack, env, None)?;
+    let password = env
+        .get("MIGRATOR_PASSWORD")
+        .filter(|p| !p.is_empty())
+        .with_context(|| {
+            UserError::new(format!(
+                "{} has no MIGRATOR_PASSWORD (the admin login db_migrator)",
+                stack.env_path().display()
+            ))
+            .hint("run `stackctl init` to add the missing secrets")
+        })?;
+    let admin_url = format!(
+        "postgres://db_migrator:{password}@postgres:5432/{}",
+        stack.file.postgres.database
+    );
+    let env = [("POSTGATE_ADMIN_DATABASE_URL".to_string(), admin_url)];
+    let first = ["migrate".to_string()];
+    let code = engine::run_once(docker, stack, &project, "postgate", &first, args, &env).await?;
+    if code != 0 {
+        bail!(
+            UserError::new(format!("postgate's admin command exited with code {code}"))
+                .hint("its message is above")
+        );
+    }
+    Ok(())
 }
 
-/// `stackctl token ...`.
-pub fn run_token(stack: &Stack, action: TokenAction) -> Result<()> {
-    engine::cmd_postgate_admin(stack, token_args(action))
-}
-
-/// `stackctl gen-token TENANT NAME --permissions ...`.
-pub fn run_gen_token(stack: &Stack, a: GenTokenArgs) -> Result<()> {
-    engine::cmd_postgate_admin(
-        stack,
-        token_args(TokenAction::Create {
-            tenant: a.tenant,
-            permissions: a.permissions,
-            name: Some(a.name),
-            expires: a.expires,
-        }),
-    )
-}
-
-fn tenant_args(action: TenantAction) -> Vec<String> {
+/// `postgate tenant ...` arguments.
+pub fn tenant_args(action: TenantAction) -> Vec<String> {
     match action {
         TenantAction::Create { name } => vec!["tenant".into(), "create".into(), name],
         TenantAction::List => vec!["tenant".into(), "list".into()],
     }
 }
 
-fn token_args(action: TokenAction) -> Vec<String> {
+/// `postgate token ...` arguments.
+pub fn token_args(action: TokenAction) -> Vec<String> {
     let mut v: Vec<String> = vec!["token".into()];
     match action {
         TokenAction::Create {

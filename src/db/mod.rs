@@ -22,15 +22,15 @@ pub mod plan;
 pub mod sql;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cli::{MigrateAction, MigrateArgs};
 use crate::config::Stack;
 use crate::error::UserError;
+use crate::secrets::EnvFile;
 use connect::Target;
 use migrate::History;
 use plan::{Entry, MigrationFile};
@@ -41,69 +41,94 @@ const LOCK_WAIT: Duration = Duration::from_secs(600);
 /// The environment variable naming the migrations directory inside the migrate container.
 pub const MIGRATIONS_DIR_ENV: &str = "STACKCTL_MIGRATIONS_DIR";
 
+/// What `migrate` does.
+pub enum Action {
+    /// Apply what is pending (or, with `dry_run`, print what would run).
+    Apply { dry_run: bool },
+    /// Show applied and pending migrations.
+    Status { json: bool },
+    /// Create the next versioned migration file.
+    New { name: String },
+}
+
+/// Where the database and the logins' passwords come from.
+pub enum Source<'a> {
+    /// Inside the migrate container: PG* variables and one variable per login password.
+    Env,
+    /// From the host: the stack's `stack.toml` and `.env`, and `--database-url` if given.
+    Stack {
+        stack: &'a Stack,
+        env: &'a EnvFile,
+        database_url: Option<String>,
+    },
+}
+
+/// A `migrate` run's options.
+pub struct Options {
+    pub action: Action,
+    /// How long one migration may wait for a lock on a table, in seconds.
+    pub lock_timeout: u64,
+}
+
 /// Everything a run needs, resolved once from the flags, `stack.toml`, `.env` or the environment.
-struct Settings {
+struct Settings<'a> {
     /// Where the database is, or `None` when only files are needed (`migrate new`).
     target: Option<Target>,
     /// Where the logins' passwords come from.
-    passwords: PasswordSource,
+    passwords: PasswordSource<'a>,
     dir: PathBuf,
     dir_shown: String,
     lock_timeout: Duration,
 }
 
-enum PasswordSource {
+enum PasswordSource<'a> {
     Env,
-    DotEnv(Box<Stack>),
+    DotEnv(&'a EnvFile),
 }
 
 /// Runs `stackctl migrate [status|new]` directly against a database (`--database-url` or, in the
-/// migrate container, `--from-env`), or `migrate new` on the files alone. Blocking: it starts its
-/// own runtime, so call [`run_async`] from async code.
-pub fn run(stack_dir: &Path, args: MigrateArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(run_async(stack_dir, args))
-}
-
-/// [`run`], for callers that already run on a tokio runtime.
-pub async fn run_async(stack_dir: &Path, args: MigrateArgs) -> Result<()> {
-    let settings = resolve(stack_dir, &args)?;
-    match &args.action {
-        Some(MigrateAction::New { name }) => new_file(&settings, name),
-        Some(MigrateAction::Status { json }) => status(&settings, *json).await,
-        None if args.dry_run => dry_run(&settings).await,
-        None => apply_all(&settings).await.map(|_| ()),
+/// migrate container, `--from-env`), or `migrate new` on the files alone.
+pub async fn run(source: Source<'_>, opts: &Options) -> Result<()> {
+    let settings = resolve(source, opts)?;
+    match &opts.action {
+        Action::New { name } => new_file(&settings, name),
+        Action::Status { json } => status(&settings, *json).await,
+        Action::Apply { dry_run: true } => dry_run(&settings).await,
+        Action::Apply { dry_run: false } => apply_all(&settings).await.map(|_| ()),
     }
 }
 
-fn resolve(stack_dir: &Path, args: &MigrateArgs) -> Result<Settings> {
-    let lock_timeout = Duration::from_secs(args.lock_timeout.max(1));
-    if args.from_env {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let dir = get(MIGRATIONS_DIR_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/migrations"));
-        return Ok(Settings {
-            target: Some(Target::from_env(get)),
-            passwords: PasswordSource::Env,
-            dir_shown: dir.display().to_string(),
-            dir,
-            lock_timeout,
-        });
-    }
-    let stack = Stack::load(stack_dir)?;
+fn resolve<'a>(source: Source<'a>, opts: &Options) -> Result<Settings<'a>> {
+    let lock_timeout = Duration::from_secs(opts.lock_timeout.max(1));
+    let (stack, env, database_url) = match source {
+        Source::Env => {
+            let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            let dir = get(MIGRATIONS_DIR_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/migrations"));
+            return Ok(Settings {
+                target: Some(Target::from_env(get)),
+                passwords: PasswordSource::Env,
+                dir_shown: dir.display().to_string(),
+                dir,
+                lock_timeout,
+            });
+        }
+        Source::Stack {
+            stack,
+            env,
+            database_url,
+        } => (stack, env, database_url),
+    };
     let rel = stack
         .file
         .migrations
         .directory
         .trim_end_matches('/')
         .to_string();
-    let target = match &args.database_url {
+    let target = match &database_url {
         Some(url) => Some(Target::from_url(url)?),
-        None if matches!(args.action, Some(MigrateAction::New { .. })) => None,
+        None if matches!(opts.action, Action::New { .. }) => None,
         None => {
             return Err(UserError::new("no database to migrate: pass --database-url URL (or set STACKCTL_DATABASE_URL)")
                 .hint("`stackctl migrate` without a URL runs the stack's migrate container; use it once the stack is up")
@@ -114,12 +139,12 @@ fn resolve(stack_dir: &Path, args: &MigrateArgs) -> Result<Settings> {
         target,
         dir: stack.dir.join(&rel),
         dir_shown: rel,
-        passwords: PasswordSource::DotEnv(Box::new(stack)),
+        passwords: PasswordSource::DotEnv(env),
         lock_timeout,
     })
 }
 
-impl Settings {
+impl Settings<'_> {
     fn target(&self) -> &Target {
         self.target
             .as_ref()
@@ -143,8 +168,8 @@ impl Settings {
                     out.insert(role.to_string(), pw);
                 }
             }
-            PasswordSource::DotEnv(stack) => {
-                let env = stack.load_env()?;
+            PasswordSource::DotEnv(env) => {
+                env.require_all()?;
                 for (role, _) in bootstrap::LOGINS {
                     let pw = env.role_password(role).unwrap_or_default();
                     out.insert(role.to_string(), pw.to_string());
@@ -163,7 +188,7 @@ pub struct Report {
     pub app_applied: Vec<String>,
 }
 
-async fn apply_all(s: &Settings) -> Result<Report> {
+async fn apply_all(s: &Settings<'_>) -> Result<Report> {
     let target = s.target();
     // Validate what can be validated before touching the database.
     let platform = plan::platform_migrations();
@@ -248,7 +273,7 @@ struct StatusJson {
     app: Vec<Entry>,
 }
 
-async fn read_status(s: &Settings) -> Result<(Vec<Entry>, Vec<Entry>)> {
+async fn read_status(s: &Settings<'_>) -> Result<(Vec<Entry>, Vec<Entry>)> {
     let app_files = s.app_files()?;
     let client = s.target().connect().await?;
     let platform = plan::status(
@@ -259,7 +284,7 @@ async fn read_status(s: &Settings) -> Result<(Vec<Entry>, Vec<Entry>)> {
     Ok((platform, app))
 }
 
-async fn status(s: &Settings, json: bool) -> Result<()> {
+async fn status(s: &Settings<'_>, json: bool) -> Result<()> {
     let (platform, app) = read_status(s).await?;
     if json {
         let out = StatusJson {
@@ -293,7 +318,7 @@ async fn status(s: &Settings, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn dry_run(s: &Settings) -> Result<()> {
+async fn dry_run(s: &Settings<'_>) -> Result<()> {
     let platform = plan::platform_migrations();
     let app = s.app_files()?;
     let client = s.target().connect().await?;
@@ -334,7 +359,7 @@ async fn dry_run(s: &Settings) -> Result<()> {
     Ok(())
 }
 
-fn new_file(s: &Settings, name: &str) -> Result<()> {
+fn new_file(s: &Settings<'_>, name: &str) -> Result<()> {
     let files = s.app_files()?;
     let file_name = plan::next_file_name(&files, name)?;
     std::fs::create_dir_all(&s.dir).with_context(|| format!("creating {}", s.dir.display()))?;
@@ -354,11 +379,11 @@ fn new_file(s: &Settings, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Compile-time check: the engine may spawn [`run_async`] on its own runtime, so it must be Send.
+/// Compile-time check: a caller may spawn [`run`] on a multi-threaded runtime, so it must be Send.
 #[allow(dead_code)]
-fn run_async_is_send(
-    dir: &Path,
-    args: MigrateArgs,
-) -> impl Future<Output = Result<()>> + Send + '_ {
-    run_async(dir, args)
+fn run_is_send<'a>(
+    source: Source<'a>,
+    opts: &'a Options,
+) -> impl Future<Output = Result<()>> + Send + 'a {
+    run(source, opts)
 }

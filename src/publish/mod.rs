@@ -18,7 +18,6 @@ pub mod target;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cli::PublishArgs;
 use crate::config::Stack;
 use crate::engine::{self, Docker};
 use crate::error::UserError;
@@ -87,7 +86,24 @@ fn select(names: &[String]) -> Result<Vec<&'static str>> {
     Ok(out)
 }
 
-pub fn run(stack: &Stack, a: PublishArgs) -> Result<()> {
+/// A publish's options.
+pub struct Options {
+    /// Only these images (empty: all of ours).
+    pub images: Vec<String>,
+    /// `HOST[:PORT]/NAMESPACE`.
+    pub registry: String,
+    /// Tag of every pushed image (default: each image's own tag in stack.toml `[images]`).
+    pub tag: Option<String>,
+    /// Replace a tag the registry already holds with different content.
+    pub force: bool,
+    pub username: Option<String>,
+    /// Read the password from stdin (else from `STACKCTL_REGISTRY_PASSWORD`).
+    pub password_stdin: bool,
+    pub json: bool,
+}
+
+/// Publishes, then prints the pushed references (or `--json`) on stdout.
+pub async fn run(stack: &Stack, docker: &Docker, a: Options) -> Result<()> {
     let reg = Registry::parse(&a.registry)?;
     if let Some(t) = &a.tag {
         target::check_tag(t)?;
@@ -110,7 +126,7 @@ pub fn run(stack: &Stack, a: PublishArgs) -> Result<()> {
         })
         .collect();
     let explicit = credentials::explicit(a.username.as_deref(), a.password_stdin)?;
-    let report = engine::runtime()?.block_on(publish(stack, &reg, &items, explicit, a.force))?;
+    let report = publish(stack, docker, &reg, &items, explicit, a.force).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -140,6 +156,7 @@ pub fn run(stack: &Stack, a: PublishArgs) -> Result<()> {
 
 async fn publish(
     stack: &Stack,
+    docker: &Docker,
     reg: &Registry,
     items: &[Item],
     explicit: Option<credentials::Credentials>,
@@ -161,12 +178,11 @@ async fn publish(
     let client = registry::Client::new(reg.clone(), creds.clone());
     client.check_access().await?;
 
-    let docker = Docker::connect().await?;
     let mut ids = Vec::new();
     for it in items {
         let name = it.name;
-        let id = engine::prepare_for_publish(&docker, stack, name, &|s| eprintln!("{name}: {s}"))
-            .await?;
+        let id =
+            engine::prepare_for_publish(docker, stack, name, &|s| eprintln!("{name}: {s}")).await?;
         ids.push(id);
     }
 

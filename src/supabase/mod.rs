@@ -25,53 +25,64 @@ mod tools;
 mod verify;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cli::ImportSupabaseArgs;
 use crate::config::Stack;
 use crate::db::bootstrap;
 use crate::db::connect::{self, Target};
 use crate::engine::Docker;
 use crate::error::UserError;
+use crate::secrets::EnvFile;
 use inventory::Inventory;
 use state::{Files, State};
 use tools::Tools;
 
 const APP: &str = "stackctl import-supabase";
 
-/// Runs the command (blocking: it starts its own runtime).
-pub fn run(stack_dir: &Path, args: ImportSupabaseArgs) -> Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(async {
-            tokio::select! {
-                r = run_async(stack_dir, args) => r,
-                _ = tokio::signal::ctrl_c() => {
-                    // pg_dump / pg_restore may be running in a container: remove it by label.
-                    // What was written stays for the next run to resume (or replace).
-                    let project = Stack::load(stack_dir)?.project().to_string();
-                    let docker = Docker::connect().await?;
-                    crate::engine::remove_tasks(&docker, &project, "import-").await?;
-                    // An unfinished dump is never reused, and holds user data.
-                    if let Ok(entries) = std::fs::read_dir(tools::state_dir(stack_dir)) {
-                        for e in entries.flatten() {
-                            if e.file_name().to_string_lossy().ends_with(".dump.partial") {
-                                let _ = std::fs::remove_file(e.path());
-                            }
-                        }
+/// An import's options (the command line's, less its confirmations).
+pub struct Options {
+    /// The source database URL (or `dump`).
+    pub from: Option<String>,
+    /// A pg_dump custom-format archive to restore instead of dumping a source.
+    pub dump: Option<PathBuf>,
+    /// Only these schemas (empty: every schema Supabase does not manage).
+    pub schemas: Vec<String>,
+    /// Parallel pg_restore jobs.
+    pub jobs: u32,
+    pub dry_run: bool,
+    pub skip_auth_users: bool,
+    /// Drop the target's schemas that the import writes first (confirmed by the caller).
+    pub clean: bool,
+    /// The target as a superuser URL (default: the stack's own postgres on its loopback port).
+    pub database_url: Option<String>,
+    pub json: bool,
+}
+
+/// Runs an import; Ctrl-C removes its tool containers and any unfinished dump.
+pub async fn run(stack: &Stack, env: &EnvFile, docker: &Docker, opts: Options) -> Result<()> {
+    tokio::select! {
+        r = run_import(stack, env, docker, opts) => r,
+        _ = tokio::signal::ctrl_c() => {
+            // pg_dump / pg_restore may be running in a container: remove it by label.
+            // What was written stays for the next run to resume (or replace).
+            crate::engine::remove_tasks(docker, stack.project(), "import-").await?;
+            // An unfinished dump is never reused, and holds user data.
+            if let Ok(entries) = std::fs::read_dir(tools::state_dir(&stack.dir)) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().ends_with(".dump.partial") {
+                        let _ = std::fs::remove_file(e.path());
                     }
-                    Err(UserError::new("interrupted")
-                        .hint("run the same command again: a finished dump is reused, a restore is resumed")
-                        .into())
                 }
             }
-        })
+            Err(UserError::new("interrupted")
+                .hint("run the same command again: a finished dump is reused, a restore is resumed")
+                .into())
+        }
+    }
 }
 
 /// Progress, on stderr so that stdout holds only the report (or the JSON).
@@ -103,10 +114,10 @@ fn stack_target(stack: &Stack, env: &crate::secrets::EnvFile) -> Result<Target> 
     Ok(Target { config })
 }
 
-async fn run_async(dir: &Path, a: ImportSupabaseArgs) -> Result<()> {
+async fn run_import(stack: &Stack, env: &EnvFile, docker: &Docker, a: Options) -> Result<()> {
     let started = Instant::now();
-    let stack = Stack::load(dir)?;
-    let env = stack.load_env()?;
+    env.require_all()?;
+    let dir = stack.dir.as_path();
     let passwords: BTreeMap<String, String> = bootstrap::LOGINS
         .iter()
         .map(|(role, _)| {
@@ -122,7 +133,7 @@ async fn run_async(dir: &Path, a: ImportSupabaseArgs) -> Result<()> {
             "check --database-url",
         ),
         None => (
-            stack_target(&stack, &env)?,
+            stack_target(stack, env)?,
             "is the stack up? Run `stackctl up` first, or pass --database-url",
         ),
     };
@@ -162,11 +173,10 @@ async fn run_async(dir: &Path, a: ImportSupabaseArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires --from or --dump"),
     };
 
-    let docker = Docker::connect().await?;
     let state_dir = tools::state_dir(dir);
     let files = Files::new(&state_dir, &identity);
     let tools = Tools {
-        docker: &docker,
+        docker,
         image: stack.file.images.postgres.clone(),
         project: stack.project().to_string(),
         dir: state_dir.clone(),

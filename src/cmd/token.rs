@@ -1,0 +1,30 @@
+//! `stackctl token create|list|revoke` and `stackctl gen-token`: postgate's tokens, managed
+//! through its admin CLI in the stack. The token itself is the only thing on stdout.
+
+use anyhow::Result;
+
+use crate::cli::{GenTokenArgs, TokenAction, TokenArgs};
+use crate::ctx::Ctx;
+use crate::tenants;
+
+pub fn run(ctx: &Ctx, a: TokenArgs) -> Result<()> {
+    admin(ctx, tenants::token_args(a.action))
+}
+
+/// `stackctl gen-token TENANT NAME --permissions ...`: `token create` under another name.
+pub fn run_gen_token(ctx: &Ctx, a: GenTokenArgs) -> Result<()> {
+    admin(
+        ctx,
+        tenants::token_args(TokenAction::Create {
+            tenant: a.tenant,
+            permissions: a.permissions,
+            name: Some(a.name),
+            expires: a.expires,
+        }),
+    )
+}
+
+fn admin(ctx: &Ctx, args: Vec<String>) -> Result<()> {
+    let (stack, env) = (ctx.stack()?, ctx.env()?);
+    ctx.block_on(async { tenants::admin(stack, env, ctx.docker().await?, args).await })
+}
