@@ -11,13 +11,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use tera::Tera;
 
 use crate::config::{PoolMode, PoolerKind, Stack};
 use crate::error::UserError;
-use crate::files;
+use crate::files::{self, WritePlan, normalize};
 use crate::scram;
 use crate::secrets::{EnvFile, SECRETS};
 
@@ -471,141 +471,4 @@ fn read_migrations(from: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     }
     out.sort();
     Ok(out)
-}
-
-/// Resolves `.` and `..` without touching the file system (`dokploy/code/../files` -> `dokploy/files`).
-fn normalize(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => match out.components().next_back() {
-                Some(Component::Normal(_)) => {
-                    out.pop();
-                }
-                Some(Component::RootDir) => {}
-                _ => out.push(".."),
-            },
-            other => out.push(other),
-        }
-    }
-    if out.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        out
-    }
-}
-
-/// The files and directories a command is about to write: checked as a whole, then written.
-#[derive(Default)]
-struct WritePlan {
-    files: Vec<(PathBuf, Vec<u8>, u32, String)>,
-    dirs: Vec<PathBuf>,
-}
-
-impl WritePlan {
-    fn file(&mut self, path: PathBuf, bytes: Vec<u8>, mode: u32, label: impl Into<String>) {
-        self.files.push((path, bytes, mode, label.into()));
-    }
-
-    fn dir(&mut self, path: PathBuf) {
-        self.dirs.push(path);
-    }
-
-    /// Checks, without creating anything, that every file and directory can be written: nothing
-    /// of the other kind is in the way, and each path's nearest existing ancestor is a writable
-    /// directory (probed with a temp file that is removed at once).
-    fn check(&self) -> Result<()> {
-        let mut probed = std::collections::HashSet::new();
-        let targets = self
-            .files
-            .iter()
-            .map(|(p, ..)| (p, false))
-            .chain(self.dirs.iter().map(|p| (p, true)));
-        for (path, is_dir) in targets {
-            if let Ok(meta) = std::fs::metadata(path)
-                && meta.is_dir() != is_dir
-            {
-                let what = if is_dir { "a directory" } else { "a file" };
-                bail!(
-                    UserError::new(format!(
-                        "cannot write {}: it exists and is not {what}",
-                        path.display()
-                    ))
-                    .hint("move it away, or choose another --dir / --output")
-                );
-            }
-            let mut ancestor = if is_dir {
-                path.as_path()
-            } else {
-                path.parent().unwrap_or(Path::new("."))
-            };
-            loop {
-                match std::fs::metadata(ancestor) {
-                    Ok(meta) if meta.is_dir() => break,
-                    Ok(_) => bail!(
-                        UserError::new(format!(
-                            "cannot write {}: {} is a file, not a directory",
-                            path.display(),
-                            ancestor.display()
-                        ))
-                        .hint("move that file away, or choose another --dir / --output")
-                    ),
-                    Err(_) => match ancestor.parent() {
-                        Some(p) if !p.as_os_str().is_empty() => ancestor = p,
-                        _ => {
-                            ancestor = Path::new(".");
-                            break;
-                        }
-                    },
-                }
-            }
-            if probed.insert(ancestor.to_path_buf()) {
-                tempfile::Builder::new()
-                    .prefix(".stackctl-probe-")
-                    .tempfile_in(ancestor)
-                    .map_err(|e| {
-                        UserError::new(format!(
-                            "cannot write {}: directory {} is not writable ({e})",
-                            path.display(),
-                            ancestor.display()
-                        ))
-                        .hint("fix its permissions, or choose another --dir / --output")
-                    })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes each file whose bytes or mode differ; returns the labels of those written.
-    fn apply(self) -> Result<Vec<String>> {
-        for d in &self.dirs {
-            std::fs::create_dir_all(d)
-                .with_context(|| format!("creating directory {}", d.display()))?;
-        }
-        let mut changed = Vec::new();
-        for (path, bytes, mode, label) in self.files {
-            if files::write_if_changed(&path, &bytes, mode)? {
-                changed.push(label);
-            }
-        }
-        Ok(changed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalize_resolves_parent_components() {
-        assert_eq!(
-            normalize(Path::new("./dokploy/code/../files")),
-            PathBuf::from("dokploy/files")
-        );
-        assert_eq!(normalize(Path::new("/a/b/../../c")), PathBuf::from("/c"));
-        assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
-        assert_eq!(normalize(Path::new("/..")), PathBuf::from("/"));
-    }
 }
