@@ -8,6 +8,7 @@ mod db;
 mod engine;
 mod error;
 mod files;
+mod groups;
 mod images;
 mod init;
 mod publish;
