@@ -10,6 +10,7 @@ mod db;
 mod engine;
 mod error;
 mod files;
+mod groups;
 mod images;
 mod init;
 mod publish;
