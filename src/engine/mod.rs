@@ -13,9 +13,13 @@
 mod apply;
 mod docker;
 mod images;
+mod labels;
 mod ops;
 mod plan;
+mod progress;
+mod spec;
 mod task;
+mod wait;
 
 // For feature modules that act on a running stack (import-supabase's tool containers, workers,
 // queue): the one facade, one-off tool containers, and the helpers that find containers and read
@@ -91,7 +95,7 @@ async fn up(
     opts: &apply::UpOptions,
 ) -> Result<()> {
     let selected = project.select(&opts.only, &opts.without)?;
-    let progress = apply::Progress::new(&selected);
+    let progress = progress::Progress::new(&selected);
     let mut refs: Vec<String> = Vec::new();
     for s in &selected {
         let img = &project.file.services[s].image;
@@ -178,8 +182,16 @@ pub fn cmd_migrate(dir: &Path, a: MigrateArgs) -> Result<()> {
             };
             up(&docker, &stack, &project, &opts).await?;
         }
-        let code =
-            ops::run_oneoff(&docker, &stack, &project, "migrate", Some(command), &[]).await?;
+        let code = ops::run_oneoff(
+            &docker,
+            &stack,
+            &project,
+            "migrate",
+            Some(command),
+            &[],
+            ops::ONEOFF_DEADLINE,
+        )
+        .await?;
         if code != 0 {
             bail!(
                 UserError::new(format!("the migrate container exited with code {code}"))
@@ -226,7 +238,16 @@ pub fn cmd_postgate_admin(stack: &Stack, args: Vec<String>) -> Result<()> {
         up(&docker, stack, &project, &opts).await?;
         images::ensure(&docker, stack, std::slice::from_ref(&image), &|_, _| {}).await?;
         let env = [("POSTGATE_ADMIN_DATABASE_URL".to_string(), admin_url)];
-        let code = ops::run_oneoff(&docker, stack, &project, "postgate", Some(args), &env).await?;
+        let code = ops::run_oneoff(
+            &docker,
+            stack,
+            &project,
+            "postgate",
+            Some(args),
+            &env,
+            ops::ONEOFF_DEADLINE,
+        )
+        .await?;
         if code != 0 {
             bail!(
                 UserError::new(format!("postgate's admin command exited with code {code}"))
