@@ -2,391 +2,44 @@
 //!
 //! Every selected service runs as its own task; a task first waits for the conditions of its
 //! dependencies (published by the dependencies' tasks through watch channels), then creates /
-//! recreates / starts its replicas, publishes `Started`, and waits for its own readiness:
-//! healthy (if it has a healthcheck), exited 0 (a `restart: "no"` job without healthcheck), or
-//! nothing more. Independent services therefore start in parallel.
+//! recreates / starts its replicas, publishes `Started`, and waits for what its readiness
+//! ([`WaitFor`]) asks: healthy (if it has a healthcheck), exited 0 (a job), or nothing more.
+//! Independent services therefore start in parallel.
 //!
-//! Readiness is polled every 200 ms. Besides reading Docker's health status we exec the service's
-//! own healthcheck test in the container on each tick while Docker still says `starting`: Docker
-//! runs the first check only one `interval` after start, so waiting for it alone would add up to an
-//! interval per service on the critical path. A zero exit of the very same test releases the
-//! service's dependents at once. The service itself is reported `healthy` (and `up` returns) only
-//! once Docker has recorded it too, so `up`, `stackctl status` and `docker ps` never disagree;
-//! that costs at most one `interval` at the end, not one per service. Docker's own `unhealthy`
-//! verdict still fails the wait, and every wait has a deadline (`--wait-timeout`).
+//! A healthy service's first wait also takes a zero exit of its own healthcheck test, run by us
+//! (see `wait`): that releases the service's dependents at once. The service itself is reported
+//! `healthy` (and `up` returns) only once Docker has recorded it too, so `up`, `stackctl status`
+//! and `docker ps` never disagree; that costs at most one `interval` at the end, not one per
+//! service. Docker's own `unhealthy` verdict still fails the wait, and every wait has a deadline
+//! (`--wait-timeout`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HealthConfig,
-    HealthStatusEnum, HostConfig, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
-};
 use futures_util::future::join_all;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::docker::{Docker, LABEL_PROJECT};
+use super::docker::{Docker, DockerErrorKind};
+use super::labels::{
+    LABEL_HASH, LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, Replica, container_name,
+    network_name, resource_labels, volume_name,
+};
 use super::plan::{Action, Desired, Observed, plan};
-use crate::compose::{Condition, Project, Restart, Service, VolumeSource};
+use super::progress::Progress;
+use super::spec::{config_hash, config_tar, container_body, is_job, service_networks};
+use super::wait::{self, Deadline, NotHealthy, WaitFor};
+use crate::compose::{Condition, Project, VolumeSource};
 use crate::error::UserError;
 
-pub const LABEL_SERVICE: &str = "com.docker.compose.service";
-pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
-pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
-pub const LABEL_HASH: &str = "com.docker.compose.config-hash";
 const LOG_TAIL: usize = 30;
-const TICK: Duration = Duration::from_millis(200);
 
 pub struct UpOptions {
     pub only: Vec<String>,
     pub without: Vec<String>,
     pub wait_timeout: Duration,
 }
-
-// ---- progress -----------------------------------------------------------------------------------
-
-/// Per-service progress: spinners on a terminal, plain lines otherwise.
-#[derive(Clone)]
-pub struct Progress {
-    inner: Arc<ProgressInner>,
-}
-
-struct ProgressInner {
-    multi: Option<MultiProgress>,
-    bars: Mutex<BTreeMap<String, ProgressBar>>,
-    width: usize,
-}
-
-impl Progress {
-    pub fn new(services: &[String]) -> Progress {
-        let multi = std::io::stderr().is_terminal().then(MultiProgress::new);
-        let width = services.iter().map(String::len).max().unwrap_or(8);
-        let mut bars = BTreeMap::new();
-        if let Some(m) = &multi {
-            let style = ProgressStyle::with_template("{spinner} {prefix} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
-            for s in services {
-                let b = m.add(
-                    ProgressBar::new_spinner()
-                        .with_style(style.clone())
-                        .with_prefix(format!("{s:width$}")),
-                );
-                b.enable_steady_tick(Duration::from_millis(120));
-                b.set_message("waiting");
-                bars.insert(s.clone(), b);
-            }
-        }
-        Progress {
-            inner: Arc::new(ProgressInner {
-                multi,
-                bars: Mutex::new(bars),
-                width,
-            }),
-        }
-    }
-
-    pub fn set(&self, service: &str, msg: impl Into<String>) {
-        let msg = msg.into();
-        let bars = self.inner.bars.lock().unwrap_or_else(|e| e.into_inner());
-        match bars.get(service) {
-            Some(b) => b.set_message(msg),
-            None => {
-                let w = self.inner.width;
-                match &self.inner.multi {
-                    Some(m) => {
-                        let _ = m.println(format!("  {service:w$} {msg}"));
-                    }
-                    None => eprintln!("{service:w$} {msg}"),
-                }
-            }
-        }
-    }
-
-    pub fn finish(&self, service: &str, msg: impl Into<String>) {
-        let msg = msg.into();
-        let bars = self.inner.bars.lock().unwrap_or_else(|e| e.into_inner());
-        match bars.get(service) {
-            Some(b) => b.finish_with_message(msg),
-            None => {
-                drop(bars);
-                self.set(service, msg)
-            }
-        }
-    }
-
-    pub fn done(&self) {
-        let bars = self.inner.bars.lock().unwrap_or_else(|e| e.into_inner());
-        for b in bars.values() {
-            if !b.is_finished() {
-                b.finish();
-            }
-        }
-    }
-}
-
-// ---- naming and labels --------------------------------------------------------------------------
-
-pub fn container_name(project: &str, service: &str, number: u32) -> String {
-    format!("{project}-{service}-{number}")
-}
-
-pub fn network_name(project: &str, network: &str) -> String {
-    format!("{project}_{network}")
-}
-
-pub fn volume_name(project: &str, volume: &str) -> String {
-    format!("{project}_{volume}")
-}
-
-fn compose_version() -> String {
-    format!("stackctl-{}", env!("CARGO_PKG_VERSION"))
-}
-
-/// The networks a service joins (Compose's implicit `default` when it names none).
-pub fn service_networks(svc: &Service) -> Vec<(String, Vec<String>)> {
-    if svc.networks.is_empty() {
-        vec![("default".to_string(), Vec::new())]
-    } else {
-        svc.networks
-            .iter()
-            .map(|(n, s)| (n.clone(), s.aliases.clone()))
-            .collect()
-    }
-}
-
-/// A run-to-completion service: `restart: "no"` and no healthcheck (like `migrate`).
-pub fn is_job(svc: &Service) -> bool {
-    svc.restart == Some(Restart::No)
-        && svc
-            .healthcheck
-            .as_ref()
-            .and_then(|h| h.exec_command())
-            .is_none()
-}
-
-/// sha256 of the interpolated service definition plus the contents of its config files, and for a
-/// job also the contents of its bind mounts (a job that succeeded is not re-run while they stay
-/// the same: see `plan`).
-pub fn config_hash(project: &Project, svc: &Service) -> Result<String> {
-    let mut h = Sha256::new();
-    h.update(serde_json::to_vec(svc).context("serialising a service definition")?);
-    for c in &svc.configs {
-        let path = project.host_path(&project.file.configs[&c.source].file);
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("reading config `{}` from {}", c.source, path.display()))?;
-        h.update(format!("\0config:{}\0", c.source).as_bytes());
-        h.update(&bytes);
-    }
-    if is_job(svc) {
-        for v in &svc.volumes {
-            if let VolumeSource::Bind(b) = &v.source {
-                hash_tree(&mut h, &project.host_path(b), 0)?;
-            }
-        }
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// Hashes the names and contents of the regular files under `path` (sorted, bounded depth).
-fn hash_tree(h: &mut Sha256, path: &std::path::Path, depth: usize) -> Result<()> {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Ok(());
-    };
-    if meta.is_file() {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        h.update(format!("\0file:{}:{}\0", path.display(), bytes.len()).as_bytes());
-        h.update(&bytes);
-    } else if meta.is_dir() && depth < 8 {
-        let mut entries: Vec<_> = std::fs::read_dir(path)
-            .with_context(|| format!("listing {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for e in entries {
-            hash_tree(h, &e, depth + 1)?;
-        }
-    }
-    Ok(())
-}
-
-/// The tar of a service's config files, uploaded at `/` before each start.
-pub fn config_tar(project: &Project, svc: &Service) -> Result<Option<Vec<u8>>> {
-    if svc.configs.is_empty() {
-        return Ok(None);
-    }
-    let mut b = tar::Builder::new(Vec::new());
-    for c in &svc.configs {
-        let path = project.host_path(&project.file.configs[&c.source].file);
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("reading config `{}` from {}", c.source, path.display()))?;
-        let mut hdr = tar::Header::new_gnu();
-        hdr.set_size(bytes.len() as u64);
-        hdr.set_mode(c.mode.unwrap_or(0o444));
-        hdr.set_uid(c.uid.unwrap_or(0));
-        hdr.set_gid(c.gid.unwrap_or(0));
-        hdr.set_mtime(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        );
-        hdr.set_entry_type(tar::EntryType::Regular);
-        let target = c.target_path();
-        b.append_data(&mut hdr, target.trim_start_matches('/'), bytes.as_slice())
-            .with_context(|| format!("packing config {target}"))?;
-    }
-    Ok(Some(b.into_inner()?))
-}
-
-fn nanos(d: Option<Duration>) -> Option<i64> {
-    d.map(|d| d.as_nanos() as i64)
-}
-
-/// The create body for one replica; the first network goes in the body, the rest are returned to
-/// be connected before start (API 1.41 accepts one endpoint at create).
-pub fn container_body(
-    project: &Project,
-    service: &str,
-    svc: &Service,
-    number: u32,
-    hash: &str,
-    image_id: &str,
-    oneoff: bool,
-) -> (ContainerCreateBody, Vec<(String, Vec<String>)>) {
-    let p = &project.name;
-    let mut labels: HashMap<String, String> = svc
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let depends: Vec<String> = svc
-        .depends_on
-        .iter()
-        .map(|(d, c)| format!("{d}:{}:false", c.condition.as_str()))
-        .collect();
-    for (k, v) in [
-        (LABEL_PROJECT, p.clone()),
-        (LABEL_SERVICE, service.to_string()),
-        (LABEL_NUMBER, number.to_string()),
-        (
-            LABEL_ONEOFF,
-            if oneoff { "True" } else { "False" }.to_string(),
-        ),
-        (LABEL_HASH, hash.to_string()),
-        (
-            "com.docker.compose.project.working_dir",
-            project.working_dir.display().to_string(),
-        ),
-        (
-            "com.docker.compose.project.config_files",
-            project.config_file.display().to_string(),
-        ),
-        ("com.docker.compose.depends_on", depends.join(",")),
-        ("com.docker.compose.image", image_id.to_string()),
-        ("com.docker.compose.version", compose_version()),
-    ] {
-        labels.insert(k.to_string(), v);
-    }
-    let env: Vec<String> = svc
-        .environment
-        .iter()
-        .filter_map(|(k, v)| match v {
-            Some(v) => Some(format!("{k}={v}")),
-            None => std::env::var(k).ok().map(|v| format!("{k}={v}")),
-        })
-        .collect();
-    let binds: Vec<String> = svc
-        .volumes
-        .iter()
-        .map(|v| {
-            let src = match &v.source {
-                VolumeSource::Named(n) => volume_name(p, n),
-                VolumeSource::Bind(b) => project.host_path(b).display().to_string(),
-            };
-            format!(
-                "{src}:{}:{}",
-                v.target,
-                if v.read_only { "ro" } else { "rw" }
-            )
-        })
-        .collect();
-    let mut exposed: Vec<String> = svc.expose.clone();
-    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for port in &svc.ports {
-        let key = format!("{}/{}", port.container_port, port.protocol);
-        if !exposed.contains(&key) {
-            exposed.push(key.clone());
-        }
-        port_bindings
-            .entry(key)
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(PortBinding {
-                host_ip: port.host_ip.clone(),
-                host_port: Some(port.host_port.map(|p| p.to_string()).unwrap_or_default()),
-            });
-    }
-    let restart = svc.restart.map(|r| RestartPolicy {
-        name: Some(match r {
-            Restart::No => RestartPolicyNameEnum::NO,
-            Restart::Always => RestartPolicyNameEnum::ALWAYS,
-            Restart::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
-            Restart::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
-        }),
-        maximum_retry_count: None,
-    });
-    let healthcheck = svc.healthcheck.as_ref().map(|h| HealthConfig {
-        test: Some(h.test.clone()),
-        interval: nanos(h.interval),
-        timeout: nanos(h.timeout),
-        retries: h.retries.map(i64::from),
-        start_period: nanos(h.start_period),
-        start_interval: None,
-    });
-    let mut nets = service_networks(svc).into_iter().map(|(n, mut aliases)| {
-        aliases.insert(0, service.to_string());
-        (network_name(p, &n), aliases)
-    });
-    let first = nets.next();
-    let rest: Vec<_> = nets.collect();
-    let body = ContainerCreateBody {
-        image: Some(svc.image.clone()),
-        cmd: svc.command.clone(),
-        entrypoint: svc.entrypoint.clone(),
-        env: Some(env),
-        labels: Some(labels),
-        user: svc.user.clone(),
-        exposed_ports: (!exposed.is_empty()).then_some(exposed),
-        healthcheck,
-        stop_timeout: svc.stop_grace_period.map(|d| d.as_secs() as i64),
-        host_config: Some(HostConfig {
-            binds: Some(binds),
-            port_bindings: Some(port_bindings),
-            restart_policy: restart,
-            network_mode: first.as_ref().map(|(n, _)| n.clone()),
-            ..Default::default()
-        }),
-        networking_config: first.map(|(n, aliases)| NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                n,
-                EndpointSettings {
-                    aliases: Some(aliases),
-                    ..Default::default()
-                },
-            )])),
-        }),
-        ..Default::default()
-    };
-    (body, rest)
-}
-
-// ---- the up flow -------------------------------------------------------------------------------
 
 /// Ensures the project's networks and volumes used by `services` exist, labelled like Compose's.
 pub async fn ensure_networks_and_volumes(
@@ -428,24 +81,18 @@ pub async fn ensure_networks_and_volumes(
                     .hint(format!("create it: `docker network create {n}`"))
             );
         }
-        let labels = HashMap::from([
-            (LABEL_PROJECT.to_string(), p.clone()),
-            ("com.docker.compose.network".to_string(), n.clone()),
-            ("com.docker.compose.version".to_string(), compose_version()),
-        ]);
-        docker.create_network(&full, labels).await?;
+        docker
+            .create_network(&full, resource_labels(p, "network", &n))
+            .await?;
     }
     for v in vols {
         let full = volume_name(p, &v);
         if docker.volume_exists(&full).await? {
             continue;
         }
-        let labels = HashMap::from([
-            (LABEL_PROJECT.to_string(), p.clone()),
-            ("com.docker.compose.volume".to_string(), v.clone()),
-            ("com.docker.compose.version".to_string(), compose_version()),
-        ]);
-        docker.create_volume(&full, labels).await?;
+        docker
+            .create_volume(&full, resource_labels(p, "volume", &v))
+            .await?;
     }
     Ok(())
 }
@@ -637,7 +284,7 @@ pub async fn up(
 
 async fn wait_dependency(ctx: &Ctx, service: &str, dep: &str, cond: Condition) -> Result<()> {
     let mut rx = ctx.states[dep].subscribe();
-    let deadline = tokio::time::Instant::now() + ctx.wait_timeout;
+    let deadline = Deadline::after(ctx.wait_timeout);
     loop {
         let st = *rx.borrow_and_update();
         let ok = match (cond, st) {
@@ -656,14 +303,14 @@ async fn wait_dependency(ctx: &Ctx, service: &str, dep: &str, cond: Condition) -
         if ok {
             return Ok(());
         }
-        match tokio::time::timeout_at(deadline, rx.changed()).await {
+        match tokio::time::timeout_at(deadline.at(), rx.changed()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(anyhow!(DependencyFailed)),
             Err(_) => bail!(
                 UserError::new(format!(
                     "service `{service}`: `{dep}` did not reach {} within {}s",
                     cond.as_str(),
-                    ctx.wait_timeout.as_secs()
+                    deadline.secs()
                 ))
                 .hint("raise --wait-timeout, or see `stackctl logs` and `stackctl status`")
             ),
@@ -687,54 +334,54 @@ async fn run_service(ctx: &Ctx, service: &str, actions: Vec<Action>) -> Result<(
         .collect::<Result<_>>()?;
     ctx.states[service].send_replace(State::Started);
 
-    if svc
-        .healthcheck
-        .as_ref()
-        .is_some_and(|h| h.exec_command().is_some())
-    {
-        ctx.progress.set(service, "waiting for health");
-        let started = Instant::now();
-        let waits = names
-            .iter()
-            .map(|n| wait_healthy(ctx, service, n, started, Probe::AlsoOwn));
-        join_all(waits)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>>>()?;
-        // Its healthcheck passed: dependents may start now.
-        ctx.states[service].send_replace(State::Healthy);
-        ctx.progress.set(
-            service,
-            "passed its healthcheck; waiting for Docker to record it",
-        );
-        let waits = names
-            .iter()
-            .map(|n| wait_healthy(ctx, service, n, started, Probe::DockerOnly));
-        join_all(waits)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>>>()?;
-        ctx.progress.finish(service, "healthy");
-    } else if is_job(svc) {
-        ctx.progress.set(service, "running to completion");
-        let waits = names.iter().map(|n| wait_exit(ctx, service, n));
-        let codes: Vec<i64> = join_all(waits).await.into_iter().collect::<Result<_>>()?;
-        let code = codes.iter().copied().find(|c| *c != 0).unwrap_or(0);
-        ctx.states[service].send_replace(State::Exited(code));
-        if code != 0 {
-            let name = &names[codes.iter().position(|c| *c != 0).unwrap_or(0)];
-            return Err(failure(
-                ctx,
+    match WaitFor::of(svc) {
+        WaitFor::Healthy(probe) => {
+            ctx.progress.set(service, "waiting for health");
+            // One deadline for both waits.
+            let deadline = Deadline::after(ctx.wait_timeout);
+            let waits = names
+                .iter()
+                .map(|n| wait_healthy(ctx, service, n, Some(&probe), deadline));
+            join_all(waits)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<()>>>()?;
+            // Its healthcheck passed: dependents may start now.
+            ctx.states[service].send_replace(State::Healthy);
+            ctx.progress.set(
                 service,
-                name,
-                Condition::ServiceCompletedSuccessfully,
-                &format!("exited with code {code}"),
-            )
-            .await);
+                "passed its healthcheck; waiting for Docker to record it",
+            );
+            let waits = names
+                .iter()
+                .map(|n| wait_healthy(ctx, service, n, None, deadline));
+            join_all(waits)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<()>>>()?;
+            ctx.progress.finish(service, "healthy");
         }
-        ctx.progress.finish(service, "completed");
-    } else {
-        ctx.progress.finish(service, "started");
+        WaitFor::ExitedZero => {
+            ctx.progress.set(service, "running to completion");
+            let deadline = Deadline::after(ctx.wait_timeout);
+            let waits = names.iter().map(|n| wait_exit(ctx, service, n, deadline));
+            let codes: Vec<i64> = join_all(waits).await.into_iter().collect::<Result<_>>()?;
+            let code = codes.iter().copied().find(|c| *c != 0).unwrap_or(0);
+            ctx.states[service].send_replace(State::Exited(code));
+            if code != 0 {
+                let name = &names[codes.iter().position(|c| *c != 0).unwrap_or(0)];
+                return Err(failure(
+                    ctx,
+                    service,
+                    name,
+                    Condition::ServiceCompletedSuccessfully,
+                    &format!("exited with code {code}"),
+                )
+                .await);
+            }
+            ctx.progress.finish(service, "completed");
+        }
+        WaitFor::Started => ctx.progress.finish(service, "started"),
     }
     Ok(())
 }
@@ -752,7 +399,14 @@ async fn apply_slot(ctx: &Ctx, service: &str, action: &Action) -> Result<String>
             ctx.progress.set(service, "starting");
             // An interrupted run may have created it without its other networks.
             let svc = &ctx.project.file.services[service];
-            let (_, extra) = container_body(&ctx.project, service, svc, *number, "", "", false);
+            let slot = Replica {
+                service,
+                number: *number,
+                config_hash: "",
+                image_id: "",
+                oneoff: false,
+            };
+            let (_, extra) = container_body(&ctx.project, svc, &slot);
             if !extra.is_empty() {
                 let joined: Vec<String> = ctx
                     .docker
@@ -794,22 +448,18 @@ async fn create_and_start(ctx: &Ctx, service: &str, number: u32) -> Result<Strin
     let svc = &ctx.project.file.services[service];
     let name = container_name(&ctx.project.name, service, number);
     let image_id = ctx.image_ids.get(&svc.image).cloned().unwrap_or_default();
-    let (body, extra) = container_body(
-        &ctx.project,
+    let replica = Replica {
         service,
-        svc,
         number,
-        &ctx.hashes[service],
-        &image_id,
-        false,
-    );
+        config_hash: &ctx.hashes[service],
+        image_id: &image_id,
+        oneoff: false,
+    };
+    let (body, extra) = container_body(&ctx.project, svc, &replica);
     ctx.progress.set(service, "creating");
     let id = match ctx.docker.create_container(&name, body.clone()).await {
         Ok(id) => id,
-        Err(e)
-            if format!("{e:#}").contains("Conflict")
-                || format!("{e:#}").contains("already in use") =>
-        {
+        Err(e) if e.kind == DockerErrorKind::Conflict => {
             // A container with this name that the listing did not match (e.g. left by an
             // interrupted run without our labels): replace it if it belongs to this project.
             let owned = ctx
@@ -820,15 +470,16 @@ async fn create_and_start(ctx: &Ctx, service: &str, number: u32) -> Result<Strin
                 .and_then(|c| c.labels)
                 .is_some_and(|l| l.get(LABEL_PROJECT) == Some(&ctx.project.name));
             if !owned {
-                return Err(e.context(format!(
-                    "a container named {name} exists and does not belong to project {}",
-                    ctx.project.name
-                )));
+                let taken = format!(
+                    "a container named {} exists and does not belong to project {}",
+                    e.target, ctx.project.name
+                );
+                return Err(anyhow::Error::new(e).context(taken));
             }
             ctx.docker.remove_container(&name).await?;
             ctx.docker.create_container(&name, body).await?
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     for (net, aliases) in extra {
         ctx.docker.connect_network(&net, &id, aliases).await?;
@@ -846,8 +497,11 @@ async fn start(ctx: &Ctx, service: &str, id: &str, name: &str) -> Result<()> {
         ctx.docker.upload_tar(id, tar).await?;
     }
     if let Err(e) = ctx.docker.start_container(name).await {
-        let text = format!("{e:#}");
-        if text.contains("port is already allocated") || text.contains("address already in use") {
+        let port_in_use = e.kind == DockerErrorKind::PortInUse;
+        let e = anyhow::Error::new(e);
+        if port_in_use {
+            // The engine's message names the port it could not bind.
+            let text = format!("{e:#}");
             let ports: Vec<String> = svc
                 .ports
                 .iter()
@@ -893,112 +547,36 @@ async fn failure(
     )
 }
 
-/// Whose word [`wait_healthy`] takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Probe {
-    /// Docker's health status, or a zero exit of the healthcheck test run by us.
-    AlsoOwn,
-    /// Docker's health status only (what `status` and `docker ps` show).
-    DockerOnly,
-}
-
-/// Waits until container `name` is healthy by `probe`'s standard; the deadline runs from `started`.
+/// Waits until container `name` is healthy: with `probe`, also by a zero exit of the service's
+/// own healthcheck test run by us; without, by Docker's word only (what `status` and `docker ps`
+/// show).
 async fn wait_healthy(
     ctx: &Ctx,
     service: &str,
     name: &str,
-    started: Instant,
-    probe: Probe,
+    probe: Option<&wait::Probe>,
+    deadline: Deadline,
 ) -> Result<()> {
-    let svc = &ctx.project.file.services[service];
-    let hc = svc.healthcheck.as_ref().context("a healthcheck")?;
-    let own = match probe {
-        Probe::AlsoOwn => hc.exec_command(),
-        Probe::DockerOnly => None,
-    };
-    let probe_timeout = hc
-        .timeout
-        .unwrap_or(Duration::from_secs(30))
-        .min(Duration::from_secs(10));
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let cond = Condition::ServiceHealthy;
-    loop {
-        tick.tick().await;
-        let Some(c) = ctx.docker.inspect_container(name).await? else {
-            bail!(
-                "service `{service}`: container {name} disappeared while waiting for it to become healthy"
-            );
-        };
-        let state = c.state.unwrap_or_default();
-        match state.status {
-            // Exited, or a crash loop under a restart policy: fail now rather than at the deadline.
-            Some(
-                status @ (ContainerStateStatusEnum::EXITED
-                | ContainerStateStatusEnum::DEAD
-                | ContainerStateStatusEnum::RESTARTING),
-            ) => {
-                let code = state.exit_code.unwrap_or(-1);
-                let restarting = if status == ContainerStateStatusEnum::RESTARTING {
-                    " and is restarting,"
-                } else {
-                    ""
-                };
-                return Err(failure(
-                    ctx,
-                    service,
-                    name,
-                    cond,
-                    &format!("exited with code {code}{restarting} before it became healthy"),
-                )
-                .await);
-            }
-            Some(ContainerStateStatusEnum::RUNNING) => {
-                match state.health.and_then(|h| h.status) {
-                    Some(HealthStatusEnum::HEALTHY) => return Ok(()),
-                    Some(HealthStatusEnum::UNHEALTHY) => {
-                        return Err(failure(
-                            ctx,
-                            service,
-                            name,
-                            cond,
-                            "is unhealthy (its healthcheck kept failing)",
-                        )
-                        .await);
-                    }
-                    _ => {}
-                }
-                if let Some(cmd) = &own
-                    && let Ok(Some(0)) = ctx.docker.exec(name, cmd.clone(), probe_timeout).await
-                {
-                    return Ok(());
-                }
-            }
-            _ => {}
-        }
-        if started.elapsed() >= ctx.wait_timeout {
-            let secs = ctx.wait_timeout.as_secs();
-            let what = match probe {
-                Probe::AlsoOwn => format!("did not become healthy within {secs}s"),
-                Probe::DockerOnly => format!(
-                    "passed its healthcheck, but Docker had not recorded it healthy within {secs}s \
-                     (Docker checks every healthcheck `interval`; raise --wait-timeout or shorten it)"
-                ),
-            };
-            return Err(failure(ctx, service, name, cond, &what).await);
+    match wait::healthy(&ctx.docker, name, probe, deadline).await {
+        Ok(()) => Ok(()),
+        Err(NotHealthy::Docker(e)) => Err(e),
+        Err(why @ NotHealthy::Gone) => bail!("service `{service}`: container {name} {why}"),
+        Err(why) => {
+            let what = why.to_string();
+            Err(failure(ctx, service, name, Condition::ServiceHealthy, &what).await)
         }
     }
 }
 
-async fn wait_exit(ctx: &Ctx, service: &str, name: &str) -> Result<i64> {
-    match tokio::time::timeout(ctx.wait_timeout, ctx.docker.wait_container(name)).await {
-        Ok(code) => code,
-        Err(_) => Err(failure(
+async fn wait_exit(ctx: &Ctx, service: &str, name: &str, deadline: Deadline) -> Result<i64> {
+    match wait::exit(&ctx.docker, name, deadline).await? {
+        Some(code) => Ok(code),
+        None => Err(failure(
             ctx,
             service,
             name,
             Condition::ServiceCompletedSuccessfully,
-            &format!("did not finish within {}s", ctx.wait_timeout.as_secs()),
+            &format!("did not finish within {}s", deadline.secs()),
         )
         .await),
     }

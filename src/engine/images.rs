@@ -55,7 +55,8 @@ pub async fn build(docker: &Docker, spec: &BuildSpec) -> Result<()> {
             // The build log is progress: stderr, so `up` or `token create` keep stdout clean.
             eprintln!("{name} | {line}")
         })
-        .await
+        .await?;
+    Ok(())
 }
 
 /// `stackctl build [NAMES]`: builds our images whose content changed.
@@ -189,7 +190,8 @@ async fn pull(docker: &Docker, reference: &str) -> Result<()> {
         .ok()
         .flatten()
         .map(|c| c.to_docker(&server));
-    docker.pull_image(reference, creds).await
+    docker.pull_image(reference, creds).await?;
+    Ok(())
 }
 
 /// For `stackctl publish`: makes our image `name` present under its `[images]` tag and returns

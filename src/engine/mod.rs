@@ -13,9 +13,13 @@
 mod apply;
 mod docker;
 mod images;
+mod labels;
 mod ops;
 mod plan;
+mod progress;
+mod spec;
 mod task;
+mod wait;
 
 // For the command layer and the feature modules that act on a running stack (import-supabase's
 // tool containers, workers, queue, publish): the one facade, the stack's operations, one-off tool
@@ -58,7 +62,7 @@ pub fn load_project(stack: &Stack, env: &EnvFile, file: Option<&Path>) -> Result
 /// containers and waits until each is ready.
 pub async fn up(docker: &Docker, stack: &Stack, project: &Project, opts: &UpOptions) -> Result<()> {
     let selected = project.select(&opts.only, &opts.without)?;
-    let progress = apply::Progress::new(&selected);
+    let progress = progress::Progress::new(&selected);
     let mut refs: Vec<String> = Vec::new();
     for s in &selected {
         let img = &project.file.services[s].image;
@@ -100,7 +104,16 @@ pub async fn run_once(
         up(docker, stack, project, &opts).await?;
     }
     images::ensure(docker, stack, std::slice::from_ref(&svc.image), &|_, _| {}).await?;
-    ops::run_oneoff(docker, stack, project, service, Some(command), env).await
+    ops::run_oneoff(
+        docker,
+        stack,
+        project,
+        service,
+        Some(command),
+        env,
+        ops::ONEOFF_DEADLINE,
+    )
+    .await
 }
 
 /// A runtime of its own, for the modules not yet moved onto `Ctx` (workers).

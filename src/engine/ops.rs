@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bollard::container::LogOutput;
@@ -9,8 +10,12 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use super::apply::{self, LABEL_NUMBER, LABEL_ONEOFF, LABEL_SERVICE};
-use super::docker::{Docker, LABEL_PROJECT};
+use super::apply;
+use super::docker::Docker;
+use super::labels::{
+    LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, Replica, oneoff_name,
+};
+use super::spec::{config_hash, config_tar, container_body};
 use crate::compose::Project;
 use crate::config::Stack;
 use crate::error::UserError;
@@ -347,8 +352,13 @@ pub async fn running_container(docker: &Docker, project: &str, service: &str) ->
     }
 }
 
+/// How long a one-off run may take unless its caller says otherwise: an hour, far beyond any
+/// admin command and any migration we expect, yet a run that hangs still ends.
+pub const ONEOFF_DEADLINE: Duration = Duration::from_secs(3600);
+
 /// Runs one container of `service` once, like `docker compose run --rm -e K=V SERVICE`, streaming
 /// its output; returns its exit code. `env` adds to (or overrides) the service's environment.
+/// A run still going at `deadline` is an error; its container is removed whatever happens.
 pub async fn run_oneoff(
     docker: &Docker,
     _stack: &Stack,
@@ -356,6 +366,7 @@ pub async fn run_oneoff(
     service: &str,
     command: Option<Vec<String>>,
     env: &[(String, String)],
+    deadline: Duration,
 ) -> Result<i64> {
     let svc = &project.file.services[service];
     apply::ensure_networks_and_volumes(docker, project, &[service.to_string()]).await?;
@@ -367,16 +378,16 @@ pub async fn run_oneoff(
             UserError::new(format!("image {} is not on this machine", svc.image))
                 .hint("run `stackctl build` or `stackctl up` first")
         })?;
-    let hash = apply::config_hash(project, svc)?;
-    let suffix: String = {
-        use rand::Rng;
-        let mut r = rand::rng();
-        (0..8)
-            .map(|_| char::from(b"0123456789abcdef"[r.random_range(0..16)]))
-            .collect()
+    let hash = config_hash(project, svc)?;
+    let name = oneoff_name(&project.name, service);
+    let replica = Replica {
+        service,
+        number: 1,
+        config_hash: &hash,
+        image_id: &image_id,
+        oneoff: true,
     };
-    let name = format!("{}-{service}-run-{suffix}", project.name);
-    let (mut body, extra) = apply::container_body(project, service, svc, 1, &hash, &image_id, true);
+    let (mut body, extra) = container_body(project, svc, &replica);
     if let Some(hc) = body.host_config.as_mut() {
         hc.port_bindings = None;
         hc.restart_policy = None;
@@ -392,11 +403,11 @@ pub async fn run_oneoff(
         }
     }
     let id = docker.create_container(&name, body).await?;
-    let result = async {
+    let run = async {
         for (net, aliases) in extra {
             docker.connect_network(&net, &id, aliases).await?;
         }
-        if let Some(tar) = apply::config_tar(project, svc)? {
+        if let Some(tar) = config_tar(project, svc)? {
             docker.upload_tar(&id, tar).await?;
         }
         docker.start_container(&name).await?;
@@ -416,9 +427,19 @@ pub async fn run_oneoff(
             }
         }
         let _ = out.flush();
-        docker.wait_container(&name).await
-    }
-    .await;
+        Ok::<_, anyhow::Error>(docker.wait_container(&name).await?)
+    };
+    let result = match tokio::time::timeout(deadline, run).await {
+        Ok(r) => r,
+        Err(_) => Err(UserError::new(format!(
+            "the one-off `{service}` container {name} did not finish within {}s; it was removed",
+            deadline.as_secs()
+        ))
+        .hint(format!(
+            "its output is above; see whether `{service}` waits on something that is not up (`stackctl status`)"
+        ))
+        .into()),
+    };
     docker.remove_container(&id).await?;
     result
 }

@@ -7,7 +7,6 @@
 //! killed stackctl. Every task has a deadline; [`remove_tasks`] removes those of a project by
 //! label (the caller does so on Ctrl-C).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -15,8 +14,8 @@ use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use futures_util::StreamExt;
 
-use super::apply::{LABEL_ONEOFF, LABEL_SERVICE};
-use super::docker::{Docker, LABEL_PROJECT};
+use super::docker::Docker;
+use super::labels::{LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, oneoff_name, task_labels};
 use crate::error::UserError;
 
 /// What to run.
@@ -62,24 +61,12 @@ pub async fn run_task(docker: &Docker, task: &Task) -> Result<TaskOutput> {
                 .hint("run `stackctl build postgres` (or `stackctl up`) first")
         );
     }
-    let suffix: String = {
-        use rand::Rng;
-        let mut r = rand::rng();
-        (0..8)
-            .map(|_| char::from(b"0123456789abcdef"[r.random_range(0..16)]))
-            .collect()
-    };
-    let name = format!("{}-{}-run-{suffix}", task.project, task.purpose);
-    let labels = HashMap::from([
-        (LABEL_PROJECT.to_string(), task.project.clone()),
-        (LABEL_SERVICE.to_string(), task.purpose.clone()),
-        (LABEL_ONEOFF.to_string(), "True".to_string()),
-    ]);
+    let name = oneoff_name(&task.project, &task.purpose);
     let body = ContainerCreateBody {
         image: Some(task.image.clone()),
         cmd: Some(task.cmd.clone()),
         env: Some(task.env.clone()),
-        labels: Some(labels),
+        labels: Some(task_labels(&task.project, &task.purpose)),
         user: task.user.clone(),
         host_config: Some(HostConfig {
             network_mode: Some("host".into()),

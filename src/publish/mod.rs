@@ -245,7 +245,7 @@ async fn publish(
                 eprintln!("{name} | {status}");
             })
             .await
-            .map_err(|e| push_error(e, reg, &reference))?;
+            .map_err(|e| push_error(e.into(), reg, &reference))?;
         published.push(Published {
             name: it.name.to_string(),
             reference,

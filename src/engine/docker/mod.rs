@@ -1,5 +1,7 @@
-//! The one facade over bollard. Every Docker call goes through a method here, and every error says
-//! what was being attempted ("creating container stack-postgres-1: ...").
+//! The one facade over bollard. Every Docker call goes through a method here, and every error is
+//! a [`DockerError`] that says what was being attempted ("creating container stack-postgres-1")
+//! and what kind of failure it met, so callers `match` on [`DockerErrorKind`] rather than
+//! searching the engine's message text (which only `error::kind_of` reads).
 //!
 //! API version: bollard 0.21 defaults to API 1.53, but its URI builder joins the request path as
 //! an absolute path, which drops the `/v1.53` prefix: requests go out unversioned and the engine
@@ -9,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::anyhow;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
@@ -23,9 +25,11 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt, TryStreamExt};
 
+pub use self::error::{DockerError, DockerErrorKind};
+use self::error::{Result, kind_of};
 use crate::error::UserError;
 
-pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+mod error;
 
 /// What a command run by [`Docker::exec_capture`] printed, and its exit code.
 #[derive(Debug, Default)]
@@ -41,23 +45,11 @@ pub struct Docker {
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(
-        e,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
+    kind_of(e) == DockerErrorKind::NotFound
 }
 
 fn is_conflict(e: &bollard::errors::Error) -> bool {
-    matches!(
-        e,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 409,
-            ..
-        }
-    )
+    kind_of(e) == DockerErrorKind::Conflict
 }
 
 /// Where we look for the engine, for error messages.
@@ -70,8 +62,11 @@ pub fn docker_host() -> String {
 }
 
 impl Docker {
-    /// Connects (honouring DOCKER_HOST) and checks that the engine answers.
-    pub async fn connect() -> Result<Docker> {
+    /// Connects (honouring DOCKER_HOST) and checks that the engine answers. An engine that does
+    /// not answer here is a `UserError`, not a [`DockerError`]: it is meant for the person at the
+    /// terminal, as one line plus the hint to start Docker (`DockerErrorKind::Unreachable` is
+    /// for an engine lost after connecting).
+    pub async fn connect() -> anyhow::Result<Docker> {
         let unreachable = |e: &dyn std::fmt::Display| {
             anyhow!(
                 UserError::new(format!("cannot reach the Docker Engine at {}: {e}", docker_host()))
@@ -100,14 +95,24 @@ impl Docker {
                 ..Default::default()
             }))
             .await
-            .with_context(|| format!("listing containers with labels {}", labels.join(", ")))
+            .map_err(|e| {
+                DockerError::engine(
+                    format!("listing containers with labels {}", labels.join(", ")),
+                    "containers",
+                    e,
+                )
+            })
     }
 
     pub async fn inspect_container(&self, name: &str) -> Result<Option<ContainerInspectResponse>> {
         match self.inner.inspect_container(name, None).await {
             Ok(c) => Ok(Some(c)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("inspecting container {name}")),
+            Err(e) => Err(DockerError::engine(
+                format!("inspecting container {name}"),
+                name,
+                e,
+            )),
         }
     }
 
@@ -120,7 +125,7 @@ impl Docker {
             .inner
             .create_container(Some(opts), body)
             .await
-            .with_context(|| format!("creating container {name}"))?;
+            .map_err(|e| DockerError::engine(format!("creating container {name}"), name, e))?;
         Ok(r.id)
     }
 
@@ -128,7 +133,7 @@ impl Docker {
         self.inner
             .start_container(name, None)
             .await
-            .with_context(|| format!("starting container {name}"))
+            .map_err(|e| DockerError::engine(format!("starting container {name}"), name, e))
     }
 
     /// Stops a container, giving it `timeout` before SIGKILL.
@@ -145,7 +150,11 @@ impl Docker {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("stopping container {name}")),
+            Err(e) => Err(DockerError::engine(
+                format!("stopping container {name}"),
+                name,
+                e,
+            )),
         }
     }
 
@@ -160,7 +169,11 @@ impl Docker {
             Err(e) if is_not_found(&e) => Ok(()),
             // 409: removal already in progress.
             Err(e) if is_conflict(&e) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing container {name}")),
+            Err(e) => Err(DockerError::engine(
+                format!("removing container {name}"),
+                name,
+                e,
+            )),
         }
     }
 
@@ -173,7 +186,13 @@ impl Docker {
         self.inner
             .upload_to_container(name, Some(opts), bollard::body_full(tar.into()))
             .await
-            .with_context(|| format!("copying config files into container {name}"))
+            .map_err(|e| {
+                DockerError::engine(
+                    format!("copying config files into container {name}"),
+                    name,
+                    e,
+                )
+            })
     }
 
     pub async fn connect_network(
@@ -189,10 +208,13 @@ impl Docker {
                 ..Default::default()
             }),
         };
-        self.inner
-            .connect_network(network, req)
-            .await
-            .with_context(|| format!("connecting container {container} to network {network}"))
+        self.inner.connect_network(network, req).await.map_err(|e| {
+            DockerError::engine(
+                format!("connecting container {container} to network {network}"),
+                network,
+                e,
+            )
+        })
     }
 
     /// Waits for a container to exit and returns its exit code.
@@ -201,55 +223,22 @@ impl Docker {
         match s.next().await {
             Some(Ok(r)) => Ok(r.status_code),
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(e)) => Err(e).with_context(|| format!("waiting for container {name} to exit")),
-            None => Err(anyhow!(
-                "waiting for container {name} to exit: the engine closed the stream"
+            Some(Err(e)) => Err(DockerError::engine(
+                format!("waiting for container {name} to exit"),
+                name,
+                e,
+            )),
+            None => Err(DockerError::message(
+                format!("waiting for container {name} to exit"),
+                name,
+                "the engine closed the stream",
             )),
         }
     }
 
-    /// Runs a command in a running container; returns its exit code (None if it did not finish
-    /// within `timeout`).
-    pub async fn exec(
-        &self,
-        name: &str,
-        cmd: Vec<String>,
-        timeout: Duration,
-    ) -> Result<Option<i64>> {
-        let opts = CreateExecOptions::<String> {
-            cmd: Some(cmd),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            ..Default::default()
-        };
-        let exec = self
-            .inner
-            .create_exec(name, opts)
-            .await
-            .with_context(|| format!("creating an exec in {name}"))?;
-        let run = async {
-            match self
-                .inner
-                .start_exec(&exec.id, None::<StartExecOptions>)
-                .await?
-            {
-                StartExecResults::Attached { mut output, .. } => {
-                    while output.next().await.is_some() {}
-                }
-                StartExecResults::Detached => {}
-            }
-            self.inner.inspect_exec(&exec.id).await
-        };
-        match tokio::time::timeout(timeout, run).await {
-            Ok(r) => Ok(r
-                .with_context(|| format!("running an exec in {name}"))?
-                .exit_code),
-            Err(_) => Ok(None),
-        }
-    }
-
-    /// Runs a command in a running container with `stdin` written to it (then closed), and
-    /// returns its exit code and output. Fails when it does not finish within `timeout`.
+    /// Runs a command in a running container, with `stdin` written to it (then closed) when
+    /// given, and returns its exit code and output. Fails when it does not finish within
+    /// `timeout`.
     pub async fn exec_capture(
         &self,
         name: &str,
@@ -266,29 +255,31 @@ impl Docker {
             attach_stderr: Some(true),
             ..Default::default()
         };
-        let exec = self
-            .inner
-            .create_exec(name, opts)
-            .await
-            .with_context(|| format!("creating an exec of {what} in {name}"))?;
+        let exec = self.inner.create_exec(name, opts).await.map_err(|e| {
+            DockerError::engine(format!("creating an exec of {what} in {name}"), name, e)
+        })?;
+        let op = || format!("running {what} in {name}");
         let run = async {
+            let engine = |e| DockerError::engine(op(), name, e);
+            let io = |e| DockerError::other(op(), name, e);
             let mut out = ExecOutput::default();
             match self
                 .inner
                 .start_exec(&exec.id, None::<StartExecOptions>)
-                .await?
+                .await
+                .map_err(engine)?
             {
                 StartExecResults::Attached {
                     mut output,
                     mut input,
                 } => {
                     if let Some(bytes) = stdin {
-                        input.write_all(&bytes).await?;
-                        input.flush().await?;
-                        input.shutdown().await?;
+                        input.write_all(&bytes).await.map_err(io)?;
+                        input.flush().await.map_err(io)?;
+                        input.shutdown().await.map_err(io)?;
                     }
                     while let Some(chunk) = output.next().await {
-                        match chunk? {
+                        match chunk.map_err(engine)? {
                             LogOutput::StdErr { message } => out.stderr.extend_from_slice(&message),
                             other => out.stdout.extend_from_slice(&other.into_bytes()),
                         }
@@ -296,14 +287,20 @@ impl Docker {
                 }
                 StartExecResults::Detached => {}
             }
-            out.code = self.inner.inspect_exec(&exec.id).await?.exit_code;
-            Ok::<_, anyhow::Error>(out)
+            out.code = self
+                .inner
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(engine)?
+                .exit_code;
+            Ok(out)
         };
         match tokio::time::timeout(timeout, run).await {
-            Ok(r) => r.with_context(|| format!("running {what} in {name}")),
-            Err(_) => Err(anyhow!(
-                "running {what} in {name}: no answer within {}s",
-                timeout.as_secs()
+            Ok(r) => r,
+            Err(_) => Err(DockerError::message(
+                op(),
+                name,
+                format!("no answer within {}s", timeout.as_secs()),
             )),
         }
     }
@@ -323,9 +320,9 @@ impl Docker {
             ..Default::default()
         };
         let n = name.to_string();
-        self.inner
-            .logs(name, Some(opts))
-            .map(move |r| r.with_context(|| format!("reading the log of {n}")))
+        self.inner.logs(name, Some(opts)).map(move |r| {
+            r.map_err(|e| DockerError::engine(format!("reading the log of {n}"), &n, e))
+        })
     }
 
     /// The last `n` log lines of a container, as text (empty on error: used in error reports).
@@ -347,7 +344,11 @@ impl Docker {
         match self.inner.inspect_network(name, None).await {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("inspecting network {name}")),
+            Err(e) => Err(DockerError::engine(
+                format!("inspecting network {name}"),
+                name,
+                e,
+            )),
         }
     }
 
@@ -361,7 +362,11 @@ impl Docker {
         match self.inner.create_network(req).await {
             Ok(_) => Ok(()),
             Err(e) if is_conflict(&e) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("creating network {name}")),
+            Err(e) => Err(DockerError::engine(
+                format!("creating network {name}"),
+                name,
+                e,
+            )),
         }
     }
 
@@ -373,7 +378,13 @@ impl Docker {
                 filters: Some(filters),
             }))
             .await
-            .with_context(|| format!("listing networks with label {label}"))?;
+            .map_err(|e| {
+                DockerError::engine(
+                    format!("listing networks with label {label}"),
+                    "networks",
+                    e,
+                )
+            })?;
         Ok(nets.into_iter().filter_map(|n| n.name).collect())
     }
 
@@ -381,7 +392,11 @@ impl Docker {
         match self.inner.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing network {name}")),
+            Err(e) => Err(DockerError::engine(
+                format!("removing network {name}"),
+                name,
+                e,
+            )),
         }
     }
 
@@ -389,7 +404,11 @@ impl Docker {
         match self.inner.inspect_volume(name).await {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("inspecting volume {name}")),
+            Err(e) => Err(DockerError::engine(
+                format!("inspecting volume {name}"),
+                name,
+                e,
+            )),
         }
     }
 
@@ -403,7 +422,7 @@ impl Docker {
             .create_volume(req)
             .await
             .map(|_| ())
-            .with_context(|| format!("creating volume {name}"))
+            .map_err(|e| DockerError::engine(format!("creating volume {name}"), name, e))
     }
 
     pub async fn list_volumes(&self, label: &str) -> Result<Vec<String>> {
@@ -414,7 +433,9 @@ impl Docker {
                 filters: Some(filters),
             }))
             .await
-            .with_context(|| format!("listing volumes with label {label}"))?;
+            .map_err(|e| {
+                DockerError::engine(format!("listing volumes with label {label}"), "volumes", e)
+            })?;
         Ok(r.volumes
             .unwrap_or_default()
             .into_iter()
@@ -430,7 +451,11 @@ impl Docker {
         {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing volume {name}")),
+            Err(e) => Err(DockerError::engine(
+                format!("removing volume {name}"),
+                name,
+                e,
+            )),
         }
     }
 
@@ -440,7 +465,11 @@ impl Docker {
         match self.inner.inspect_image(image).await {
             Ok(i) => Ok(Some(i)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("inspecting image {image}")),
+            Err(e) => Err(DockerError::engine(
+                format!("inspecting image {image}"),
+                image,
+                e,
+            )),
         }
     }
 
@@ -457,9 +486,14 @@ impl Docker {
         };
         let mut s = self.inner.create_image(Some(opts), None, credentials);
         while let Some(item) = s.next().await {
-            let info = item.with_context(|| format!("pulling image {image}"))?;
+            let info =
+                item.map_err(|e| DockerError::engine(format!("pulling image {image}"), image, e))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(anyhow!("pulling image {image}: {err}"));
+                return Err(DockerError::message(
+                    format!("pulling image {image}"),
+                    image,
+                    err,
+                ));
             }
         }
         Ok(())
@@ -471,10 +505,9 @@ impl Docker {
             repo: Some(repo.to_string()),
             tag: Some(tag.to_string()),
         };
-        self.inner
-            .tag_image(image, Some(opts))
-            .await
-            .with_context(|| format!("tagging image {image} as {repo}:{tag}"))
+        self.inner.tag_image(image, Some(opts)).await.map_err(|e| {
+            DockerError::engine(format!("tagging image {image} as {repo}:{tag}"), image, e)
+        })
     }
 
     /// Pushes `repo:tag`, passing each progress status to `on_status`. A failure reported inside
@@ -492,9 +525,14 @@ impl Docker {
         };
         let mut s = self.inner.push_image(repo, Some(opts), credentials);
         while let Some(item) = s.next().await {
-            let info = item.with_context(|| format!("pushing image {repo}:{tag}"))?;
+            let info = item
+                .map_err(|e| DockerError::engine(format!("pushing image {repo}:{tag}"), repo, e))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(anyhow!("pushing image {repo}:{tag}: {err}"));
+                return Err(DockerError::message(
+                    format!("pushing image {repo}:{tag}"),
+                    repo,
+                    err,
+                ));
             }
             if let Some(status) = info.status {
                 on_status(&status);
@@ -517,12 +555,16 @@ impl Docker {
         while let Some(item) = s
             .try_next()
             .await
-            .with_context(|| format!("building image {tag}"))
+            .map_err(|e| DockerError::engine(format!("building image {tag}"), tag, e))
             .transpose()
         {
             let info = item?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(anyhow!("building image {tag}: {err}"));
+                return Err(DockerError::message(
+                    format!("building image {tag}"),
+                    tag,
+                    err,
+                ));
             }
             if let Some(text) = info.stream {
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
