@@ -1,7 +1,8 @@
 //! The one integration test binary: scenarios against the real `stackctl` binary, real files,
 //! the real Docker Engine and real PostgreSQL. Each module is one area; `support` holds the
-//! fluent helper.
+//! fluent helper, `alloy` the parser `configs` reads Alloy's config with.
 
+mod alloy;
 mod support;
 
 mod bad_input;

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use crate::engine::Proj;
-use crate::support::{Postgres, Stackctl, free_port, require_docker};
+use crate::support::{Postgres, Stackctl, docker, require_docker};
 
 const SOURCE_SQL: &str = include_str!("supabase_source.sql");
 
@@ -14,16 +14,7 @@ fn json(text: &str) -> serde_json::Value {
 
 /// Docker's own health verdict for a container (`docker inspect`'s State.Health.Status).
 fn docker_health(container: &str) -> String {
-    let out = Command::new("docker")
-        .args(["inspect", "-f", "{{.State.Health.Status}}", container])
-        .output()
-        .expect("docker inspect");
-    assert!(
-        out.status.success(),
-        "docker inspect {container}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    docker(&["inspect", "-f", "{{.State.Health.Status}}", container])
 }
 
 /// `status --json`'s health of `service`, run from inside the stack directory.
@@ -180,11 +171,7 @@ fn postgres_healthy_after_up_is_healthy_in_status_and_in_docker() {
     p.s.cmd_inside(["init", "--pooler", "pgbouncer", "--project", &p.name])
         .run()
         .success();
-    let toml =
-        p.s.read("stack.toml")
-            .replace("postgres = 5432", &format!("postgres = {}", free_port()))
-            .replace("pooler = 6432", &format!("pooler = {}", free_port()));
-    p.s.write("stack.toml", &toml);
+    p.s.free_ports(["postgres", "pooler"]);
     p.s.cmd_inside(["build", "postgres"]).run().success();
     let up =
         p.s.cmd_inside(["up", "postgres", "--wait-timeout", "120"])

@@ -7,7 +7,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::engine::Proj;
-use crate::support::free_port;
 
 /// `cargo build -p postgate`: `stackctl build postgate` copies the binary that sits beside
 /// stackctl (cargo builds only the package under test for this binary).
@@ -75,19 +74,15 @@ fn token_of(stdout: &str) -> String {
 fn postgate_in_the_stack_tenants_tokens_and_queries_through_pgbouncer() {
     let p = Proj::new("pgt");
     build_postgate_binary();
-    let (pg_port, pool_port, gate_port, grafana_port) =
-        (free_port(), free_port(), free_port(), free_port());
     std::fs::remove_file(p.s.file("stack.toml")).unwrap(); // init writes the full one
     p.s.cmd(["init", "--pooler", "pgbouncer", "--project", &p.name])
         .run()
         .success();
+    let [_, _, gate_port, _] =
+        p.s.free_ports(["postgres", "pooler", "postgate", "grafana"]);
+    // stack.toml's [postgate] settings reach the container.
     let toml =
         p.s.read("stack.toml")
-            .replace("postgres = 5432", &format!("postgres = {pg_port}"))
-            .replace("pooler = 6432", &format!("pooler = {pool_port}"))
-            .replace("postgate = 8080", &format!("postgate = {gate_port}"))
-            .replace("grafana = 3000", &format!("grafana = {grafana_port}"))
-            // stack.toml's [postgate] settings reach the container.
             .replace("max_rows = 10000", "max_rows = 5");
     p.s.write("stack.toml", &toml);
 

@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Stackctl, free_port, published_port, require_docker};
+use crate::support::{Stackctl, published_port, require_docker};
 
 struct Stack {
     s: Stackctl,
@@ -103,12 +103,9 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
         .success();
     // Free ports, two replicas, and our own tags for the images built from this tree (the
     // shared tags may be rebuilt meanwhile from another checkout).
+    s.free_ports(["postgres", "pooler", "postgate", "grafana"]);
     let toml = s
         .read("stack.toml")
-        .replace("postgres = 5432", &format!("postgres = {}", free_port()))
-        .replace("pooler = 6432", &format!("pooler = {}", free_port()))
-        .replace("postgate = 8080", &format!("postgate = {}", free_port()))
-        .replace("grafana = 3000", &format!("grafana = {}", free_port()))
         .replace("replicas = 3", "replicas = 2")
         .replace(
             "stackctl = \"stackctl/stackctl:0.1.0\"",

@@ -1,105 +1,40 @@
-//! Test helpers: a real PostgreSQL 17 container (our image) and runner processes, both
-//! removed or killed by Drop guards. Docker is required: no Docker, the test fails.
+//! Test helpers: a real PostgreSQL 17 container (our image, started by `testkit`) and runner
+//! processes, both removed or killed by Drop guards. Docker is required: no Docker, the test fails.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const IMAGE: &str = "stackctl/postgres:17";
-
+/// A PostgreSQL 17 server (testkit's) with the runner schema applied; removed on drop.
 pub struct Pg {
-    name: String,
+    _server: testkit::Postgres,
     pub url: String,
 }
 
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running docker {args:?} failed (is Docker installed?): {e}"));
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 impl Pg {
-    /// Start PostgreSQL 17, wait (with a deadline) until it takes TCP connections, apply the
+    /// Start PostgreSQL 17, wait (with a deadline) until it takes connections, apply the
     /// runner schema.
     pub async fn start() -> Pg {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!("runner-test-{}-{nanos}", std::process::id());
-        let have = Command::new("docker")
-            .args(["image", "inspect", IMAGE])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap_or_else(|e| panic!("running docker failed (is Docker installed?): {e}"));
-        assert!(
-            have.success(),
-            "image {IMAGE} is missing: build it with \
-             `docker build --network host -t {IMAGE} stack/postgres` (base debian:trixie-slim from scripts/base-image.sh)"
-        );
-        docker(&[
-            "run",
-            "-d",
-            "--rm",
-            "--name",
-            &name,
-            "-p",
-            "127.0.0.1::5432",
-            "-e",
-            "POSTGRES_PASSWORD=runner-test",
-            IMAGE,
-        ]);
-        let mut pg = Pg {
-            name: name.clone(),
-            url: String::new(),
-        };
-        let port = docker(&["port", &name, "5432/tcp"]);
-        let port = port
-            .lines()
-            .next()
-            .and_then(|l| l.rsplit(':').next())
-            .unwrap_or_else(|| panic!("no port mapping for {name}: {port:?}"))
-            .to_string();
+        let server = testkit::Postgres::start_async(&testkit::Options {
+            name_prefix: "runner-test",
+            password: "runner-test",
+            database: None,
+            network_alias: None,
+            docker_args: &[],
+            if_missing: testkit::IfMissing::Fail,
+        })
+        .await;
         let url = format!(
-            "host=127.0.0.1 port={port} user=postgres password=runner-test dbname=postgres"
+            "host=127.0.0.1 port={} user=postgres password=runner-test dbname=postgres",
+            server.port
         );
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-                tokio::spawn(conn);
-                if c.simple_query("SELECT 1").await.is_ok() {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "PostgreSQL in {name} not ready within 90 s"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
         let mut c = connect(&url).await;
         runner::sql::apply(&mut c)
             .await
             .expect("applying the runner schema");
-        pg.url = url;
-        pg
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        Pg {
+            _server: server,
+            url,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
-//! Test support: a real PostgreSQL 17 in a container (our image) behind a real PgBouncer (our
-//! image, configured from the stack's own template, tenant logins found through its auth_query),
-//! the role bootstrap, and a postgate `app()` driven with `oneshot`. Every query of these tests goes
-//! through the pooler; only the admin path and LISTEN talk to PostgreSQL directly.
+//! Test support: a real PostgreSQL 17 in a container (our image, started by `testkit`) behind a
+//! real PgBouncer (our image, configured from the stack's own template, tenant logins found
+//! through its auth_query), the role bootstrap, and a postgate `app()` driven with `oneshot`.
+//! Every query of these tests goes through the pooler; only the admin path and LISTEN talk to
+//! PostgreSQL directly.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -16,7 +17,6 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 use tower::ServiceExt as _;
 
-pub const IMAGE: &str = "stackctl/postgres:17";
 pub const POOLER_IMAGE: &str = "stackctl/pgbouncer:1.24";
 const POOLER_AUTH_PASSWORD: &str = "pooler-auth-secret-test";
 pub const SUPER_PASSWORD: &str = "super-secret-test";
@@ -24,96 +24,35 @@ const SERVICE_PASSWORD: &str = "service-secret-test";
 const CLI_PASSWORD: &str = "cli-secret-test";
 pub const PEPPER: &[u8] = b"test-pepper-0123456789abcdef";
 
-/// The loopback port Docker published for `container`'s `port`.
-fn published_port(container: &str, port: &str) -> u16 {
-    let out = Command::new("docker")
-        .args(["port", container, port])
-        .output()
-        .expect("docker port");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .next()
-        .and_then(|l| l.rsplit(':').next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port published for {container}: {text}"))
-}
-
-fn docker_ok(args: &[&str]) {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("these tests need Docker: running `docker` failed");
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A PostgreSQL container (alias `postgres` on its own network), and later a PgBouncer container
-/// in front of it; all removed on drop.
+/// A PostgreSQL container (testkit's, alias `postgres` on its own network), and later a PgBouncer
+/// container in front of it; all removed on drop (the pooler first, then the server and its
+/// network).
 pub struct Pg {
-    name: String,
-    network: String,
-    pub port: u16,
+    server: testkit::Postgres,
     pooler: Option<(String, u16)>,
     _pooler_conf: Option<tempfile::TempDir>,
 }
 
 impl Pg {
     pub async fn start() -> Pg {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "postgate-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let network = format!("{name}-net");
-        docker_ok(&["network", "create", &network]);
-        // From here on the guard removes what exists, even if starting fails.
-        let mut pg = Pg {
-            name: name.clone(),
-            network: network.clone(),
-            port: 0,
+        let server = testkit::Postgres::start_async(&testkit::Options {
+            name_prefix: "postgate-test",
+            password: SUPER_PASSWORD,
+            database: None,
+            network_alias: Some("postgres"),
+            docker_args: &[],
+            if_missing: testkit::IfMissing::Fail,
+        })
+        .await;
+        Pg {
+            server,
             pooler: None,
             _pooler_conf: None,
-        };
-        let out = Command::new("docker")
-            .args(["run", "-d", "--rm", "--name", &name, "--network", &network])
-            .args(["--network-alias", "postgres", "-p", "127.0.0.1::5432", "-e"])
-            .arg(format!("POSTGRES_PASSWORD={SUPER_PASSWORD}"))
-            .arg(IMAGE)
-            .output()
-            .expect("these tests need Docker: running `docker` failed");
-        assert!(
-            out.status.success(),
-            "docker run {IMAGE} failed (build it: docker build --network host -t {IMAGE} stack/postgres): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        pg.port = published_port(&pg.name, "5432/tcp");
-        // Readiness is a successful query as the superuser, with a deadline.
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Ok(c) = pg.try_connect("postgres", SUPER_PASSWORD).await
-                && c.simple_query("SELECT 1").await.is_ok()
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "PostgreSQL in {} not ready in 90 s",
-                pg.name
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        pg
     }
 
     pub fn url(&self, user: &str, password: &str) -> String {
-        format!(
-            "postgres://{user}:{password}@127.0.0.1:{}/postgres",
-            self.port
-        )
+        self.server.url_as(user, password)
     }
 
     /// `user` through the PgBouncer in front of this server.
@@ -151,23 +90,23 @@ impl Pg {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("pgbouncer.ini"), ini).unwrap();
         std::fs::write(dir.path().join("userlist.txt"), userlist).unwrap();
-        let name = format!("{}-pgbouncer", self.name);
+        let name = format!("{}-pgbouncer", self.server.name);
         let mount = format!("{}:/etc/pgbouncer:ro", dir.path().display());
-        docker_ok(&[
+        testkit::docker(&[
             "run",
             "-d",
             "--rm",
             "--name",
             &name,
             "--network",
-            &self.network,
+            self.server.network().expect("a network of its own"),
             "-p",
             "127.0.0.1::6432",
             "-v",
             &mount,
             POOLER_IMAGE,
         ]);
-        let port = published_port(&name, "6432/tcp");
+        let port = testkit::published_port(&name, "6432/tcp");
         self.pooler = Some((name, port));
         self._pooler_conf = Some(dir);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -234,16 +173,11 @@ impl Pg {
 }
 
 impl Drop for Pg {
+    /// The pooler goes first; the server and its network follow when `server` is dropped.
     fn drop(&mut self) {
         if let Some((name, _)) = &self.pooler {
             let _ = Command::new("docker").args(["rm", "-f", name]).output();
         }
-        let _ = Command::new("docker")
-            .args(["rm", "-f", "-v", &self.name])
-            .output();
-        let _ = Command::new("docker")
-            .args(["network", "rm", &self.network])
-            .output();
     }
 }
 
@@ -495,18 +429,10 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `postgate serve` through the pooler (LISTEN straight to PostgreSQL, as in the stack)
 /// and waits, with a deadline, until /ready answers 200.
 pub async fn spawn_serve(h: &Harness) -> Process {
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = format!("127.0.0.1:{}", testkit::free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_postgate"))
         .arg("serve")
         .env("POSTGATE_LISTEN", &addr)
