@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use protocol::admin::{GenTokenArgs, TenantAction, TokenAction};
+
 use crate::config::PoolerKind;
 use crate::render::Target;
 
@@ -66,59 +68,10 @@ pub struct TenantArgs {
     pub action: TenantAction,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum TenantAction {
-    /// Create a tenant: a schema and its NOLOGIN roles.
-    Create {
-        /// 1-31 characters a-z, 0-9, _ starting with a letter.
-        name: String,
-    },
-    /// List tenants.
-    List,
-}
-
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     #[command(subcommand)]
     pub action: TokenAction,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TokenAction {
-    /// Create a token for a tenant and print it once.
-    Create {
-        #[arg(long)]
-        tenant: String,
-        /// SELECT[,INSERT,UPDATE,DELETE,DDL]
-        #[arg(long)]
-        permissions: String,
-        /// Unique within the tenant. Default: `default`, or the first free of `default-2`,
-        /// `default-3`, ... (the name used is printed on stderr).
-        #[arg(long)]
-        name: Option<String>,
-        /// Lifetime: 30d, 12h, 15m, 45s, 2w.
-        #[arg(long)]
-        expires: Option<String>,
-    },
-    /// List tokens (prefix, name, permissions, last use, expiry).
-    List {
-        #[arg(long)]
-        tenant: Option<String>,
-    },
-    /// Revoke a token by id or prefix (every replica stops accepting it within a second).
-    Revoke { id_or_prefix: String },
-}
-
-#[derive(Debug, Args)]
-pub struct GenTokenArgs {
-    pub tenant: String,
-    pub name: String,
-    /// SELECT[,INSERT,UPDATE,DELETE,DDL]
-    #[arg(long)]
-    pub permissions: String,
-    /// Lifetime: 30d, 12h, 15m, 45s, 2w.
-    #[arg(long)]
-    pub expires: Option<String>,
 }
 
 #[derive(Debug, Args)]

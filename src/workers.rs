@@ -14,7 +14,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use protocol::exit::AdminExit;
+use protocol::manifest::{DbBinding, Deployed, Limits, Manifest};
+use serde_json::Value;
 
 use crate::cli::{DeployArgs, QueueAction, QueueArgs, WorkerAction, WorkerArgs};
 use crate::config::Stack;
@@ -30,29 +32,25 @@ pub fn run(stack: &Stack, a: WorkerArgs) -> Result<()> {
         WorkerAction::Deploy(d) => {
             let manifest = manifest(&d, &mut std::io::stdin().lock())?;
             let out = admin(stack, &["worker", "deploy"], Some(manifest))?;
-            let v: Value = serde_json::from_str(out.trim())
+            let v: Deployed = serde_json::from_str(out.trim())
                 .with_context(|| format!("the runner's answer is not JSON: {out}"))?;
-            if v["unchanged"].as_bool() == Some(true) {
+            if v.unchanged {
                 println!(
                     "worker {} is unchanged (version {}): the deployed version has the same source, settings and secrets; nothing was deployed",
-                    d.name, v["version"]
+                    d.name, v.version
                 );
                 return Ok(());
             }
-            let secrets: Vec<&str> = v["secrets"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
             println!(
                 "deployed worker {} version {}{}{}",
                 d.name,
-                v["version"],
-                if secrets.is_empty() {
+                v.version,
+                if v.secrets.is_empty() {
                     String::new()
                 } else {
-                    format!(" (secrets: {})", secrets.join(", "))
+                    format!(" (secrets: {})", v.secrets.join(", "))
                 },
-                match v["db_token_created"].as_bool() {
+                match v.db_token_created {
                     Some(true) => format!(
                         "; env.DB on tenant {} with a new token",
                         d.db_tenant.as_deref().unwrap_or("")
@@ -148,34 +146,46 @@ fn manifest(d: &DeployArgs, stdin: &mut dyn BufRead) -> Result<Vec<u8>> {
         };
         secrets.insert(k.clone(), value);
     }
-    let db = d.db_tenant.as_ref().map(|t| {
-        json!({
-            "tenant": t,
-            "permissions": d.db_permissions.split(',').map(|p| p.trim().to_ascii_uppercase())
-                .filter(|p| !p.is_empty()).collect::<Vec<_>>(),
-        })
+    let db = d.db_tenant.as_ref().map(|t| DbBinding {
+        tenant: t.clone(),
+        permissions: d
+            .db_permissions
+            .split(',')
+            .map(|p| p.trim().to_ascii_uppercase())
+            .filter(|p| !p.is_empty())
+            .collect(),
     });
-    let m = json!({
-        "name": d.name,
-        "source": source,
-        "routes": d.route,
-        "queues": d.queue,
-        "cron": d.cron,
-        "timezone": d.timezone,
-        "vars": vars,
-        "secrets": secrets,
-        "limits": {
-            "cpu_ms": d.cpu_ms,
-            "memory_mb": d.memory_mb,
-            "wall_ms": d.wall_ms,
-            "body_bytes": d.max_body_bytes,
-            "concurrency": d.concurrency,
+    let m = Manifest {
+        name: d.name.clone(),
+        source,
+        routes: d.route.clone(),
+        queues: d.queue.clone(),
+        cron: d.cron.clone(),
+        timezone: Some(d.timezone.clone()),
+        vars,
+        secrets,
+        limits: Limits {
+            cpu_ms: limit("cpu-ms", d.cpu_ms)?,
+            memory_mb: limit("memory-mb", d.memory_mb)?,
+            wall_ms: limit("wall-ms", d.wall_ms)?,
+            body_bytes: limit("max-body-bytes", d.max_body_bytes)?,
+            concurrency: limit("concurrency", d.concurrency)?,
         },
-        "db": db,
-    });
-    let mut line = serde_json::to_vec(&m)?;
-    line.push(b'\n');
-    Ok(line)
+        db,
+    };
+    Ok(m.to_line()?)
+}
+
+/// A limit flag as the manifest carries it (the runner stores limits as PostgreSQL `int`).
+fn limit(flag: &str, value: Option<u32>) -> Result<Option<i32>> {
+    let Some(v) = value else { return Ok(None) };
+    match i32::try_from(v) {
+        Ok(v) => Ok(Some(v)),
+        Err(_) => bail!(
+            UserError::new(format!("--{flag} {v} is too large"))
+                .hint(format!("give at most {}", i32::MAX))
+        ),
+    }
 }
 
 /// Run `runner ARGS` in a running runner container; its stdout, or its stderr as the error.
@@ -197,8 +207,10 @@ fn admin(stack: &Stack, args: &[&str], stdin: Option<Vec<u8>>) -> Result<String>
             .to_string();
         match out.code {
             Some(0) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-            // 2: the input was refused, 3: no such worker: the user's to fix.
-            Some(2 | 3) => bail!(UserError::new(stderr).hint("nothing was changed")),
+            // The input was refused, or no such worker: the user's to fix.
+            Some(code) if AdminExit::from_code(code).is_some() => {
+                bail!(UserError::new(stderr).hint("nothing was changed"))
+            }
             code => bail!(
                 UserError::new(format!(
                     "`{what}` failed in {container} (exit code {})",
@@ -241,6 +253,7 @@ fn logs(stack: &Stack, name: &str, follow: bool, tail: &str) -> Result<()> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use serde_json::json;
 
     fn deploy_args(extra: &[&str]) -> DeployArgs {
         #[derive(Parser)]

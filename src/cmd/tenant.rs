@@ -8,6 +8,6 @@ use crate::tenants;
 
 pub fn run(ctx: &Ctx, a: TenantArgs) -> Result<()> {
     let (stack, env) = (ctx.stack()?, ctx.env()?);
-    let args = tenants::tenant_args(a.action);
+    let args = a.action.to_args();
     ctx.block_on(async { tenants::admin(stack, env, ctx.docker().await?, args).await })
 }

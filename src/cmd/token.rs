@@ -3,25 +3,17 @@
 
 use anyhow::Result;
 
-use crate::cli::{GenTokenArgs, TokenAction, TokenArgs};
+use crate::cli::{GenTokenArgs, TokenArgs};
 use crate::ctx::Ctx;
 use crate::tenants;
 
 pub fn run(ctx: &Ctx, a: TokenArgs) -> Result<()> {
-    admin(ctx, tenants::token_args(a.action))
+    admin(ctx, a.action.to_args())
 }
 
 /// `stackctl gen-token TENANT NAME --permissions ...`: `token create` under another name.
 pub fn run_gen_token(ctx: &Ctx, a: GenTokenArgs) -> Result<()> {
-    admin(
-        ctx,
-        tenants::token_args(TokenAction::Create {
-            tenant: a.tenant,
-            permissions: a.permissions,
-            name: Some(a.name),
-            expires: a.expires,
-        }),
-    )
+    admin(ctx, a.into_create().to_args())
 }
 
 fn admin(ctx: &Ctx, args: Vec<String>) -> Result<()> {

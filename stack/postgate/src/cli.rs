@@ -1,6 +1,9 @@
-//! clap definitions only.
+//! clap definitions only. The admin requests (`tenant`, `token`, `gen-token`) are
+//! `protocol::admin`'s types, which stackctl embeds in its own CLI and turns back into the argv
+//! parsed here.
 
 use clap::{Args, Parser, Subcommand};
+pub use protocol::admin::{GenTokenArgs, TenantAction, TokenAction};
 
 #[derive(Parser, Debug)]
 #[command(name = "postgate", version, about = "SQL over HTTP with scoped tokens")]
@@ -21,21 +24,21 @@ pub enum Command {
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
-        command: TenantCommand,
+        command: TenantAction,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Manage tokens.
     Token {
         #[command(subcommand)]
-        command: TokenCommand,
+        command: TokenAction,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Alias of `token create --tenant TENANT --name NAME` (the form OpenWorkers users know).
     GenToken {
-        tenant: String,
-        name: String,
-        #[arg(long)]
-        permissions: String,
-        #[arg(long)]
-        expires: Option<String>,
+        #[command(flatten)]
+        args: GenTokenArgs,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -73,62 +76,118 @@ pub struct ServeArgs {
     pub pool_size: usize,
 }
 
+/// Where the admin commands connect. Global: given before or after the request's own arguments,
+/// and listed apart from them in the help.
 #[derive(Args, Debug)]
 pub struct AdminArgs {
     /// A login holding postgate_admin (falls back to POSTGATE_DATABASE_URL).
-    #[arg(long, env = "POSTGATE_ADMIN_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "POSTGATE_ADMIN_DATABASE_URL",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Connection"
+    )]
     pub admin_database_url: Option<String>,
-    #[arg(long, env = "POSTGATE_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "POSTGATE_DATABASE_URL",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Connection"
+    )]
     pub database_url: Option<String>,
-    #[arg(long, env = "POSTGATE_TOKEN_PEPPER", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "POSTGATE_TOKEN_PEPPER",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Connection"
+    )]
     pub pepper: Option<String>,
 }
 
-#[derive(Subcommand, Debug)]
-pub enum TenantCommand {
-    /// Create a tenant: its schema and NOLOGIN roles.
-    Create {
-        name: String,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// List tenants (name, creation time).
-    List {
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[derive(Subcommand, Debug)]
-pub enum TokenCommand {
-    /// Create a token and print it once.
-    Create {
-        #[arg(long)]
-        tenant: String,
-        /// SELECT[,INSERT,UPDATE,DELETE,DDL]
-        #[arg(long)]
-        permissions: String,
-        /// Unique within the tenant. Default: `default`, or the first free of `default-2`,
-        /// `default-3`, ... (the name used is printed on stderr).
-        #[arg(long)]
-        name: Option<String>,
-        /// 30d, 12h, 15m, 45s, 2w
-        #[arg(long)]
-        expires: Option<String>,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// List tokens (prefix, name, permissions, last use, expiry).
-    List {
-        #[arg(long)]
-        tenant: Option<String>,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Revoke a token by id or prefix.
-    Revoke {
-        id_or_prefix: String,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
+    /// The request after `postgate`: what stackctl's `to_args()` must make this CLI parse back.
+    fn parsed(args: Vec<String>) -> Command {
+        let argv = std::iter::once("postgate".to_string()).chain(args);
+        Cli::try_parse_from(argv)
+            .expect("postgate parses it")
+            .command
+    }
+
+    #[test]
+    fn stackctl_requests_parse_back_as_they_were() {
+        for t in [
+            TenantAction::Create {
+                name: "acme".into(),
+            },
+            TenantAction::List,
+        ] {
+            match parsed(t.to_args()) {
+                Command::Tenant { command, .. } => assert_eq!(command, t),
+                other => panic!("{other:?}"),
+            }
+        }
+        for t in [
+            TokenAction::Create {
+                tenant: "acme".into(),
+                permissions: "SELECT,INSERT".into(),
+                name: Some("n".into()),
+                expires: Some("30d".into()),
+            },
+            TokenAction::Create {
+                tenant: "acme".into(),
+                permissions: "SELECT".into(),
+                name: None,
+                expires: None,
+            },
+            TokenAction::List { tenant: None },
+            TokenAction::List {
+                tenant: Some("acme".into()),
+            },
+            TokenAction::Revoke {
+                id_or_prefix: "pg_abc".into(),
+            },
+        ] {
+            match parsed(t.to_args()) {
+                Command::Token { command, .. } => assert_eq!(command, t),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn admin_flags_go_before_or_after_the_request() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for args in [
+            argv(&["token", "list", "--database-url", "u"]),
+            argv(&["token", "--database-url", "u", "list"]),
+        ] {
+            match parsed(args) {
+                Command::Token { admin, .. } => {
+                    assert_eq!(admin.database_url.as_deref(), Some("u"))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        match parsed(argv(&[
+            "gen-token",
+            "acme",
+            "w",
+            "--permissions",
+            "SELECT",
+            "--pepper",
+            "p",
+        ])) {
+            Command::GenToken { args, admin } => {
+                assert_eq!(args.name, "w");
+                assert_eq!(admin.pepper.as_deref(), Some("p"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

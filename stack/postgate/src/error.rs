@@ -47,6 +47,16 @@ impl ApiError {
         )
     }
 
+    /// A statement changed the role or left the transaction: the checks around each statement
+    /// (the gateway's and the one-sync read path's) answer this, and roll back.
+    pub fn session_changed() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "session_changed",
+            "the statement changed the role or the transaction; it was rolled back",
+        )
+    }
+
     /// A failure of ours: logged with its detail, answered without it.
     pub fn internal(context: &str, detail: &dyn std::fmt::Display) -> Self {
         tracing::error!("{context}: {detail}");

@@ -4,7 +4,7 @@ mod cli;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Parser as _;
-use cli::{AdminArgs, Cli, Command, ServeArgs, TenantCommand, TokenCommand};
+use cli::{AdminArgs, Cli, Command, ServeArgs, TenantAction, TokenAction};
 use postgate::http::{AppState, Metrics};
 use postgate::token::{self, Permissions};
 use postgate::{Gateway, Limits, Settings, admin};
@@ -34,32 +34,29 @@ async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Serve(args) => serve(args).await?,
         Command::Healthcheck { listen } => return Ok(healthcheck(&listen).await),
-        Command::Tenant {
-            command: TenantCommand::Create { name, admin },
-        } => {
-            let (client, _) = connect(&admin).await?;
-            match admin::create_tenant(&client, &name).await? {
-                admin::TenantCreated::New => println!("tenant {name} created"),
-                admin::TenantCreated::AlreadyExisted => {
-                    println!("tenant {name} already exists (left as it is)")
+        Command::Tenant { command, admin } => match command {
+            TenantAction::Create { name } => {
+                let (client, _) = connect(&admin).await?;
+                match admin::create_tenant(&client, &name).await? {
+                    admin::TenantCreated::New => println!("tenant {name} created"),
+                    admin::TenantCreated::AlreadyExisted => {
+                        println!("tenant {name} already exists (left as it is)")
+                    }
                 }
             }
-        }
-        Command::Tenant {
-            command: TenantCommand::List { admin },
-        } => {
-            let (client, _) = connect(&admin).await?;
-            for (name, created) in admin::list_tenants(&client).await? {
-                println!("{name}\tcreated: {created}");
+            TenantAction::List => {
+                let (client, _) = connect(&admin).await?;
+                for (name, created) in admin::list_tenants(&client).await? {
+                    println!("{name}\tcreated: {created}");
+                }
             }
-        }
-        Command::Token { command } => match command {
-            TokenCommand::Create {
+        },
+        Command::Token { command, admin } => match command {
+            TokenAction::Create {
                 tenant,
                 permissions,
                 name,
                 expires,
-                admin,
             } => {
                 create_token(
                     &admin,
@@ -70,34 +67,25 @@ async fn run(command: Command) -> Result<ExitCode> {
                 )
                 .await?
             }
-            TokenCommand::List { tenant, admin } => {
+            TokenAction::List { tenant } => {
                 let (client, _) = connect(&admin).await?;
                 for row in admin::list_tokens(&client, tenant.as_deref()).await? {
                     println!("{row}");
                 }
             }
-            TokenCommand::Revoke {
-                id_or_prefix,
-                admin,
-            } => {
+            TokenAction::Revoke { id_or_prefix } => {
                 let (client, _) = connect(&admin).await?;
                 let n = admin::revoke_token(&client, &id_or_prefix).await?;
                 println!("{n} token(s) revoked");
             }
         },
-        Command::GenToken {
-            tenant,
-            name,
-            permissions,
-            expires,
-            admin,
-        } => {
+        Command::GenToken { args, admin } => {
             create_token(
                 &admin,
-                &tenant,
-                Some(&name),
-                &permissions,
-                expires.as_deref(),
+                &args.tenant,
+                Some(&args.name),
+                &args.permissions,
+                args.expires.as_deref(),
             )
             .await?
         }

@@ -22,7 +22,6 @@
 //! not take goes the general way (`gateway`), which is also where writes and batches go.
 
 use crate::error::ApiError;
-use crate::gateway;
 use bytes::BytesMut;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use fallible_iterator::FallibleIterator as _;
@@ -382,7 +381,7 @@ impl Session {
                     break;
                 }
             }
-            return Err(PipeError::Db(gateway::session_changed()));
+            return Err(PipeError::Db(ApiError::session_changed()));
         }
         match failed {
             Some((0, e)) => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use protocol::exit::AdminExit;
 use tokio_util::sync::CancellationToken;
 
 use runner::queue::{self, NoopHandler};
@@ -403,8 +404,8 @@ async fn worker(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             std::io::stdin()
                 .read_line(&mut line)
                 .context("reading the manifest from stdin")?;
-            let m: admin::Manifest =
-                serde_json::from_str(&line).context("the manifest on stdin is not valid")?;
+            let m =
+                admin::Manifest::from_line(&line).context("the manifest on stdin is not valid")?;
             let mut c = connect(&db.database_url).await?;
             let key = keys.secrets_key()?;
             let pepper = keys.pepper()?;
@@ -412,7 +413,7 @@ async fn worker(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                 Ok(d) => println!("{}", serde_json::to_string(&d)?),
                 Err(admin::AdminError::Invalid(msg)) => {
                     eprintln!("error: {msg}");
-                    return Ok(ExitCode::from(2));
+                    return Ok(ExitCode::from(AdminExit::Refused.code()));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -430,7 +431,7 @@ async fn worker(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             let mut c = connect(&db.database_url).await?;
             if !admin::remove(&mut c, &name).await? {
                 eprintln!("error: no worker named {name} is deployed");
-                return Ok(ExitCode::from(3));
+                return Ok(ExitCode::from(AdminExit::NotFound.code()));
             }
             println!("worker {name} removed");
         }

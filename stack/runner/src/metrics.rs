@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::queue::QueueStats;
+use crate::queue_stats::QueueStats;
 
 #[derive(Default)]
 pub struct Metrics {

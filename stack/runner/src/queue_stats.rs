@@ -5,7 +5,7 @@ use serde::Serialize;
 use tokio_postgres::GenericClient;
 
 use crate::db::DbError;
-use crate::serve::CRON_QUEUE;
+use crate::sql::CRON_QUEUE;
 
 /// Counts per queue and state, and the queue's consumers.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

@@ -17,8 +17,7 @@ use crate::notify::Bus;
 use crate::queue::{BoxFuture, ConsumerConfig, Job, JobHandler};
 use crate::registry::Registry;
 
-/// Cron ticks of schedules bound to a worker land in this queue (payload has `worker`).
-pub const CRON_QUEUE: &str = "cron";
+pub use crate::sql::CRON_QUEUE;
 
 /// Validated settings for [`run`].
 #[derive(Debug, Clone)]

@@ -3,6 +3,8 @@
 //! The SQL lives in the workspace's `migrations/V2__runner.sql` and `V3__runner_limits_secrets.sql`
 //! (platform migrations);
 //! [`apply`] runs it for tests and `runner migrate`. Every statement is idempotent.
+//! [`CRON_QUEUE`] is the queue name the schema fixes for cron ticks; it lives here, beside the
+//! schema, so that the queue code, its stats and `serve` all read it from below them.
 
 /// `(name, sql)` in the order they must run: the platform migration that `stackctl migrate`
 /// applies (refinery, embedded from the workspace's `migrations/`), reused here verbatim so the
@@ -18,6 +20,10 @@ pub const SCHEMA_SQL: &str = include_str!("../../../migrations/V2__runner.sql");
 /// Per-worker limits, the env.DB binding and sealed secrets.
 pub const LIMITS_SECRETS_SQL: &str =
     include_str!("../../../migrations/V3__runner_limits_secrets.sql");
+
+/// Cron ticks of schedules bound to a worker land in this queue (payload has `worker`): the
+/// schema's default queue of `runner.schedules`, the one `runner.deploy(...)` names.
+pub const CRON_QUEUE: &str = "cron";
 
 /// Apply every migration in one transaction, serialised by an advisory lock.
 pub async fn apply(client: &mut tokio_postgres::Client) -> Result<(), crate::db::DbError> {
