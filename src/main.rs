@@ -14,6 +14,7 @@ mod groups;
 mod images;
 mod init;
 mod publish;
+mod registry;
 mod render;
 mod scram;
 mod secrets;

@@ -16,7 +16,7 @@ use super::docker::Docker;
 use crate::config::Stack;
 use crate::error::UserError;
 use crate::images::{self, BuildSpec, HASH_LABEL, OCI_VERSION};
-use crate::publish::{credentials, target};
+use crate::registry::{credentials, target};
 
 /// Whether `spec` is already built (its image carries the same content hash, and the OCI labels:
 /// an image built before stackctl set them is built once more).

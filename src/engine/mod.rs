@@ -115,12 +115,3 @@ pub async fn run_once(
     )
     .await
 }
-
-/// A runtime of its own, for the modules not yet moved onto `Ctx` (workers).
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    use anyhow::Context;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}

@@ -10,10 +10,7 @@
 //! pushed through the Docker Engine API and `stack.toml` rewritten (`stack_toml`). The pushed
 //! references and digests go to stdout (or `--json`); progress goes to stderr.
 
-pub mod credentials;
-mod registry;
 mod stack_toml;
-pub mod target;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -22,8 +19,9 @@ use crate::config::Stack;
 use crate::engine::{self, Docker};
 use crate::error::UserError;
 use crate::images;
-use registry::Remote;
-use target::Registry;
+use crate::registry::client::{self, Remote};
+use crate::registry::credentials;
+use crate::registry::target::{self, Registry};
 
 /// One image to publish.
 struct Item {
@@ -175,7 +173,7 @@ async fn publish(
         ),
         None => eprintln!("registry {}: no credentials (anonymous)", reg.host),
     }
-    let client = registry::Client::new(reg.clone(), creds.clone());
+    let client = client::Client::new(reg.clone(), creds.clone());
     client.check_access().await?;
 
     let mut ids = Vec::new();
