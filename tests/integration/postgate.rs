@@ -157,6 +157,9 @@ fn postgate_in_the_stack_tenants_tokens_and_queries_through_pgbouncer() {
         ("SELECT", "default"),
         ("SELECT,INSERT,UPDATE,DELETE,DDL", "default-2"),
     ] {
+        // The rendered Compose file gone (as after a change to stack.toml): `token create` renders
+        // it again, and says so on stderr, not on the stdout a script captures (issue 14).
+        std::fs::remove_file(p.s.dir.path().join("docker-compose.yml")).unwrap();
         let done =
             p.s.cmd([
                 "token",
@@ -168,8 +171,10 @@ fn postgate_in_the_stack_tenants_tokens_and_queries_through_pgbouncer() {
             ])
             .run()
             .success()
-            .stderr_contains(&format!("named `{name}`"));
-        token_of(&done.stdout());
+            .stderr_contains(&format!("named `{name}`"))
+            .stderr_contains("wrote ");
+        let token = token_of(&done.stdout());
+        assert_eq!(done.stdout().trim(), token, "stdout is the token alone");
     }
 
     // Queries over the published loopback port.
