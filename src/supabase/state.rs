@@ -4,6 +4,7 @@
 //! The key is a hash of the source and the selection, so the same command finds its own dump.
 //! A successful, verified import removes both files.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -84,6 +85,9 @@ impl Files {
     /// Makes a finished dump the dump of this key.
     pub fn commit_dump(&self) -> Result<()> {
         let from = self.dir.join(self.partial_name());
+        // pg_dump wrote it in a container, with that container's umask; it holds user data.
+        std::fs::set_permissions(&from, std::fs::Permissions::from_mode(files::SECRET))
+            .with_context(|| format!("setting the mode of {}", from.display()))?;
         std::fs::rename(&from, self.dump_path()).with_context(|| {
             format!(
                 "renaming {} to {}",

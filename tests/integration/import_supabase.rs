@@ -419,10 +419,19 @@ fn an_interrupted_restore_is_resumed_from_the_kept_dump() {
         "{stderr}"
     );
     assert!(stderr.contains("run the same command again"), "{stderr}");
-    assert!(
-        p.state_files().iter().any(|f| f.ends_with(".dump")),
-        "dump not kept: {:?}",
-        p.state_files()
+    let kept = p
+        .state_files()
+        .into_iter()
+        .find(|f| f.ends_with(".dump"))
+        .unwrap_or_else(|| panic!("dump not kept: {:?}", p.state_files()));
+    // The dump holds user data: private like the other state files (issue 16, point 7).
+    let mode = std::fs::metadata(p.stack.file(&format!(".stackctl/import/{kept}")))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600,
+        "{kept}"
     );
 
     // The same command again: no second dump, the partial restore replaced, verified.
