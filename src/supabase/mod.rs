@@ -8,6 +8,7 @@
 //!    (or they were filled by an unfinished run of this same import, which is resumed);
 //! 3. dump (`tools`, in a container of the stack's postgres image) into the state directory,
 //!    counting every table's rows in the same snapshot meanwhile; kept until a verified import;
+//!    only once it succeeded does `--clean` (or a resume) drop anything in the target;
 //! 4. the compatibility layer (`compat`), a filtered table of contents (`toc`, `plan`), the
 //!    restore as db_migrator, the API roles' grants, the role bootstrap again, ANALYZE;
 //! 5. verification (`verify`), printed as a table or JSON (`report`); any difference fails.
@@ -24,6 +25,7 @@ mod toc;
 mod tools;
 mod verify;
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -62,10 +64,14 @@ pub struct Options {
     pub json: bool,
 }
 
-/// Runs an import; Ctrl-C removes its tool containers and any unfinished dump.
+/// Runs an import; Ctrl-C removes its tool containers and any unfinished dump. With `--json`,
+/// stdout holds one JSON object every time: the report, or, when the run fails before it can
+/// print one, `{ "error", "stage", "hint" }`.
 pub async fn run(stack: &Stack, env: &EnvFile, docker: &Docker, opts: Options) -> Result<()> {
-    tokio::select! {
-        r = run_import(stack, env, docker, opts) => r,
+    let json = opts.json;
+    let run = Run::default();
+    let result = tokio::select! {
+        r = run_import(stack, env, docker, opts, &run) => r,
         _ = tokio::signal::ctrl_c() => {
             // pg_dump / pg_restore may be running in a container: remove it by label.
             // What was written stays for the next run to resume (or replace).
@@ -82,6 +88,47 @@ pub async fn run(stack: &Stack, env: &EnvFile, docker: &Docker, opts: Options) -
                 .hint("run the same command again: a finished dump is reused, a restore is resumed")
                 .into())
         }
+    };
+    if let (true, false, Err(e)) = (json, run.reported.get(), &result) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&failure(e, run.stage.get()))?
+        );
+    }
+    result
+}
+
+/// Where a run is, for the JSON a failed `--json` run prints.
+struct Run {
+    /// preflight, safety, dump, clean, restore, verify.
+    stage: Cell<&'static str>,
+    /// Whether the JSON report is already on stdout.
+    reported: Cell<bool>,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Run {
+            stage: Cell::new("preflight"),
+            reported: Cell::new(false),
+        }
+    }
+}
+
+/// A failure as `--json` prints it.
+#[derive(Serialize)]
+struct Failure {
+    error: String,
+    stage: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+fn failure(e: &anyhow::Error, stage: &'static str) -> Failure {
+    Failure {
+        error: format!("{e:#}"),
+        stage,
+        hint: crate::error::hint_of(e).map(str::to_string),
     }
 }
 
@@ -97,6 +144,9 @@ struct JsonOut<'a> {
     verification: Option<&'a verify::Verification>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seconds: Option<f64>,
+    /// Set when the verification found differences (the run fails).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    failure: Option<Failure>,
 }
 
 /// The stack's own PostgreSQL, on the loopback port `stackctl up` publishes.
@@ -114,7 +164,13 @@ fn stack_target(stack: &Stack, env: &crate::secrets::EnvFile) -> Result<Target> 
     Ok(Target { config })
 }
 
-async fn run_import(stack: &Stack, env: &EnvFile, docker: &Docker, a: Options) -> Result<()> {
+async fn run_import(
+    stack: &Stack,
+    env: &EnvFile,
+    docker: &Docker,
+    a: Options,
+    run: &Run,
+) -> Result<()> {
     let started = Instant::now();
     env.require_all()?;
     let dir = stack.dir.as_path();
@@ -276,7 +332,8 @@ async fn run_import(stack: &Stack, env: &EnvFile, docker: &Docker, a: Options) -
                 serde_json::to_string_pretty(&JsonOut {
                     preflight: &pre,
                     verification: None,
-                    seconds: None
+                    seconds: None,
+                    failure: None,
                 })?
             );
         } else {
@@ -288,6 +345,7 @@ async fn run_import(stack: &Stack, env: &EnvFile, docker: &Docker, a: Options) -
     if !a.json {
         report::print_preflight(&pre);
     }
+    run.stage.set("safety");
 
     // Safety: only empty schemas, ours from an unfinished run, or --clean --yes.
     let (occupied, users_exist) = compat::occupied(&su, &inv.imported).await?;
@@ -305,26 +363,13 @@ async fn run_import(stack: &Stack, env: &EnvFile, docker: &Docker, a: Options) -
         imported: &inv.imported,
     };
     let decision = safety::decide(&observed, claim.as_ref(), a.clean, &target.describe())?;
-    if !decision.clean.is_empty() || decision.drop_users {
-        let what = if decision.resumed {
-            "resuming: removing what the unfinished run restored into"
-        } else {
-            "--clean: dropping what the import replaces in"
-        };
-        step!(
-            "{what} {} ({})",
-            target.describe(),
-            decision.clean.join(", ")
-        );
-        compat::clean(&mut su, &decision.clean, decision.drop_users).await?;
-    }
-
     // Dump (unless an earlier run's dump is reused), counting rows in the same snapshot meanwhile.
     let archive_file = if dump_file.is_some() {
         None
     } else {
         Some(files.dump_name())
     };
+    run.stage.set("dump");
     if let (Some((sc, snap)), Some(src)) = (&live, &source) {
         step!(
             "dumping {} with pg_dump (in {})",
@@ -369,6 +414,24 @@ async fn run_import(stack: &Stack, env: &EnvFile, docker: &Docker, a: Options) -
         );
     }
     drop(live);
+
+    // Only now, with the dump taken (pg_dump exited 0), is anything of the target dropped: an
+    // interrupted or failed dump leaves the target as it was.
+    run.stage.set("clean");
+    if !decision.clean.is_empty() || decision.drop_users {
+        let what = if decision.resumed {
+            "resuming: removing what the unfinished run restored into"
+        } else {
+            "--clean: dropping what the import replaces in"
+        };
+        step!(
+            "{what} {} ({})",
+            target.describe(),
+            decision.clean.join(", ")
+        );
+        compat::clean(&mut su, &decision.clean, decision.drop_users).await?;
+    }
+
     let st = State {
         source: source_name.clone(),
         dumped_at: prior
@@ -384,6 +447,7 @@ async fn run_import(stack: &Stack, env: &EnvFile, docker: &Docker, a: Options) -
     files.save(&st)?;
     files.release_target(&target.describe())?;
 
+    run.stage.set("restore");
     step!("compatibility layer: roles, auth, extensions, search_path");
     for (ext, err) in
         compat::apply(&mut su, &inv.imported, &plan.extensions, !inv.auth_users).await?
@@ -417,28 +481,35 @@ async fn run_import(stack: &Stack, env: &EnvFile, docker: &Docker, a: Options) -
     );
     compat::after_restore(&mut su, &inv.api_grants, &passwords).await?;
 
+    run.stage.set("verify");
     let v = verify::verify(&su, &inv, &plan).await?;
+    let differs = (!v.ok).then(|| {
+        anyhow::Error::from(
+            UserError::new(
+                "verification found differences between source and target (marked DIFFERS above)",
+            )
+            .hint(format!(
+                "the dump is kept in {}; run the same command again to restore it afresh",
+                state_dir.display()
+            )),
+        )
+    });
     if a.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&JsonOut {
                 preflight: &pre,
                 verification: Some(&v),
-                seconds: Some(started.elapsed().as_secs_f64())
+                seconds: Some(started.elapsed().as_secs_f64()),
+                failure: differs.as_ref().map(|e| failure(e, "verify")),
             })?
         );
+        run.reported.set(true);
     } else {
         report::print_verification(&v);
     }
-    if !v.ok {
-        return Err(UserError::new(
-            "verification found differences between source and target (marked DIFFERS above)",
-        )
-        .hint(format!(
-            "the dump is kept in {}; run the same command again to restore it afresh",
-            state_dir.display()
-        ))
-        .into());
+    if let Some(e) = differs {
+        return Err(e);
     }
     files.remove_all()?;
     if !a.json {

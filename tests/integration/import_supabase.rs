@@ -514,3 +514,87 @@ fn a_source_that_only_accepts_tls_is_read_over_tls() {
         plain.stderr()
     );
 }
+
+#[test]
+fn a_clean_run_cut_during_its_dump_leaves_the_target_as_it_was_and_json_failures_are_one_object() {
+    // A bigger table, so that the dump takes a moment.
+    let p = Pair::new(
+        "CREATE TABLE app.bulk (id bigserial PRIMARY KEY, payload text);\n\
+         INSERT INTO app.bulk (payload) SELECT repeat(md5(g::text), 4) FROM generate_series(1, 200000) g;",
+    );
+    p.import(&[]).success();
+    let db = p.tgt.db();
+    let count = |db: &Db| {
+        (
+            db.int("SELECT count(*) FROM app.todos"),
+            db.int("SELECT count(*) FROM app.bulk"),
+            db.int("SELECT count(*) FROM auth.users"),
+        )
+    };
+    let before = count(&db);
+    assert!(
+        before.0 > 0 && before.1 == 200_000 && before.2 > 0,
+        "{before:?}"
+    );
+
+    // --json and refused (the target is not empty): one JSON object naming the stage and the way out.
+    let refused = p.import(&["--json"]).failure();
+    let v = json(&refused);
+    assert_eq!(v["stage"], "safety", "{v:#}");
+    assert!(
+        v["error"].as_str().unwrap().contains("is not empty"),
+        "{v:#}"
+    );
+    assert!(v["hint"].as_str().unwrap().contains("--clean"), "{v:#}");
+
+    // --clean --yes, interrupted (SIGINT, as Ctrl-C) as soon as it says it is dumping (issue 16,
+    // point 5: before, the target's schemas were dropped before the dump began).
+    let mut child = Command::new(crate::support::bin())
+        .arg("--dir")
+        .arg(p.stack.path())
+        .args(p.args(&["--clean", "--yes", "--json"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting stackctl");
+    let stderr = child.stderr.take().unwrap();
+    let pid = child.id().to_string();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        let mut sent = false;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if !sent && line.contains("import: dumping") {
+                let ok = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+                assert!(ok.success());
+                sent = true;
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        (sent, seen)
+    });
+    let out = child.wait_with_output().unwrap();
+    let (sent, seen) = reader.join().unwrap();
+    assert!(sent, "the run never said it was dumping:\n{seen}");
+    assert!(!out.status.success(), "{seen}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "--json output is not one JSON object: {e}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(v["stage"], "dump", "{v:#}\n{seen}");
+    assert!(
+        v["error"].as_str().unwrap().contains("interrupted"),
+        "{v:#}"
+    );
+    assert!(!seen.contains("--clean: dropping"), "{seen}");
+    assert_eq!(count(&db), before, "the target changed:\n{seen}");
+    assert!(
+        !p.state_files().iter().any(|f| f.ends_with(".partial")),
+        "{:?}",
+        p.state_files()
+    );
+}
