@@ -19,7 +19,9 @@ use crate::secrets::EnvFile;
 /// `postgate` itself cannot create tenants or tokens.
 pub async fn admin(stack: &Stack, env: &EnvFile, docker: &Docker, args: Vec<String>) -> Result<()> {
     let project = engine::load_project(stack, env, None)?;
-    let password = env
+    // The password the stack's containers get: `.env`, overridden by the environment.
+    let vars = engine::variables(env);
+    let password = vars
         .get("MIGRATOR_PASSWORD")
         .filter(|p| !p.is_empty())
         .with_context(|| {

@@ -7,7 +7,11 @@ use crate::ctx::Ctx;
 use crate::tenants;
 
 pub fn run(ctx: &Ctx, a: TenantArgs) -> Result<()> {
+    admin(ctx, a.action.to_args())
+}
+
+/// `postgate ARGS` once in the stack (`tenants::admin`); shared with `token` and `gen-token`.
+pub(super) fn admin(ctx: &Ctx, args: Vec<String>) -> Result<()> {
     let (stack, env) = (ctx.stack()?, ctx.env()?);
-    let args = a.action.to_args();
     ctx.block_on(async { tenants::admin(stack, env, ctx.docker().await?, args).await })
 }

@@ -3,9 +3,9 @@
 
 use anyhow::Result;
 
+use super::tenant::admin;
 use crate::cli::{GenTokenArgs, TokenArgs};
 use crate::ctx::Ctx;
-use crate::tenants;
 
 pub fn run(ctx: &Ctx, a: TokenArgs) -> Result<()> {
     admin(ctx, a.action.to_args())
@@ -14,9 +14,4 @@ pub fn run(ctx: &Ctx, a: TokenArgs) -> Result<()> {
 /// `stackctl gen-token TENANT NAME --permissions ...`: `token create` under another name.
 pub fn run_gen_token(ctx: &Ctx, a: GenTokenArgs) -> Result<()> {
     admin(ctx, a.into_create().to_args())
-}
-
-fn admin(ctx: &Ctx, args: Vec<String>) -> Result<()> {
-    let (stack, env) = (ctx.stack()?, ctx.env()?);
-    ctx.block_on(async { tenants::admin(stack, env, ctx.docker().await?, args).await })
 }

@@ -41,7 +41,7 @@ use crate::render::{self, Target};
 use crate::secrets::EnvFile;
 
 /// Variables for interpolation: `.env`, overridden by the process environment (as Compose does).
-fn variables(env: &EnvFile) -> BTreeMap<String, String> {
+pub fn variables(env: &EnvFile) -> BTreeMap<String, String> {
     let mut vars: BTreeMap<String, String> = env.values.clone();
     vars.extend(std::env::vars());
     vars

@@ -150,7 +150,7 @@ struct JsonOut<'a> {
 }
 
 /// The stack's own PostgreSQL, on the loopback port `stackctl up` publishes.
-fn stack_target(stack: &Stack, env: &crate::secrets::EnvFile) -> Result<Target> {
+fn stack_target(stack: &Stack, env: &EnvFile) -> Result<Target> {
     let pw = env.get("POSTGRES_PASSWORD").unwrap_or_default();
     let mut config = tokio_postgres::Config::new();
     config
