@@ -216,4 +216,18 @@ mod tests {
         let e = manifest(&d, &mut std::io::Cursor::new(Vec::new())).unwrap_err();
         assert!(e.to_string().contains("no value for secret"), "{e}");
     }
+
+    #[test]
+    fn a_limit_past_what_the_runner_stores_is_refused_naming_the_flag() {
+        let d = deploy_args(&["--cpu-ms", "3000000000"]);
+        let e = manifest(&d, &mut std::io::Cursor::new(Vec::new())).unwrap_err();
+        assert!(
+            e.to_string().contains("--cpu-ms 3000000000 is too large"),
+            "{e}"
+        );
+        assert_eq!(
+            crate::error::hint_of(&e),
+            Some(format!("give at most {}", i32::MAX).as_str())
+        );
+    }
 }
