@@ -15,6 +15,9 @@ pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
 pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
 pub const LABEL_HASH: &str = "com.docker.compose.config-hash";
 const LABEL_VERSION: &str = "com.docker.compose.version";
+/// Which stackctl process made a one-off task: its Ctrl-C handler removes its own tasks and never
+/// another run's (a second import, or a test beside it, in the same project).
+pub const LABEL_INVOCATION: &str = "io.stackctl.invocation";
 
 pub fn container_name(project: &str, service: &str, number: u32) -> String {
     format!("{project}-{service}-{number}")
@@ -32,6 +35,12 @@ pub fn volume_name(project: &str, volume: &str) -> String {
 /// `docker compose run`: `PROJECT-WHAT-run-` and 8 random hex digits.
 pub fn oneoff_name(project: &str, what: &str) -> String {
     format!("{project}-{what}-run-{}", random_suffix())
+}
+
+/// This process's invocation id (random, made once): the value of [`LABEL_INVOCATION`].
+pub fn invocation_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| format!("{}-{}", std::process::id(), random_suffix()))
 }
 
 /// 8 random lowercase hex digits.
@@ -57,13 +66,14 @@ pub fn resource_labels(project: &str, kind: &str, name: &str) -> HashMap<String,
     ])
 }
 
-/// The labels of a one-off task container (an import tool): enough for `down` and
-/// `remove_tasks` to find it.
+/// The labels of a one-off task container (an import tool): enough for `down` to find it by
+/// project, and for `remove_tasks` to find this process's own.
 pub fn task_labels(project: &str, purpose: &str) -> HashMap<String, String> {
     HashMap::from([
         (LABEL_PROJECT.to_string(), project.to_string()),
         (LABEL_SERVICE.to_string(), purpose.to_string()),
         (LABEL_ONEOFF.to_string(), "True".to_string()),
+        (LABEL_INVOCATION.to_string(), invocation_id().to_string()),
     ])
 }
 
@@ -117,6 +127,17 @@ pub fn container_labels(project: &Project, svc: &Service, r: &Replica) -> HashMa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_labels_name_this_process_and_the_same_one_each_time() {
+        let a = task_labels("demo", "import-dump");
+        let b = task_labels("demo", "import-restore");
+        let id = &a[LABEL_INVOCATION];
+        assert!(id.starts_with(&format!("{}-", std::process::id())), "{id}");
+        assert_eq!(id, &b[LABEL_INVOCATION]);
+        assert_eq!(a[LABEL_ONEOFF], "True");
+        assert_eq!(a[LABEL_PROJECT], "demo");
+    }
 
     #[test]
     fn oneoff_names_are_compose_like_and_differ() {

@@ -4,8 +4,8 @@
 //! A task runs with host networking, so it reaches exactly the addresses stackctl itself reaches
 //! (a loopback port published by the stack, or a database on the internet). It carries the
 //! project's labels with `oneoff=True`, so `stackctl down` also removes one left behind by a
-//! killed stackctl. Every task has a deadline; [`remove_tasks`] removes those of a project by
-//! label (the caller does so on Ctrl-C).
+//! killed stackctl. Every task has a deadline; [`remove_tasks`] removes this process's own tasks
+//! by label (the caller does so on Ctrl-C), never those of another stackctl in the same project.
 
 use std::time::Duration;
 
@@ -15,7 +15,10 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use futures_util::StreamExt;
 
 use super::docker::Docker;
-use super::labels::{LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, oneoff_name, task_labels};
+use super::labels::{
+    LABEL_INVOCATION, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, invocation_id, oneoff_name,
+    task_labels,
+};
 use crate::error::UserError;
 
 /// What to run.
@@ -109,12 +112,14 @@ pub async fn run_task(docker: &Docker, task: &Task) -> Result<TaskOutput> {
     outcome
 }
 
-/// Removes (killing) every one-off task container of `project` whose purpose starts with `prefix`.
+/// Removes (killing) every one-off task container this process started for `project` whose
+/// purpose starts with `prefix`.
 pub async fn remove_tasks(docker: &Docker, project: &str, prefix: &str) -> Result<usize> {
     let list = docker
         .list_containers(&[
             format!("{LABEL_PROJECT}={project}"),
             format!("{LABEL_ONEOFF}=True"),
+            format!("{LABEL_INVOCATION}={}", invocation_id()),
         ])
         .await?;
     let mut n = 0;

@@ -547,6 +547,10 @@ fn a_clean_run_cut_during_its_dump_leaves_the_target_as_it_was_and_json_failures
     );
     assert!(v["hint"].as_str().unwrap().contains("--clean"), "{v:#}");
 
+    // Another stackctl's import tool in the same project (a second import, or another test):
+    // the interrupted run must remove its own tool containers and leave this one running.
+    let bystander = Bystander::start(&p.stack);
+
     // --clean --yes, interrupted (SIGINT, as Ctrl-C) as soon as it says it is dumping (issue 16,
     // point 5: before, the target's schemas were dropped before the dump began).
     let mut child = Command::new(crate::support::bin())
@@ -597,4 +601,57 @@ fn a_clean_run_cut_during_its_dump_leaves_the_target_as_it_was_and_json_failures
         "{:?}",
         p.state_files()
     );
+    assert!(
+        bystander.running(),
+        "the interrupted import removed another run's tool container {}:\n{seen}",
+        bystander.name
+    );
+}
+
+/// A one-off import tool container of the stack's project that another stackctl started: the
+/// labels `stackctl import-supabase` gives its own, with another invocation id. Removed on drop.
+struct Bystander {
+    name: String,
+}
+
+impl Bystander {
+    fn start(stack: &crate::support::Stackctl) -> Self {
+        let toml: toml::Table = std::fs::read_to_string(stack.file("stack.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let project = toml["project"]["name"].as_str().unwrap().to_string();
+        let name = format!("{project}-import-dump-run-bystander{}", std::process::id());
+        let out = Command::new("docker")
+            .args(["run", "-d", "--name", &name, "--entrypoint", "sleep"])
+            .args(["--label", &format!("com.docker.compose.project={project}")])
+            .args(["--label", "com.docker.compose.service=import-dump"])
+            .args(["--label", "com.docker.compose.oneoff=True"])
+            .args(["--label", "io.stackctl.invocation=another-run"])
+            .args([testkit::postgres::IMAGE, "600"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { name }
+    }
+
+    fn running(&self) -> bool {
+        let out = Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Running}}", &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "true"
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
 }
