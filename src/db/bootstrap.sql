@@ -23,8 +23,9 @@
 --   postgate_admin    (made by V1__postgate.sql) granted to db_migrator WITH SET, without INHERIT:
 --                     the operator's admin path (`stackctl tenant|token`) does SET ROLE to it
 --   anon, authenticated, service_role
---                     NOLOGIN, no rights: they exist so Supabase-style policies load; grant
---                     them what you need in your own migrations
+--                     NOLOGIN NOINHERIT, service_role BYPASSRLS: Supabase's attributes, so that
+--                     imported policies and an app's service paths behave as on Supabase; no
+--                     rights here: grant them what you need in your own migrations
 -- None of them may create roles or databases; only the superuser can.
 
 CREATE OR REPLACE FUNCTION pg_temp.stackctl_bootstrap(verifiers jsonb) RETURNS SETOF text
@@ -35,13 +36,17 @@ DECLARE
     v text;
     group_roles constant text[] := ARRAY['app_user', 'web_anon', 'read_only', 'anon', 'authenticated', 'service_role'];
 BEGIN
-    -- Group roles: NOLOGIN and no attributes, whatever they were before.
+    -- Group roles: NOLOGIN and no attributes, whatever they were before; Supabase's API roles
+    -- as Supabase makes them (NOINHERIT; service_role BYPASSRLS).
     FOR r IN SELECT unnest(group_roles) AS name LOOP
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r.name) THEN
             EXECUTE format('CREATE ROLE %I', r.name);
             RETURN NEXT 'created role ' || r.name;
         END IF;
-        EXECUTE format('ALTER ROLE %I NOLOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD NULL', r.name);
+        EXECUTE format('ALTER ROLE %I NOLOGIN %s NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION %s PASSWORD NULL',
+                       r.name,
+                       CASE WHEN r.name IN ('anon', 'authenticated', 'service_role') THEN 'NOINHERIT' ELSE 'INHERIT' END,
+                       CASE WHEN r.name = 'service_role' THEN 'BYPASSRLS' ELSE 'NOBYPASSRLS' END);
     END LOOP;
 
     -- Logins, each with its SCRAM verifier. NOINHERIT makes new grants to it INHERIT FALSE.

@@ -140,13 +140,30 @@ pub async fn apply(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// After the restore: the API roles' grants from the source, the role bootstrap again, ANALYZE.
+/// The target's database name (role settings for one database are set in it).
+pub async fn database(su: &Client) -> Result<String> {
+    Ok(su
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .context("reading the target's database name")?
+        .get(0))
+}
+
+/// After the restore: the source's API roles, memberships and settings (`roles`, from
+/// [`super::access::carry`]), the grants and revokes of the API roles and PUBLIC, the role
+/// bootstrap again, ANALYZE.
 pub async fn after_restore(
     su: &mut Client,
+    roles: &[String],
     grants: &[String],
     passwords: &BTreeMap<String, String>,
 ) -> Result<()> {
     let tx = su.transaction().await?;
+    for r in roles {
+        tx.batch_execute(r)
+            .await
+            .with_context(|| format!("carrying the API roles to the target: {r}"))?;
+    }
     for g in grants {
         tx.batch_execute(g)
             .await

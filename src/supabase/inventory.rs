@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
-use super::managed;
+use super::{access, managed};
 
 /// A table whose rows are counted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,8 +72,13 @@ pub struct Inventory {
     pub auth_users_indexes: Vec<String>,
     /// Other tables of schema auth (excluded from the dump).
     pub auth_other_tables: Vec<String>,
-    /// GRANT statements that give the API roles what they have on the source.
+    /// Statements that give the API roles and PUBLIC what they have on the source (REVOKEs of
+    /// the built-in defaults the source lacks, GRANTs, default privileges).
     pub api_grants: Vec<String>,
+    /// Roles, memberships, settings and privileges as the API sees them (not known for a dump
+    /// file: then nothing of it is compared).
+    #[serde(default)]
+    pub access: Option<access::Access>,
 }
 
 const NOT_EXT_MEMBER: &str =
@@ -296,16 +301,31 @@ pub async fn collect(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let api_grants = client
-        .query(
-            include_str!("api_grants.sql"),
-            &[&imported, &managed::API_ROLES],
+    // Types in function signatures are printed schema-qualified (the statements are replayed by
+    // a session whose search_path differs); the caller's search_path is put back after.
+    let search_path: String = client
+        .query_one(
+            "SELECT current_setting('search_path'), set_config('search_path', 'pg_catalog', false)",
+            &[],
         )
+        .await
+        .map_err(q("the search_path"))?
+        .get(0);
+    let api_grants = client
+        .query(include_str!("api_grants.sql"), &[&imported, &access::API])
         .await
         .map_err(q("the API roles' grants"))?
         .iter()
         .map(|r| r.get(0))
         .collect();
+    let access = access::read(client, &imported).await?;
+    client
+        .query_one(
+            "SELECT set_config('search_path', $1, false)",
+            &[&search_path],
+        )
+        .await
+        .map_err(q("the search_path"))?;
 
     Ok(Inventory {
         server_version: head.get(0),
@@ -327,6 +347,7 @@ pub async fn collect(
         auth_users_indexes,
         auth_other_tables,
         api_grants,
+        access: Some(access),
     })
 }
 
@@ -446,6 +467,7 @@ pub fn from_toc(list: &str, only: &[String], with_auth_users: bool) -> Result<In
         auth_users_indexes: Vec::new(),
         auth_other_tables: Vec::new(),
         api_grants: Vec::new(),
+        access: None,
     };
     let split = |tag: &str| -> (String, String) {
         let (t, n) = tag.split_once(' ').unwrap_or((tag, ""));

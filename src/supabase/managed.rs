@@ -59,5 +59,22 @@ pub fn is_managed_schema(name: &str) -> bool {
     SCHEMAS.contains(&name) || name.starts_with("_timescaledb")
 }
 
-/// The roles Supabase's API uses; grants to them are carried.
-pub const API_ROLES: &[&str] = &["anon", "authenticated", "service_role"];
+/// The roles Supabase manages (`postgres` is not one: it owns the application). Their attributes
+/// and memberships are compared wherever source and target both have them.
+pub const ROLES: &[&str] = &[
+    "anon",
+    "authenticated",
+    "service_role",
+    "authenticator",
+    "supabase_admin",
+    "supabase_auth_admin",
+    "supabase_storage_admin",
+    "supabase_functions_admin",
+    "supabase_realtime_admin",
+    "supabase_replication_admin",
+    "supabase_read_only_user",
+    "supabase_etl_admin",
+    "dashboard_user",
+    "pgbouncer",
+    "pgtle_admin",
+];

@@ -13,6 +13,7 @@
 //!    restore as db_migrator, the API roles' grants, the role bootstrap again, ANALYZE;
 //! 5. verification (`verify`), printed as a table or JSON (`report`); any difference fails.
 
+mod access;
 mod compat;
 mod inventory;
 mod managed;
@@ -479,7 +480,11 @@ async fn run_import(
         "restored in {:.1}s; grants, role bootstrap, ANALYZE",
         t.elapsed().as_secs_f64()
     );
-    compat::after_restore(&mut su, &inv.api_grants, &passwords).await?;
+    let roles = match &inv.access {
+        Some(source) => access::carry(source, &tinfo.roles, &compat::database(&su).await?),
+        None => Vec::new(),
+    };
+    compat::after_restore(&mut su, &roles, &inv.api_grants, &passwords).await?;
 
     run.stage.set("verify");
     let v = verify::verify(&su, &inv, &plan).await?;

@@ -237,6 +237,7 @@ mod tests {
             auth_users_indexes: Vec::new(),
             auth_other_tables: Vec::new(),
             api_grants: Vec::new(),
+            access: None,
         }
     }
 

@@ -221,5 +221,48 @@ pub fn print_verification(v: &Verification) {
             last = o.schema.clone();
         }
     }
+    match &v.access {
+        Some(rows) => {
+            let differ: Vec<_> = rows.iter().filter(|c| !c.ok).collect();
+            let privileges = rows.iter().filter(|c| c.what.contains(" to ")).count();
+            println!(
+                "verification: access (roles, memberships, settings; privileges of the API roles and PUBLIC on {privileges} object-role pairs)"
+            );
+            for c in rows.iter().filter(|c| !c.what.contains(" to ")) {
+                println!(
+                    "  {}: {}  {}",
+                    c.what,
+                    if c.source.is_empty() {
+                        "(none)"
+                    } else {
+                        &c.source
+                    },
+                    mark(c.ok)
+                );
+            }
+            for c in differ.iter().filter(|c| c.what.contains(" to ")) {
+                println!(
+                    "  {}: source {}, target {}  DIFFERS",
+                    c.what,
+                    if c.source.is_empty() {
+                        "(nothing)"
+                    } else {
+                        &c.source
+                    },
+                    if c.target.is_empty() {
+                        "(nothing)"
+                    } else {
+                        &c.target
+                    }
+                );
+            }
+            if !differ.iter().any(|c| c.what.contains(" to ")) {
+                println!("  privileges: all {privileges} as on the source  ok");
+            }
+        }
+        None => println!(
+            "verification: access not compared (the source is a dump file, which holds no roles or settings)"
+        ),
+    }
     print_not_carried(&v.not_carried);
 }

@@ -1,11 +1,15 @@
 //! Verification: the target against the source's inventory (taken in the dump's snapshot).
 //! Exact row counts per table, every owned sequence at or above its column's maximum, and
-//! policies, functions, triggers, indexes and views per schema. Any difference fails the import.
+//! policies, functions, triggers, indexes and views per schema; and access as the API sees it
+//! (the Supabase roles' attributes and memberships, the API roles' settings, the privileges of
+//! the API roles and PUBLIC on every imported object: [`super::access`]). Any difference fails the
+//! import, unless a not-carried entry explains it.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::access::{self, Compared};
 use super::inventory::{self, Inventory, KINDS};
 use super::plan::{self, NotCarried, Plan};
 
@@ -44,6 +48,9 @@ pub struct Verification {
     pub tables: Vec<TableRow>,
     pub sequences: Vec<SequenceRow>,
     pub objects: Vec<ObjectRow>,
+    /// Roles, memberships, settings and privileges compared; `None` when the source is a dump
+    /// file (its roles and settings are not in it).
+    pub access: Option<Vec<Compared>>,
     pub not_carried: Vec<NotCarried>,
 }
 
@@ -123,14 +130,31 @@ pub async fn verify(target: &Client, inv: &Inventory, plan: &Plan) -> Result<Ver
             });
         }
     }
+    let mut not_carried = plan.not_carried.clone();
+    let access = match &inv.access {
+        Some(source) => {
+            let target = access::read(target, &inv.imported).await?;
+            for (role, attribute, reason) in access::not_carried_attributes(source, &target) {
+                not_carried.push(NotCarried {
+                    kind: "role attribute".into(),
+                    name: format!("{attribute} of {role}"),
+                    reason,
+                });
+            }
+            Some(access::compare(source, &target))
+        }
+        None => None,
+    };
     let ok = tables.iter().all(|t| t.ok)
         && sequences.iter().all(|s| s.ok)
-        && objects.iter().all(|o| o.ok);
+        && objects.iter().all(|o| o.ok)
+        && access.iter().flatten().all(|c| c.ok);
     Ok(Verification {
         ok,
         tables,
         sequences,
         objects,
-        not_carried: plan.not_carried.clone(),
+        access,
+        not_carried,
     })
 }

@@ -1,8 +1,13 @@
--- A "Supabase-like" source database for the import tests: Supabase's roles, its auth / storage /
--- extensions schemas (a faithful subset of their tables and functions), and an application with
--- RLS policies calling auth.uid(), foreign keys to auth.users, a trigger on auth.users, the
--- Realtime publication, an event trigger, an enum, jsonb, a view, a SECURITY DEFINER function,
--- sequences (serial and identity) and a few thousand rows.
+-- A "Supabase-like" source database for the import tests, built like a hosted project: the
+-- bootstrap superuser is `supabase_admin`; this file runs as `postgres` while it is still a
+-- superuser, and the test then demotes `postgres` to NOSUPERUSER BYPASSRLS as on Supabase. It holds
+-- Supabase's roles (with their attributes, memberships and the API roles' statement_timeout), its
+-- auth / storage / extensions schemas (a faithful subset of their tables and functions), and an
+-- application with RLS policies calling auth.uid(), foreign keys to auth.users, a trigger on
+-- auth.users, the Realtime publication, an event trigger, an enum, jsonb, a view, SECURITY DEFINER
+-- functions (one granted only to `authenticated`, after `ALTER DEFAULT PRIVILEGES REVOKE EXECUTE
+-- ON FUNCTIONS FROM PUBLIC`), a table only `service_role` reaches (RLS with no policy), a pgvector
+-- column with an HNSW index, an `http` call, sequences (serial and identity) and a few thousand rows.
 
 -- Supabase's roles.
 CREATE ROLE anon NOLOGIN NOINHERIT;
@@ -13,11 +18,16 @@ CREATE ROLE supabase_auth_admin NOLOGIN NOINHERIT CREATEROLE;
 CREATE ROLE supabase_storage_admin NOLOGIN NOINHERIT;
 CREATE ROLE supabase_realtime_admin NOLOGIN;
 GRANT anon, authenticated, service_role TO authenticator;
+ALTER ROLE anon SET statement_timeout = '3s';
+ALTER ROLE authenticated SET statement_timeout = '8s';
+ALTER ROLE authenticator SET statement_timeout = '8s';
 
 CREATE SCHEMA extensions;
 CREATE EXTENSION "uuid-ossp" WITH SCHEMA extensions;
 CREATE EXTENSION pgcrypto WITH SCHEMA extensions;
 CREATE EXTENSION citext WITH SCHEMA extensions;
+CREATE EXTENSION vector WITH SCHEMA extensions;
+CREATE EXTENSION http WITH SCHEMA extensions;
 GRANT USAGE ON SCHEMA extensions TO anon, authenticated, service_role;
 
 -- auth (GoTrue's tables, trimmed).
@@ -55,9 +65,10 @@ CREATE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $$
   select coalesce(nullif(current_setting('request.jwt.claim.role', true), ''),
                   (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role'))::text
 $$;
-GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
+GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role, postgres;
 ALTER TABLE auth.users OWNER TO supabase_auth_admin;
 ALTER TABLE auth.sessions OWNER TO supabase_auth_admin;
+GRANT ALL ON ALL TABLES IN SCHEMA auth TO postgres;
 
 -- storage (trimmed), with a user policy on storage.objects.
 CREATE SCHEMA storage AUTHORIZATION supabase_storage_admin;
@@ -126,6 +137,36 @@ END
 $$;
 CREATE TRIGGER todos_touch BEFORE UPDATE ON app.todos FOR EACH ROW EXECUTE FUNCTION app.touch();
 
+-- Functions from here on are not executable by PUBLIC (a hardened project's default).
+ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+CREATE FUNCTION app.todo_count_of(uid uuid) RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = '' AS $$ SELECT count(*) FROM app.todos WHERE user_id = uid $$;
+GRANT EXECUTE ON FUNCTION app.todo_count_of(uuid) TO authenticated;
+
+-- Written only by service_role: RLS on, no policy (BYPASSRLS is the way in).
+CREATE TABLE app.audit_events (
+    id bigserial PRIMARY KEY,
+    kind text NOT NULL UNIQUE,
+    payload jsonb NOT NULL DEFAULT '{}'
+);
+ALTER TABLE app.audit_events ENABLE ROW LEVEL SECURITY;
+
+-- pgvector: a column, an HNSW index and a search function; http: a function that calls out.
+CREATE TABLE app.documents (
+    id bigserial PRIMARY KEY,
+    body text NOT NULL,
+    embedding extensions.vector(3) NOT NULL
+);
+CREATE INDEX documents_embedding_idx ON app.documents USING hnsw (embedding extensions.vector_cosine_ops);
+CREATE FUNCTION app.match_documents(query extensions.vector(3), n integer) RETURNS SETOF app.documents
+    LANGUAGE sql STABLE AS $$
+    SELECT * FROM app.documents ORDER BY embedding OPERATOR(extensions.<=>) query LIMIT n
+$$;
+GRANT EXECUTE ON FUNCTION app.match_documents(extensions.vector, integer) TO authenticated, service_role;
+CREATE FUNCTION app.fetch_status(url text) RETURNS integer LANGUAGE sql AS $$
+    SELECT status FROM extensions.http_get(url)
+$$;
+
 CREATE PUBLICATION supabase_realtime FOR TABLE app.todos;
 CREATE FUNCTION extensions.notify_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
 CREATE EVENT TRIGGER pgrst_ddl_watch ON ddl_command_end EXECUTE FUNCTION extensions.notify_ddl();
@@ -136,9 +177,9 @@ GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
 GRANT ALL ON ALL TABLES IN SCHEMA public TO anon, authenticated, service_role;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
-GRANT USAGE ON SCHEMA app TO authenticated, service_role;
+GRANT USAGE ON SCHEMA app TO anon, authenticated, service_role;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA app TO authenticated, service_role;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA app TO authenticated;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA app TO authenticated, service_role;
 
 -- Data: 2000 users (the trigger makes their profiles), 6000 todos, a bucket, 500 avatars.
 INSERT INTO auth.users (instance_id, id, aud, role, email, raw_user_meta_data, created_at, email_confirmed_at)
@@ -155,3 +196,6 @@ INSERT INTO storage.buckets VALUES ('avatars', 'avatars', true);
 INSERT INTO storage.objects (bucket_id, name, owner) SELECT 'avatars', 'a' || g, md5('user' || g)::uuid FROM generate_series(1, 50) g;
 INSERT INTO app.avatars (user_id, bucket_id, path)
 SELECT md5('user' || g)::uuid, 'avatars', 'avatars/' || g || '.png' FROM generate_series(1, 500) g;
+INSERT INTO app.audit_events (kind, payload) SELECT 'event ' || g, jsonb_build_object('n', g) FROM generate_series(1, 300) g;
+INSERT INTO app.documents (body, embedding)
+SELECT 'doc ' || g, ('[' || g || ',' || (g % 7) || ',1]')::extensions.vector FROM generate_series(1, 200) g;

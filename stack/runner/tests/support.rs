@@ -16,6 +16,7 @@ impl Pg {
     pub async fn start() -> Pg {
         let server = testkit::Postgres::start_async(&testkit::Options {
             name_prefix: "runner-test",
+            superuser: "postgres",
             password: "runner-test",
             database: None,
             network_alias: None,

@@ -30,7 +30,10 @@ pub enum IfMissing {
 pub struct Options<'a> {
     /// Containers are named `PREFIX-<pid>-<n>`.
     pub name_prefix: &'a str,
-    /// The superuser `postgres`'s password.
+    /// The bootstrap superuser (`POSTGRES_USER`): `postgres`, or another name for a server
+    /// built like a hosted Supabase project, where `postgres` is not a superuser.
+    pub superuser: &'a str,
+    /// The superuser's password.
     pub password: &'a str,
     /// A database to create (`POSTGRES_DB`); without one, `postgres` is the database.
     pub database: Option<&'a str>,
@@ -46,6 +49,7 @@ pub struct Options<'a> {
 pub struct Postgres {
     pub name: String,
     pub port: u16,
+    pub superuser: String,
     pub password: String,
     pub database: String,
     network: Option<String>,
@@ -95,6 +99,7 @@ impl Postgres {
         let mut pg = Postgres {
             name: name.clone(),
             port: 0,
+            superuser: opts.superuser.to_string(),
             password: opts.password.to_string(),
             database: opts.database.unwrap_or("postgres").to_string(),
             network: None,
@@ -110,6 +115,10 @@ impl Postgres {
         }
         run.extend(["-p", "127.0.0.1::5432", "-e"].map(String::from));
         run.push(format!("POSTGRES_PASSWORD={}", opts.password));
+        run.extend([
+            "-e".to_string(),
+            format!("POSTGRES_USER={}", opts.superuser),
+        ]);
         if let Some(db) = opts.database {
             run.extend(["-e".to_string(), format!("POSTGRES_DB={db}")]);
         }
@@ -146,7 +155,7 @@ impl Postgres {
 
     /// The superuser's URL.
     pub fn url(&self) -> String {
-        self.url_as("postgres", &self.password)
+        self.url_as(&self.superuser, &self.password)
     }
 
     /// `user`'s URL for this server's database.

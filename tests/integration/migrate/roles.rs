@@ -259,7 +259,21 @@ fn privilege_matrix() {
     }
     md.push_str(
         "\nSET ROLE was tried from each role to every other role above and to `postgres`, `postgate_admin`,\n\
-         `pg_read_all_data`, `pg_write_all_data` and `pg_execute_server_program`. No role but the superuser can create roles.\n",
+         `pg_read_all_data`, `pg_write_all_data` and `pg_execute_server_program`. No role but the superuser can create roles.\n\n\
+         Supabase's API roles carry Supabase's attributes: `anon`, `authenticated` and `service_role` are\n\
+         NOLOGIN NOINHERIT, and `service_role` has BYPASSRLS (it reads past row-level security, as on Supabase).\n",
+    );
+    let attrs = db.strings(
+        "SELECT rolname || ' ' || rolcanlogin || ' ' || rolinherit || ' ' || rolbypassrls FROM pg_roles \
+          WHERE rolname IN ('anon', 'authenticated', 'service_role') ORDER BY 1",
+    );
+    assert_eq!(
+        attrs,
+        [
+            "anon false false false",
+            "authenticated false false false",
+            "service_role false false true"
+        ]
     );
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/privileges.md");
     std::fs::create_dir_all(docs.parent().unwrap()).unwrap();

@@ -28,9 +28,16 @@ impl Postgres {
 
     /// [`Postgres::start`] with extra `docker run` arguments (e.g. a volume).
     pub fn start_with(docker_args: &[&str]) -> Self {
+        Self::start_as("postgres", docker_args)
+    }
+
+    /// A server whose bootstrap superuser is `superuser` (like a hosted Supabase project's,
+    /// where it is `supabase_admin` and `postgres` is not a superuser).
+    pub fn start_as(superuser: &str, docker_args: &[&str]) -> Self {
         let password = format!("pw{}", std::process::id());
         Self(testkit::Postgres::start(&Options {
             name_prefix: "stackctl-test-pg",
+            superuser,
             password: &password,
             database: Some("app"),
             network_alias: None,

@@ -37,6 +37,7 @@ impl Pg {
     pub async fn start() -> Pg {
         let server = testkit::Postgres::start_async(&testkit::Options {
             name_prefix: "postgate-test",
+            superuser: "postgres",
             password: SUPER_PASSWORD,
             database: None,
             network_alias: Some("postgres"),

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Db, Postgres, Stackctl, assert_unchanged};
 
-const SOURCE_SQL: &str = include_str!("supabase_source.sql");
+mod access;
+
+const SOURCE_SQL: &str = include_str!("../supabase_source.sql");
 
 /// A source seeded with the Supabase-like project (plus `extra` SQL), an empty target that had
 /// `stackctl migrate`, and the stack directory whose .env holds the logins' passwords.
@@ -17,16 +19,34 @@ struct Pair {
     stack: Stackctl,
 }
 
+/// The password of the source's `postgres` (the superuser's, set when it was made).
+fn postgres_url(src: &Postgres) -> String {
+    src.url_as("postgres", &src.password)
+}
+
 impl Pair {
     fn new(extra: &str) -> Self {
         let (src, tgt) = std::thread::scope(|s| {
-            let a = s.spawn(Postgres::start);
+            let a = s.spawn(|| Postgres::start_as("supabase_admin", &[]));
             let b = s.spawn(Postgres::start);
             (a.join().unwrap(), b.join().unwrap())
         });
-        src.db()
+        // As on hosted Supabase: `postgres` owns the application but is no superuser
+        // (supabase_admin is); it has BYPASSRLS, so it can dump every row.
+        let admin = src.db();
+        admin
+            .batch(&format!(
+                "CREATE ROLE postgres LOGIN SUPERUSER PASSWORD '{}'",
+                src.password
+            ))
+            .expect("creating postgres on the source");
+        Db::connect(&src.url_as("postgres", &src.password))
+            .expect("connecting to the source as postgres")
             .batch(&format!("{SOURCE_SQL}\n{extra}"))
             .expect("seeding the source");
+        admin
+            .batch("ALTER ROLE postgres NOSUPERUSER CREATEDB CREATEROLE REPLICATION BYPASSRLS")
+            .expect("demoting postgres on the source");
         let stack = Stackctl::new();
         stack.cmd(["init"]).run().success();
         stack
@@ -40,7 +60,7 @@ impl Pair {
         let mut v: Vec<String> = vec![
             "import-supabase".into(),
             "--from".into(),
-            self.src.url(),
+            postgres_url(&self.src),
             "--database-url".into(),
             self.tgt.url(),
         ];
@@ -102,7 +122,7 @@ fn a_supabase_like_project_imports_verified_and_its_policies_hold() {
         "{out}"
     );
     assert!(
-        out.contains("found       4 RLS policies, 2 triggers, 2 functions"),
+        out.contains("found       4 RLS policies, 2 triggers, 5 functions"),
         "{out}"
     );
     assert!(out.contains("event triggers  pgrst_ddl_watch"), "{out}");
@@ -158,7 +178,7 @@ fn a_supabase_like_project_imports_verified_and_its_policies_hold() {
     assert_eq!(count("public", "policies"), Some((2, 2)));
     assert_eq!(count("app", "views"), Some((1, 1)));
     assert_eq!(count("app", "triggers"), Some((1, 1)));
-    assert_eq!(count("app", "indexes"), Some((3, 3)));
+    assert_eq!(count("app", "indexes"), Some((7, 7)));
 
     // What was not carried, by name (issue 7, point 2).
     let nc = not_carried(ver);
@@ -229,7 +249,7 @@ fn a_supabase_like_project_imports_verified_and_its_policies_hold() {
         .unwrap_err();
     assert!(format!("{err:?}").contains("row-level security"), "{err:?}");
     db.batch("ROLLBACK").unwrap();
-    // anon reads the public profiles (its policy), and has no grant on schema app (as on the source).
+    // anon reads the public profiles (its policy), and has no grant on app's tables (as on the source).
     db.batch("BEGIN; SET LOCAL ROLE anon").unwrap();
     assert_eq!(db.int("SELECT count(*) FROM public.profiles"), 2000);
     assert!(db.query("SELECT count(*) FROM app.todos").is_err());
@@ -628,7 +648,7 @@ impl Bystander {
             .args(["--label", "com.docker.compose.service=import-dump"])
             .args(["--label", "com.docker.compose.oneoff=True"])
             .args(["--label", "io.stackctl.invocation=another-run"])
-            .args([testkit::postgres::IMAGE, "600"])
+            .args([testkit::IMAGE, "600"])
             .output()
             .unwrap();
         assert!(
