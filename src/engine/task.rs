@@ -113,8 +113,16 @@ pub async fn run_task(docker: &Docker, task: &Task) -> Result<TaskOutput> {
 }
 
 /// Removes (killing) every one-off task container this process started for `project` whose
-/// purpose starts with `prefix`.
+/// purpose starts with `prefix`. Called on Ctrl-C, which may have cut a container's creation
+/// short after Docker received it: a second pass, a moment later, removes one that appeared
+/// after the first.
 pub async fn remove_tasks(docker: &Docker, project: &str, prefix: &str) -> Result<usize> {
+    let first = remove_tasks_once(docker, project, prefix).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(first + remove_tasks_once(docker, project, prefix).await?)
+}
+
+async fn remove_tasks_once(docker: &Docker, project: &str, prefix: &str) -> Result<usize> {
     let list = docker
         .list_containers(&[
             format!("{LABEL_PROJECT}={project}"),

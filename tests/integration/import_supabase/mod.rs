@@ -583,6 +583,7 @@ fn a_clean_run_cut_during_its_dump_leaves_the_target_as_it_was_and_json_failures
         .expect("starting stackctl");
     let stderr = child.stderr.take().unwrap();
     let pid = child.id().to_string();
+    let child_pid = pid.clone();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut seen = String::new();
@@ -590,7 +591,10 @@ fn a_clean_run_cut_during_its_dump_leaves_the_target_as_it_was_and_json_failures
         for line in std::io::BufReader::new(stderr).lines() {
             let line = line.unwrap();
             if !sent && line.contains("import: dumping") {
-                let ok = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+                let ok = Command::new("kill")
+                    .args(["-INT", &child_pid])
+                    .status()
+                    .unwrap();
                 assert!(ok.success());
                 sent = true;
             }
@@ -621,6 +625,27 @@ fn a_clean_run_cut_during_its_dump_leaves_the_target_as_it_was_and_json_failures
         "{:?}",
         p.state_files()
     );
+    // Its own tool containers are gone, even one whose creation the signal cut short.
+    let own: Vec<String> = String::from_utf8(
+        Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                "label=io.stackctl.invocation",
+                "--format",
+                "{{.Names}} {{.Label \"io.stackctl.invocation\"}}",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .lines()
+    .filter(|l| l.ends_with(&format!(" {pid}")) || l.contains(&format!(" {pid}-")))
+    .map(str::to_string)
+    .collect();
+    assert!(own.is_empty(), "left behind: {own:?}\n{seen}");
     assert!(
         bystander.running(),
         "the interrupted import removed another run's tool container {}:\n{seen}",
