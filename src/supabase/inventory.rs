@@ -74,6 +74,9 @@ pub struct Inventory {
     pub auth_other_tables: Vec<String>,
     /// GRANT statements that give the API roles what they have on the source.
     pub api_grants: Vec<String>,
+    /// Objects that depend on extensions the target lacks (`ext_dependents`).
+    #[serde(default)]
+    pub extension_dependents: Vec<super::ext_dependents::Dependent>,
 }
 
 const NOT_EXT_MEMBER: &str =
@@ -327,6 +330,7 @@ pub async fn collect(
         auth_users_indexes,
         auth_other_tables,
         api_grants,
+        extension_dependents: Vec::new(),
     })
 }
 
@@ -446,6 +450,7 @@ pub fn from_toc(list: &str, only: &[String], with_auth_users: bool) -> Result<In
         auth_users_indexes: Vec::new(),
         auth_other_tables: Vec::new(),
         api_grants: Vec::new(),
+        extension_dependents: Vec::new(),
     };
     let split = |tag: &str| -> (String, String) {
         let (t, n) = tag.split_once(' ').unwrap_or((tag, ""));
