@@ -348,6 +348,11 @@ pub struct ImportSupabaseArgs {
     /// Leave the rows of auth.users behind (foreign keys to it are then not carried).
     #[arg(long)]
     pub skip_auth_users: bool,
+    /// Import without the objects that depend on extensions the target lacks (tables, columns,
+    /// indexes, functions, and what depends on them), listing them as not carried; without it
+    /// the preflight names them and refuses.
+    #[arg(long)]
+    pub leave_out_missing_extensions: bool,
     /// Drop the target's schemas that the import writes (and auth.users) first. Needs --yes.
     #[arg(long, requires = "yes")]
     pub clean: bool,

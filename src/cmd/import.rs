@@ -16,6 +16,7 @@ pub fn run(ctx: &Ctx, a: ImportSupabaseArgs) -> Result<()> {
         jobs: a.jobs,
         dry_run: a.dry_run,
         skip_auth_users: a.skip_auth_users,
+        leave_out_missing_extensions: a.leave_out_missing_extensions,
         // clap refuses --clean without --yes.
         clean: a.clean && a.yes,
         database_url: a.database_url,

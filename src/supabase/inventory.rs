@@ -79,6 +79,9 @@ pub struct Inventory {
     /// file: then nothing of it is compared).
     #[serde(default)]
     pub access: Option<access::Access>,
+    /// Objects that depend on extensions the target lacks (`ext_dependents`).
+    #[serde(default)]
+    pub extension_dependents: Vec<super::ext_dependents::Dependent>,
 }
 
 const NOT_EXT_MEMBER: &str =
@@ -348,6 +351,7 @@ pub async fn collect(
         auth_other_tables,
         api_grants,
         access: Some(access),
+        extension_dependents: Vec::new(),
     })
 }
 
@@ -468,6 +472,7 @@ pub fn from_toc(list: &str, only: &[String], with_auth_users: bool) -> Result<In
         auth_other_tables: Vec::new(),
         api_grants: Vec::new(),
         access: None,
+        extension_dependents: Vec::new(),
     };
     let split = |tag: &str| -> (String, String) {
         let (t, n) = tag.split_once(' ').unwrap_or((tag, ""));

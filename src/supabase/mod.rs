@@ -3,7 +3,8 @@
 //! One run, in order (docs/import-supabase.md has the why of each step):
 //! 1. preflight: the source's inventory, read in a read-only repeatable-read transaction whose
 //!    snapshot pg_dump then dumps (so counts and dump agree), and what the target offers; the
-//!    report is printed, and that is all `--dry-run` does;
+//!    report is printed, and that is all `--dry-run` does; objects that need an extension the
+//!    target lacks (`ext_dependents`) stop the run here, unless they are to be left out;
 //! 2. safety: target schemas that already hold objects are refused unless `--clean --yes`
 //!    (or they were filled by an unfinished run of this same import, which is resumed);
 //! 3. dump (`tools`, in a container of the stack's postgres image) into the state directory,
@@ -15,6 +16,7 @@
 
 mod access;
 mod compat;
+mod ext_dependents;
 mod inventory;
 mod managed;
 mod plan;
@@ -58,6 +60,8 @@ pub struct Options {
     pub jobs: u32,
     pub dry_run: bool,
     pub skip_auth_users: bool,
+    /// Leave out the objects that depend on extensions the target lacks (else: refuse).
+    pub leave_out_missing_extensions: bool,
     /// Drop the target's schemas that the import writes first (confirmed by the caller).
     pub clean: bool,
     /// The target as a superuser URL (default: the stack's own postgres on its loopback port).
@@ -244,6 +248,7 @@ async fn run_import(
     let prior = files.load()?;
     let reuse = source.is_some() && prior.is_some() && files.dump_path().exists();
     let mut live: Option<(tokio_postgres::Client, String)> = None;
+    let mut dump_list: Option<String> = None;
     let (mut inv, snapshot): (Inventory, String) = if reuse {
         let st = prior.as_ref().expect("checked above");
         (
@@ -290,6 +295,7 @@ async fn run_import(
         let sql = tools.sql_of(&tools.archive(None), &fk_file).await?;
         let _ = std::fs::remove_file(state_dir.join(&fk_file));
         inventory::add_foreign_keys(&mut inv, &toc::foreign_key_targets(&sql));
+        dump_list = Some(list);
         let shown = format!(
             "the dump file {}",
             a.dump.as_ref().expect("dump mode").display()
@@ -312,7 +318,25 @@ async fn run_import(
         &tools.image,
     )?;
 
+    // What depends on the extensions the target lacks: from the source's catalog (in the dump's
+    // snapshot), or the dump file's dependency records; a reused dump's inventory has them.
+    let missing = ext_dependents::missing(&inv, &tinfo);
+    if let Some((sc, _)) = &live {
+        inv.extension_dependents =
+            ext_dependents::from_catalog(sc, &inv.imported, &missing).await?;
+    } else if let Some(list) = &dump_list {
+        inv.extension_dependents = ext_dependents::from_toc(list, &missing);
+    }
+    inv.extension_dependents
+        .retain(|d| missing.contains(&d.extension));
+
     let mut plan = plan::plan(&inv, &tinfo, a.skip_auth_users);
+    let blocked = ext_dependents::apply(
+        &mut plan,
+        &inv.extension_dependents,
+        a.leave_out_missing_extensions,
+    )
+    .err();
     let source_name = match (&source, &dump_file) {
         (Some(s), _) => s.describe(),
         (None, Some(f)) => f.display().to_string(),
@@ -334,17 +358,21 @@ async fn run_import(
                     preflight: &pre,
                     verification: None,
                     seconds: None,
-                    failure: None,
+                    failure: blocked.as_ref().map(|e| failure(e, "preflight")),
                 })?
             );
+            run.reported.set(true);
         } else {
             report::print_preflight(&pre);
             println!("dry run: nothing was written");
         }
-        return Ok(());
+        return blocked.map_or(Ok(()), Err);
     }
     if !a.json {
         report::print_preflight(&pre);
+    }
+    if let Some(e) = blocked {
+        return Err(e);
     }
     run.stage.set("safety");
 
@@ -462,6 +490,12 @@ async fn run_import(
     let archive = tools.archive(archive_file.as_deref());
     let list = tools.list(&archive).await?;
     let (filtered, kept) = toc::filter(&list, &plan.rules);
+    // What depends on a missing extension is not restored: not expected by the verification.
+    let (left_out, no_rows) = ext_dependents::left_out(&list, &plan.rules);
+    plan.dependents_left_out = left_out;
+    inv.tables
+        .retain(|t| !no_rows.contains(&(t.schema.clone(), t.name.clone())));
+    let api_grants = ext_dependents::grants_kept(&inv.api_grants, &list, &plan.rules);
     crate::files::write_atomic(
         &state_dir.join(files.list_name()),
         filtered.as_bytes(),
@@ -484,7 +518,7 @@ async fn run_import(
         Some(source) => access::carry(source, &tinfo.roles, &compat::database(&su).await?),
         None => Vec::new(),
     };
-    compat::after_restore(&mut su, &roles, &inv.api_grants, &passwords).await?;
+    compat::after_restore(&mut su, &roles, &api_grants, &passwords).await?;
 
     run.stage.set("verify");
     let v = verify::verify(&su, &inv, &plan).await?;

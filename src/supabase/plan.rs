@@ -1,7 +1,7 @@
 //! What an import carries and what it cannot, decided from the source's inventory and what the
 //! target offers. Pure: the same inputs always give the same list.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -30,6 +30,9 @@ pub struct Plan {
     /// Extensions to create, each with its schema.
     pub extensions: Vec<(String, String)>,
     pub rules: Rules,
+    /// `(schema, kind)` -> how many objects the restore leaves out because they depend on an
+    /// extension the target lacks (filled once the archive's list is read).
+    pub dependents_left_out: BTreeMap<(String, String), i64>,
 }
 
 fn nc(kind: &str, name: String, reason: impl Into<String>) -> NotCarried {
@@ -147,7 +150,9 @@ pub fn plan(inv: &Inventory, target: &TargetInfo, skip_auth_users: bool) -> Plan
             auth_users_indexes: Some(inv.auth_users_indexes.iter().cloned().collect()),
             drop_fks,
             drop_policies,
+            drop_dependents: Default::default(),
         },
+        dependents_left_out: BTreeMap::new(),
     }
 }
 
@@ -195,7 +200,7 @@ pub fn dump_selection(inv: &Inventory, explicit: bool, skip_auth_users: bool) ->
 
 /// How many objects of `kind` in `schema` the plan leaves out (for the expected counts).
 pub fn left_out(plan: &Plan, schema: &str, kind: &str) -> i64 {
-    match kind {
+    let planned = match kind {
         "policies" => plan
             .rules
             .drop_policies
@@ -203,7 +208,13 @@ pub fn left_out(plan: &Plan, schema: &str, kind: &str) -> i64 {
             .filter(|(s, _)| s == schema)
             .count() as i64,
         _ => 0,
-    }
+    };
+    planned
+        + plan
+            .dependents_left_out
+            .get(&(schema.to_string(), kind.to_string()))
+            .copied()
+            .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -238,6 +249,7 @@ mod tests {
             auth_other_tables: Vec::new(),
             api_grants: Vec::new(),
             access: None,
+            extension_dependents: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::ext_dependents::Dependent;
 use super::inventory::Inventory;
 use super::plan::{NotCarried, Plan, TargetInfo};
 use super::verify::Verification;
@@ -11,6 +12,8 @@ pub struct ExtensionRow {
     pub name: String,
     pub source_schema: String,
     pub on_target: bool,
+    /// Objects of the source that need it (counted when it is missing on the target).
+    pub dependents: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -32,6 +35,9 @@ pub struct Preflight {
     pub publications: Vec<String>,
     pub event_triggers: Vec<String>,
     pub auth_users: bool,
+    /// Objects that need an extension the target lacks and stop the import (once left out,
+    /// they are in `not_carried` instead).
+    pub missing_extension_dependents: Vec<Dependent>,
     pub not_carried: Vec<NotCarried>,
 }
 
@@ -64,6 +70,11 @@ pub fn preflight(
                 name: e.name.clone(),
                 source_schema: e.schema.clone(),
                 on_target: target.available_extensions.contains(&e.name),
+                dependents: inv
+                    .extension_dependents
+                    .iter()
+                    .filter(|d| d.shown && d.extension == e.name)
+                    .count(),
             })
             .collect(),
         policies: sum(inv, "policies") + inv.skipped_policies.len() as i64,
@@ -72,6 +83,17 @@ pub fn preflight(
         publications: inv.publications.clone(),
         event_triggers: inv.event_triggers.clone(),
         auth_users: inv.auth_users,
+        missing_extension_dependents: if plan.rules.drop_dependents.objects.is_empty()
+            && plan.rules.drop_dependents.extensions.is_empty()
+        {
+            inv.extension_dependents
+                .iter()
+                .filter(|d| d.shown)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        },
         not_carried: plan.not_carried.clone(),
     }
 }
@@ -118,14 +140,22 @@ pub fn print_preflight(p: &Preflight) {
                 e.name,
                 e.source_schema,
                 if e.on_target {
-                    ""
+                    String::new()
+                } else if e.dependents > 0 {
+                    format!(", missing on target; {} objects depend on it", e.dependents)
                 } else {
-                    ", missing on target"
+                    ", missing on target".to_string()
                 }
             )
         })
         .collect();
     println!("  extensions  {}", list(&exts));
+    if !p.missing_extension_dependents.is_empty() {
+        println!("  depend on extensions the target lacks (the import stops here):");
+        for d in &p.missing_extension_dependents {
+            println!("    {} {} ({}): {}", d.kind, d.name, d.extension, d.reason);
+        }
+    }
     println!(
         "  found       {} RLS policies, {} triggers, {} functions",
         p.policies, p.triggers, p.functions

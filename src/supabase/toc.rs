@@ -1,7 +1,9 @@
 //! The archive's table of contents (`pg_restore -l`): parsing its lines and choosing what to
 //! restore. Pure, so the rules are unit-tested; the result is fed back with `pg_restore -L`.
+//! The list is read with `--verbose`, whose `;\tdepends on: ID...` lines give the entries'
+//! dependencies: what depends on a left-out object is left out with it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Entry kinds, longest first so that `TABLE DATA` is not read as `TABLE`.
 const DESCS: &[&str] = &[
@@ -75,6 +77,11 @@ const DESCS: &[&str] = &[
 /// One line of the list: `ID; TABLEOID OID DESC SCHEMA TAG OWNER`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
+    /// The archive's dump id (what `depends on` lines name).
+    pub id: u32,
+    /// The source's catalog id of the object: `(pg_class oid of its catalog, its oid)`; zeros
+    /// for entries that are not catalog objects (comments, sequence values, ...).
+    pub catalog: (u32, u32),
     pub desc: String,
     /// `-` for objects outside any schema.
     pub schema: String,
@@ -86,9 +93,9 @@ pub fn parse_line(line: &str) -> Option<Entry> {
     if line.starts_with(';') || line.trim().is_empty() {
         return None;
     }
-    let (_, rest) = line.split_once("; ")?;
+    let (id, rest) = line.split_once("; ")?;
     let mut it = rest.splitn(3, ' ');
-    let (_tableoid, _oid, rest) = (it.next()?, it.next()?, it.next()?);
+    let (tableoid, oid, rest) = (it.next()?, it.next()?, it.next()?);
     let desc = DESCS
         .iter()
         .find(|d| rest.strip_prefix(**d).is_some_and(|r| r.starts_with(' ')))?;
@@ -100,6 +107,8 @@ pub fn parse_line(line: &str) -> Option<Entry> {
         None => rest.rsplit_once(' ').map(|(t, _)| t).unwrap_or(rest),
     };
     Some(Entry {
+        id: id.trim().parse().ok()?,
+        catalog: (tableoid.parse().ok()?, oid.parse().ok()?),
         desc: desc.to_string(),
         schema: schema.to_string(),
         tag: tag.to_string(),
@@ -118,6 +127,77 @@ pub struct Rules {
     pub drop_fks: BTreeSet<(String, String)>,
     /// `(schema, "table policy")` policies to leave out.
     pub drop_policies: BTreeSet<(String, String)>,
+    /// Objects that depend on an extension the target lacks, left out with everything that
+    /// depends on them (`--leave-out-missing-extensions`): catalog ids of the source's objects,
+    /// and extensions whose archive entry's dependents go (a dump file's only record of them).
+    pub drop_dependents: Dependents,
+}
+
+/// What depends on an extension the target lacks, as the restore's filter sees it.
+#[derive(Debug, Default, Clone)]
+pub struct Dependents {
+    /// `(catalog, oid)` of the source's objects found in its catalog.
+    pub objects: BTreeSet<(u32, u32)>,
+    /// Extension names: their EXTENSION entry's dependents go.
+    pub extensions: BTreeSet<String>,
+}
+
+/// The `;\tdepends on: 12 34` lines: entry id -> the ids it depends on.
+pub fn dependencies(list: &str) -> BTreeMap<u32, Vec<u32>> {
+    let mut out = BTreeMap::new();
+    let mut current = None;
+    for line in list.lines() {
+        if let Some(e) = parse_line(line) {
+            current = Some(e.id);
+        } else if let (Some(id), Some(ids)) = (
+            current,
+            line.trim_start_matches(';')
+                .trim()
+                .strip_prefix("depends on:"),
+        ) {
+            out.insert(
+                id,
+                ids.split_whitespace()
+                    .filter_map(|d| d.parse().ok())
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// The entries of `list` that `d` names, with everything that depends on them (directly or
+/// through other entries), in list order.
+pub fn dependents(list: &str, d: &Dependents) -> Vec<Entry> {
+    let entries = entries(list);
+    if d.objects.is_empty() && d.extensions.is_empty() {
+        return Vec::new();
+    }
+    let deps = dependencies(list);
+    let mut gone: BTreeSet<u32> = entries
+        .iter()
+        .filter(|e| {
+            (e.catalog.1 != 0 && d.objects.contains(&e.catalog))
+                || (e.desc == "EXTENSION" && d.extensions.contains(&e.tag))
+        })
+        .map(|e| e.id)
+        .collect();
+    // A fixpoint: the list is short enough (thousands of entries) for repeated passes.
+    loop {
+        let before = gone.len();
+        for (id, on) in &deps {
+            if on.iter().any(|o| gone.contains(o)) {
+                gone.insert(*id);
+            }
+        }
+        if gone.len() == before {
+            break;
+        }
+    }
+    entries
+        .into_iter()
+        .filter(|e| gone.contains(&e.id) && e.desc != "EXTENSION")
+        .collect()
 }
 
 /// Why an entry is left out, or `None` to restore it.
@@ -184,8 +264,18 @@ pub fn verdict(e: &Entry, r: &Rules) -> Option<&'static str> {
 pub fn filter(list: &str, rules: &Rules) -> (String, usize) {
     let mut out = String::with_capacity(list.len());
     let mut kept = 0;
+    let gone: BTreeSet<u32> = dependents(list, &rules.drop_dependents)
+        .iter()
+        .map(|e| e.id)
+        .collect();
     for line in list.lines() {
-        match parse_line(line).map(|e| verdict(&e, rules)) {
+        match parse_line(line).map(|e| {
+            if gone.contains(&e.id) {
+                Some("depends on an extension the target lacks")
+            } else {
+                verdict(&e, rules)
+            }
+        }) {
             Some(Some(why)) => {
                 out.push_str(&format!("; left out ({why}): {line}\n"));
             }
@@ -282,6 +372,7 @@ mod tests {
             auth_users_indexes: Some(["users_instance_id_idx".to_string()].into()),
             drop_fks: [("app".into(), "avatars avatars_bucket_fkey".into())].into(),
             drop_policies: BTreeSet::new(),
+            drop_dependents: Dependents::default(),
         }
     }
 

@@ -81,8 +81,11 @@ impl Tools<'_> {
         let out = run_task(self.docker, &task).await?;
         if out.code != 0 {
             return Err(UserError::new(format!(
-                "{what} failed (exit code {}):\n{}",
+                "{what} failed (exit code {}):\n{}{}",
                 out.code,
+                first_error(&out.stderr)
+                    .map(|e| format!("{e}\nthe last lines of its output:\n"))
+                    .unwrap_or_default(),
                 out.stderr_tail(15)
             ))
             .hint(hint)
@@ -143,11 +146,17 @@ impl Tools<'_> {
         Ok(())
     }
 
-    /// The archive's table of contents (`pg_restore -l`).
+    /// The archive's table of contents (`pg_restore -l`), with each entry's dependencies
+    /// (`--verbose`: `;\tdepends on: ID...` lines, comments to `pg_restore -L`).
     pub async fn list(&self, archive: &str) -> Result<String> {
         let t = self.task(
             "import-list",
-            vec!["pg_restore".into(), "--list".into(), archive.into()],
+            vec![
+                "pg_restore".into(),
+                "--list".into(),
+                "--verbose".into(),
+                archive.into(),
+            ],
             vec![],
             SHORT,
         )?;
@@ -222,6 +231,23 @@ impl Tools<'_> {
     }
 }
 
+/// The cause of a failed pg_dump / pg_restore: the first line with `ERROR:` (later errors follow
+/// from it, and the last lines are often the SQL of the failing command), after the archive
+/// entry that was being restored (pg_restore's `from TOC entry ...` line before it).
+pub fn first_error(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let at = lines.iter().position(|l| l.contains("ERROR:"))?;
+    let entry = lines[..at].iter().rev().find_map(|l| {
+        l.split_once("from TOC entry ")
+            .map(|(_, e)| format!("  while restoring TOC entry {}\n", e.trim()))
+    });
+    Some(format!(
+        "{}  {}",
+        entry.unwrap_or_default(),
+        lines[at].trim()
+    ))
+}
+
 /// The state directory of imports: `<stack>/.stackctl/import`.
 pub fn state_dir(stack_dir: &Path) -> PathBuf {
     stack_dir.join(".stackctl").join("import")
@@ -244,4 +270,45 @@ pub fn ensure_state_dir(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_restore_names_its_first_error_and_the_entry_it_was_restoring() {
+        // pg_restore --exit-on-error when a type of a missing extension is used: the cause comes
+        // before the failing command's SQL, which is all that the last lines show.
+        let mut stderr = String::from(
+            "pg_restore: connecting to database for restore\n\
+             pg_restore: processing item 372 FUNCTION nearest(extensions.vector)\n\
+             pg_restore: while PROCESSING TOC:\n\
+             pg_restore: from TOC entry 225; 1259 16749 TABLE docs postgres\n\
+             pg_restore: error: could not execute query: ERROR:  type \"extensions.vector\" does not exist\n\
+             LINE 4:     embedding extensions.vector(3)\n\
+             Command was: CREATE TABLE app.docs (\n",
+        );
+        for i in 0..20 {
+            stderr.push_str(&format!("    col{i} text,\n"));
+        }
+        stderr.push_str(");\npg_restore: error: ERROR: a later error\n");
+        assert_eq!(
+            first_error(&stderr).unwrap(),
+            "  while restoring TOC entry 225; 1259 16749 TABLE docs postgres\n  \
+             pg_restore: error: could not execute query: ERROR:  type \"extensions.vector\" does not exist"
+        );
+        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+        assert!(!tail.iter().any(|l| l.contains("does not exist")));
+        // pg_dump names no entry; no ERROR line, no cause.
+        assert_eq!(
+            first_error("pg_dump: error: query failed: ERROR:  permission denied for table t\n")
+                .unwrap(),
+            "  pg_dump: error: query failed: ERROR:  permission denied for table t"
+        );
+        assert_eq!(
+            first_error("pg_restore: error: input file is too short\n"),
+            None
+        );
+    }
 }

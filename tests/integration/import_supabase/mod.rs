@@ -700,3 +700,211 @@ impl Drop for Bystander {
             .output();
     }
 }
+
+/// A source using `vector` (a column, an HNSW index, a function taking a vector) and `http` (a
+/// plpgsql function calling it, and a trigger running that function), beside what imports.
+const KB_SQL: &str = "\
+CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA extensions;
+CREATE EXTENSION IF NOT EXISTS http WITH SCHEMA extensions;
+CREATE TABLE app.kb_chunks (id bigserial PRIMARY KEY, body text NOT NULL, embedding extensions.vector(3));
+CREATE INDEX kb_chunks_embedding_idx ON app.kb_chunks USING hnsw (embedding extensions.vector_cosine_ops);
+INSERT INTO app.kb_chunks (body, embedding)
+    SELECT 'chunk ' || g, format('[%s,1,0]', g)::extensions.vector FROM generate_series(1, 50) g;
+CREATE FUNCTION app.kb_nearest(q extensions.vector) RETURNS bigint LANGUAGE sql STABLE
+    AS $$ SELECT id FROM app.kb_chunks ORDER BY embedding OPERATOR(extensions.<=>) q LIMIT 1 $$;
+CREATE FUNCTION app.kb_fetch_status(url text) RETURNS integer LANGUAGE plpgsql
+    AS $$ BEGIN RETURN (extensions.http_get(url)).status; END $$;
+CREATE FUNCTION app.kb_ping() RETURNS trigger LANGUAGE plpgsql
+    AS $$ BEGIN PERFORM extensions.http_post('http://127.0.0.1:9/', '{}', 'application/json'); RETURN new; END $$;
+CREATE TRIGGER kb_ping AFTER INSERT ON app.avatars FOR EACH ROW EXECUTE FUNCTION app.kb_ping();
+";
+
+/// Makes `extensions` unavailable in a server of our image (which ships them): their control
+/// files go, as on a server that never had their packages.
+fn remove_extensions(pg: &Postgres, extensions: &[&str]) {
+    for ext in extensions {
+        let out = Command::new("docker")
+            .args(["exec", &pg.name, "rm"])
+            .arg(format!("/usr/share/postgresql/17/extension/{ext}.control"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn objects_that_need_an_extension_the_target_lacks_are_named_and_left_out_on_request() {
+    let p = Pair::new(KB_SQL);
+    remove_extensions(&p.tgt, &["vector", "http"]);
+    let app_on_target = || {
+        p.tgt
+            .db()
+            .int("SELECT count(*) FROM pg_namespace WHERE nspname = 'app'")
+    };
+    let dependents = [
+        "table app.kb_chunks (vector): column embedding: type extensions.vector",
+        "index app.kb_chunks_embedding_idx (vector): uses operator class extensions.vector_cosine_ops",
+        "function app.kb_nearest(extensions.vector) (vector): uses type extensions.vector",
+        "function app.kb_fetch_status(text) (http): its body calls http_get()",
+        "function app.kb_ping() (http): its body calls http_post()",
+        "trigger kb_ping on app.avatars (http): depends on function app.kb_ping()",
+    ];
+
+    // The preflight (alone, and before a real run) names every dependent and refuses, before
+    // anything is dumped or written (issue 16, point 4: it exited 0 naming only the extensions).
+    let dry = p.import(&["--dry-run"]).failure();
+    let (out, err) = (dry.stdout(), dry.stderr());
+    assert!(
+        out.contains("vector (extensions, missing on target; "),
+        "{out}\n{err}"
+    );
+    for d in dependents {
+        assert!(
+            out.contains(d) && err.contains(d),
+            "{d:?} not named:\n{out}\n{err}"
+        );
+    }
+    assert!(
+        err.contains("objects depend on extensions the target lacks (http, vector)"),
+        "{err}"
+    );
+    assert!(err.contains("--leave-out-missing-extensions"), "{err}");
+    let refused = p.import(&["--json"]).failure();
+    let v = json(&refused);
+    assert_eq!(v["stage"], "preflight", "{v:#}");
+    for d in dependents {
+        assert!(
+            v["error"].as_str().unwrap().contains(d),
+            "{d:?} not in {v:#}"
+        );
+    }
+    assert!(
+        v["hint"]
+            .as_str()
+            .unwrap()
+            .contains("--leave-out-missing-extensions")
+    );
+    assert_eq!(app_on_target(), 0);
+    assert!(
+        !p.state_files().iter().any(|f| f.contains(".dump")),
+        "{:?}",
+        p.state_files()
+    );
+
+    // With the flag: listed as not carried (text), the rest imports and verifies (JSON).
+    let plan = p
+        .import(&["--dry-run", "--leave-out-missing-extensions"])
+        .success()
+        .stdout();
+    assert!(plan.contains("not carried:"), "{plan}");
+    for name in [
+        "table app.kb_chunks",
+        "index app.kb_chunks_embedding_idx",
+        "function app.kb_nearest(extensions.vector)",
+        "function app.kb_fetch_status(text)",
+        "trigger kb_ping on app.avatars",
+    ] {
+        assert!(
+            plan.lines()
+                .any(|l| l.trim_start().starts_with(name)
+                    && l.contains("not available on the target")),
+            "{name} not listed as not carried:\n{plan}"
+        );
+    }
+    let done = p
+        .import(&["--json", "--leave-out-missing-extensions"])
+        .success();
+    let v = json(&done);
+    let ver = &v["verification"];
+    assert_eq!(ver["ok"], true, "{v:#}");
+    let nc = not_carried(ver);
+    for want in [
+        "table app.kb_chunks",
+        "index app.kb_chunks_embedding_idx",
+        "function app.kb_nearest(extensions.vector)",
+        "function app.kb_fetch_status(text)",
+        "function app.kb_ping()",
+        "trigger kb_ping on app.avatars",
+        "extension vector",
+        "extension http",
+    ] {
+        assert!(nc.iter().any(|n| n == want), "{want:?} not in {nc:?}");
+    }
+    let tables = ver["tables"].as_array().unwrap();
+    assert!(
+        !tables.iter().any(|t| t["table"] == "app.kb_chunks"),
+        "{tables:?}"
+    );
+    assert!(
+        tables
+            .iter()
+            .any(|t| t["table"] == "app.todos" && t["target_rows"] == 6000)
+    );
+    let db = p.tgt.db();
+    assert_eq!(
+        db.int("SELECT count(*) FROM pg_class WHERE relnamespace = 'app'::regnamespace AND relname LIKE 'kb_%'"),
+        0
+    );
+    assert_eq!(
+        db.int("SELECT count(*) FROM pg_proc WHERE proname LIKE 'kb_%'"),
+        0
+    );
+    assert_eq!(db.int("SELECT count(*) FROM app.todos"), 6000);
+    assert_eq!(db.int("SELECT count(*) FROM app.avatars"), 500);
+
+    // A dump file: the dependents come from its table of contents' dependency records.
+    let dump = p.stack.file("full.dump");
+    let made = Command::new("docker")
+        .args([
+            "exec",
+            &p.src.name,
+            "pg_dump",
+            "-U",
+            "postgres",
+            "-Fc",
+            "-f",
+            "/tmp/full.dump",
+            "app",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let copied = Command::new("docker")
+        .args(["cp", &format!("{}:/tmp/full.dump", p.src.name)])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let from_dump = p
+        .stack
+        .cmd([
+            "import-supabase",
+            "--dump",
+            dump.to_str().unwrap(),
+            "--database-url",
+            &p.tgt.url(),
+            "--dry-run",
+        ])
+        .run()
+        .failure();
+    let err = from_dump.stderr();
+    for name in [
+        "table app.kb_chunks (vector)",
+        "index app.kb_chunks_embedding_idx (vector)",
+        "function app.kb_nearest(extensions.vector) (vector)",
+    ] {
+        assert!(err.contains(name), "{name} not named:\n{err}");
+    }
+}
