@@ -864,7 +864,7 @@ fn objects_that_need_an_extension_the_target_lacks_are_named_and_left_out_on_req
             &p.src.name,
             "pg_dump",
             "-U",
-            "postgres",
+            &p.src.superuser,
             "-Fc",
             "-f",
             "/tmp/full.dump",
