@@ -145,3 +145,43 @@ async fn remove_tasks_once(docker: &Docker, project: &str, prefix: &str) -> Resu
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the real Docker Engine and our PostgreSQL image (built before the tests run):
+    /// a task that outlives its deadline is stopped with an error naming it, and its container
+    /// is removed.
+    #[tokio::test]
+    async fn a_task_past_its_deadline_is_named_and_its_container_removed() {
+        let docker = Docker::connect()
+            .await
+            .expect("the tests need a running Docker Engine");
+        let project = format!("stackctl-unit-deadline-{}", std::process::id());
+        let task = Task {
+            project: project.clone(),
+            purpose: "deadline-check".into(),
+            image: "stackctl/postgres:17".into(),
+            cmd: vec!["sleep".into(), "60".into()],
+            deadline: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let err = run_task(&docker, &task).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            err.to_string(),
+            "deadline-check (sleep) did not finish within 2 s"
+        );
+        let left = docker
+            .list_containers(&[format!("{LABEL_PROJECT}={project}")])
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
