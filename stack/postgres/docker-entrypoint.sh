@@ -17,6 +17,10 @@ if [ "${1:-}" = postgres ] && [ "$(id -u)" = 0 ]; then
   [ "$(stat -c %U "$PGDATA")" = postgres ] || chown -R postgres:postgres "$PGDATA"
   chmod 700 "$PGDATA"
   chown postgres:postgres /var/run/postgresql
+  # pgBackRest's repository (a mounted volume) and async spool belong to the server's user.
+  for d in /var/lib/pgbackrest /var/spool/pgbackrest; do
+    if [ -d "$d" ] && [ "$(stat -c %U "$d")" != postgres ]; then chown -R postgres:postgres "$d"; fi
+  done
   # PostgreSQL wants its key owned by itself and private: copy the mounted material.
   if [ -f "$TLS_SRC/server.crt" ] && [ -f "$TLS_SRC/server.key" ]; then
     install -d -o postgres -g postgres -m 0700 "$TLS_DIR"
