@@ -5,6 +5,8 @@
 //! 1. `pgbackrest check` in the running server switches WAL and waits until it is archived, so
 //!    the repository covers every transaction committed before the command started; the window
 //!    (oldest backup's end .. that moment) is checked against `--to` before anything changes.
+//!    The repository is then read in a one-off container with `.env`'s passphrase, as the
+//!    restore will read it, so a wrong passphrase is refused before anything stops.
 //! 2. Without `--yes`: print the plan, change nothing, exit non-zero.
 //! 3. Stop the services (the database last), copy the data volume aside into
 //!    `<project>_pgdata-before-restore` (kept if a previous, unfinished restore left it: it then
@@ -120,6 +122,19 @@ pub async fn restore(
         );
     };
     check_target(opts.target, window)?;
+    let passphrase = engine::variables(env)
+        .get("BACKUP_PASSPHRASE")
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .with_context(|| {
+            UserError::new(format!(
+                "{} has no BACKUP_PASSPHRASE",
+                stack.env_path().display()
+            ))
+            .hint("run `stackctl init` to add the missing secrets")
+        })?;
+
+    preflight(docker, stack, &passphrase).await?;
     let target = match opts.target {
         RestoreTarget::Time(t) => fmt(t),
         RestoreTarget::Latest => "the end of the archived WAL".into(),
@@ -145,18 +160,6 @@ pub async fn restore(
                 .hint("run the same command with --yes to restore")
         );
     }
-    let passphrase = engine::variables(env)
-        .get("BACKUP_PASSPHRASE")
-        .filter(|v| !v.is_empty())
-        .cloned()
-        .with_context(|| {
-            UserError::new(format!(
-                "{} has no BACKUP_PASSPHRASE",
-                stack.env_path().display()
-            ))
-            .hint("run `stackctl init` to add the missing secrets")
-        })?;
-
     eprintln!("restore: stopping services");
     let stopped = engine::stop_services(docker, p, "postgres").await?;
     if docker.volume_exists(&aside).await? {
@@ -209,6 +212,46 @@ pub async fn restore(
         services: stopped,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Reads the repository the way the restore will (a one-off container, `.env`'s passphrase,
+/// the rendered pgbackrest.conf), before anything is stopped: a wrong passphrase or an
+/// unreadable repository is refused with nothing changed.
+async fn preflight(docker: &Docker, stack: &Stack, passphrase: &str) -> Result<()> {
+    let mut task = restore_task(stack, RestoreTarget::Latest, passphrase);
+    task.purpose = "restore-preflight".into();
+    // pgBackRest ends its JSON without a newline, and the Docker Engine's followed log drops
+    // a last partial line when the container exits: the shell adds the newline.
+    task.cmd = vec![
+        "sh".into(),
+        "-c".into(),
+        "pgbackrest \"$@\"; rc=$?; echo; exit $rc".into(),
+        "pgbackrest".into(),
+        format!("--stanza={STANZA}"),
+        "--output=json".into(),
+        "info".into(),
+    ];
+    task.deadline = super::SHORT;
+    task.binds
+        .retain(|b| !b.contains(":/var/lib/postgresql/data"));
+    let out = engine::run_task(docker, &task).await?;
+    let refused = |why: String| {
+        UserError::new(format!(
+            "the backup repository cannot be read with the BACKUP_PASSPHRASE of {}: {why}; \
+             nothing was changed",
+            stack.env_path().display()
+        ))
+        .hint("put back the passphrase the repository was made with (the postgres service runs with the one it had when it was created)")
+    };
+    if out.code != 0 {
+        bail!(refused(out.stderr_tail(3)));
+    }
+    let info = super::info::parse(&out.stdout, STANZA)
+        .with_context(|| format!("pgbackrest info printed:\n{}", out.stderr_tail(10)))?;
+    if info.sets().is_empty() {
+        bail!(refused(info.status()));
+    }
+    Ok(())
 }
 
 /// Copies volume `from` over volume `to` (its previous contents removed), preserving owners.

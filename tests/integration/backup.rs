@@ -13,7 +13,8 @@ fn json(text: &str) -> serde_json::Value {
 /// "It must show" 1: 100,000 rows, a full backup, 10,000 more, time T, 1,000 more, the table
 /// dropped; `restore --to T --yes` gives back exactly 110,000 rows, the services are healthy
 /// again and `migrate` has nothing pending. On the way: `restore` without `--yes`, and with a
-/// `--to` before the oldest backup, change nothing and exit non-zero.
+/// `--to` before the oldest backup, or with a wrong passphrase in `.env`, change nothing and exit
+/// non-zero.
 #[test]
 fn point_in_time_restore_gives_back_exactly_the_rows_committed_before_t() {
     let p = Proj::new("bk");
