@@ -202,7 +202,9 @@ pub async fn restore(
             .context(
                 "putting the previous data back failed: it is still in the volume named above",
             )?;
-        start(docker, stack, &project, &stopped, opts.wait_timeout).await?;
+        // The way back gets at least the default wait, whatever the restore was given.
+        let wait = opts.wait_timeout.max(Duration::from_secs(180));
+        start(docker, stack, &project, &stopped, wait).await?;
         docker.remove_volume(&aside).await?;
         return Err(e.context("restore failed; the database was put back as it was before"));
     }

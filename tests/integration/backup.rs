@@ -6,6 +6,13 @@ use crate::engine::Proj;
 use crate::engine::core_stack::psql;
 use crate::support::docker;
 
+/// The copy of the data a restore sets aside is removed once the restore has ended.
+fn assert_aside_gone(project: &str) {
+    let filter = format!("name={project}_pgdata-before-restore");
+    let aside = docker(&["volume", "ls", "-q", "--filter", &filter]);
+    assert!(aside.is_empty(), "left behind: {aside}");
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON: {e}\n{text}"))
 }
@@ -14,7 +21,7 @@ fn json(text: &str) -> serde_json::Value {
 /// dropped; `restore --to T --yes` gives back exactly 110,000 rows, the services are healthy
 /// again and `migrate` has nothing pending. On the way: `restore` without `--yes`, and with a
 /// `--to` before the oldest backup, or with a wrong passphrase in `.env`, change nothing and exit
-/// non-zero.
+/// non-zero; a restore that fails after stopping the stack puts the previous data back.
 #[test]
 fn point_in_time_restore_gives_back_exactly_the_rows_committed_before_t() {
     let p = Proj::new("bk");
@@ -29,15 +36,18 @@ fn point_in_time_restore_gives_back_exactly_the_rows_committed_before_t() {
     let pw = p.s.env_values()["POSTGRES_PASSWORD"].clone();
     let sql = |q: &str| psql(pg_port, "postgres", &pw, q);
 
-    // The migrate job's image under a tag of this test's own, so that building it from this
-    // binary leaves the shared `stackctl/stackctl` tag alone.
+    // Our images under tags of this test's own: building them from this binary leaves the
+    // shared tags alone, and a build from another checkout cannot swap them under the test.
+    let version = env!("CARGO_PKG_VERSION");
     p.s.edit(
         "stack.toml",
-        &format!(
-            "stackctl = \"stackctl/stackctl:{}\"",
-            env!("CARGO_PKG_VERSION")
-        ),
+        &format!("stackctl = \"stackctl/stackctl:{version}\""),
         "stackctl = \"stackctl/stackctl:backup-test\"",
+    );
+    p.s.edit(
+        "stack.toml",
+        "postgres = \"stackctl/postgres:17\"",
+        "postgres = \"stackctl/postgres:17-backup-test\"",
     );
     p.s.cmd(["build", "postgres", "pgbouncer"]).run().success();
     p.s.up_core(&["--wait-timeout", "120"]).run().success();
@@ -112,6 +122,19 @@ fn point_in_time_restore_gives_back_exactly_the_rows_committed_before_t() {
     );
     assert_eq!(p.containers()["postgres-1"], postgres_before);
 
+    // A restore that fails once it has changed the data (here: the restored server cannot be
+    // healthy within 1 s) puts the previous data back and starts the services again.
+    p.s.cmd(["restore", "--to", &t, "--yes", "--wait-timeout", "1"])
+        .run()
+        .failure()
+        .stderr_contains("put back as it was before");
+    assert_eq!(
+        sql("SELECT count(*) FROM pg_class WHERE relname = 't'"),
+        "0"
+    );
+    assert_eq!(sql("SELECT pg_is_in_recovery()"), "f");
+    assert_aside_gone(&p.name);
+
     let out =
         p.s.cmd(["restore", "--to", &t, "--yes", "--wait-timeout", "180"])
             .run()
@@ -131,14 +154,7 @@ fn point_in_time_restore_gives_back_exactly_the_rows_committed_before_t() {
             "{svc}"
         );
     }
-    let aside = docker(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("name={}_pgdata-before-restore", p.name),
-    ]);
-    assert!(aside.is_empty(), "left behind: {aside}");
+    assert_aside_gone(&p.name);
     p.s.cmd(["migrate", "--dry-run"])
         .run()
         .success()
