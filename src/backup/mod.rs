@@ -115,10 +115,20 @@ async fn postgres_container(docker: &Docker, stack: &Stack) -> Result<String> {
 /// Creates the stanza if the repository has none yet (idempotent: pgBackRest accepts a second
 /// `stanza-create` on a matching repository). `stackctl up` calls it once PostgreSQL is healthy,
 /// so WAL archiving, which fails until the stanza exists, starts working.
+///
+/// The image's entrypoint creates it too (for stacks no stackctl manages): when the two meet,
+/// one `stanza-create` may fail on the other's lock, so a failure is accepted when the stanza
+/// then reads as valid (pgBackRest status `ok` or `no valid backups`).
 pub async fn ensure_stanza(docker: &Docker, stack: &Stack) -> Result<()> {
     let c = postgres_container(docker, stack).await?;
-    pgbackrest(docker, &c, &["stanza-create"], SHORT).await?;
-    Ok(())
+    let Err(e) = pgbackrest(docker, &c, &["stanza-create"], SHORT).await else {
+        return Ok(());
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    match read_info(docker, &c).await {
+        Ok(info) if matches!(info.status.code, 0 | 2) => Ok(()),
+        _ => Err(e),
+    }
 }
 
 /// The repository's contents for `stanza`, as pgBackRest reports them.

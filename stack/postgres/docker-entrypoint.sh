@@ -73,6 +73,28 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   log "initialised; starting"
 fi
 
+# pgBackRest's stanza (PGBACKREST_STANZA, set by the rendered Compose file) is created once the
+# server is up and out of recovery, so WAL archiving works on a stack no stackctl manages
+# (Dokploy); stanza-create is idempotent. Double fork: the waiter is tini's child, never the
+# server's (the postmaster takes an unknown child's exit for a crashed backend).
+if [ -n "${PGBACKREST_STANZA:-}" ] && command -v pgbackrest >/dev/null; then
+  ( (
+    for _ in $(seq 1 600); do
+      if pg_isready -q -h /var/run/postgresql \
+        && [ "$(psql -XAtq -h /var/run/postgresql -U "$POSTGRES_USER" -d postgres \
+               -c 'select pg_is_in_recovery()' 2>/dev/null)" = f ]; then
+        if pgbackrest stanza-create >/dev/null 2>&1; then
+          log "pgbackrest stanza $PGBACKREST_STANZA is ready"
+        else
+          log "pgbackrest stanza-create failed; \`stackctl backup\` creates the stanza too"
+        fi
+        exit 0
+      fi
+      sleep 1
+    done
+  ) & )
+fi
+
 tls=()
 if [ -f "$TLS_DIR/server.crt" ] && [ -f "$TLS_DIR/server.key" ]; then
   tls=(-c ssl=on -c "ssl_cert_file=$TLS_DIR/server.crt" -c "ssl_key_file=$TLS_DIR/server.key")
