@@ -162,15 +162,9 @@ pub struct UpArgs {
 
 #[derive(Debug, Args)]
 pub struct DownArgs {
-    /// Also remove the stack's volumes (its data); the backup repository is kept.
+    /// Also remove the stack's volumes (its data).
     #[arg(long)]
     pub volumes: bool,
-    /// With --volumes, also remove the backup repository (the `backups` volume); needs --yes.
-    #[arg(long, requires = "volumes")]
-    pub include_backups: bool,
-    /// Confirms --include-backups.
-    #[arg(long)]
-    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

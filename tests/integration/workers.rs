@@ -18,10 +18,7 @@ struct Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self
-            .s
-            .cmd(["down", "--volumes", "--include-backups", "--yes"])
-            .run();
+        let _ = self.s.cmd(["down", "--volumes"]).run();
         for t in &self.tags {
             let _ = Command::new("docker").args(["rmi", "-f", t]).output();
         }

@@ -67,10 +67,7 @@ impl Proj {
 
 impl Drop for Proj {
     fn drop(&mut self) {
-        let _ = self
-            .s
-            .cmd(["down", "--volumes", "--include-backups", "--yes"])
-            .run();
+        let _ = self.s.cmd(["down", "--volumes"]).run();
     }
 }
 

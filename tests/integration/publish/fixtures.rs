@@ -110,10 +110,7 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
-        let _ = self
-            .s
-            .cmd(["down", "--volumes", "--include-backups", "--yes"])
-            .run();
+        let _ = self.s.cmd(["down", "--volumes"]).run();
     }
 }
 
