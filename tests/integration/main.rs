@@ -5,7 +5,6 @@
 mod alloy;
 mod support;
 
-mod backup;
 mod bad_input;
 mod cli_docs;
 mod configs;

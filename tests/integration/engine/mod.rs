@@ -6,7 +6,7 @@
 //! scenarios start from; one file per topic.
 
 mod converge;
-pub(crate) mod core_stack;
+mod core_stack;
 mod failures;
 mod logs;
 
