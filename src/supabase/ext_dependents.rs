@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
-use super::inventory::Inventory;
+use super::inventory::{self, Inventory};
 use super::managed;
 use super::plan::{NotCarried, Plan, TargetInfo};
 use super::toc::{self, Entry, Rules};
@@ -183,17 +183,12 @@ pub fn left_out(list: &str, rules: &Rules) -> (BySchema, Names) {
     let mut counts = BTreeMap::new();
     let mut tables = BTreeSet::new();
     for e in toc::dependents(list, &rules.drop_dependents) {
-        let kind = match e.desc.as_str() {
-            "POLICY" => "policies",
-            "FUNCTION" | "PROCEDURE" | "AGGREGATE" => "functions",
-            "TRIGGER" => "triggers",
-            "INDEX" | "CONSTRAINT" => "indexes",
-            "VIEW" | "MATERIALIZED VIEW" => "views",
-            "TABLE DATA" => {
-                tables.insert((e.schema.clone(), e.tag.clone()));
-                continue;
-            }
-            _ => continue,
+        if e.desc == "TABLE DATA" {
+            tables.insert((e.schema.clone(), e.tag.clone()));
+            continue;
+        }
+        let Some(kind) = inventory::kind_of_toc_entry(&e.desc) else {
+            continue;
         };
         *counts.entry((e.schema, kind.to_string())).or_default() += 1;
     }

@@ -45,6 +45,18 @@ pub type Counts = BTreeMap<String, BTreeMap<String, i64>>;
 /// The kinds counted per schema.
 pub const KINDS: &[&str] = &["policies", "functions", "triggers", "indexes", "views"];
 
+/// The counted kind (one of [`KINDS`]) of a table-of-contents entry's description, if counted.
+pub fn kind_of_toc_entry(desc: &str) -> Option<&'static str> {
+    Some(match desc {
+        "POLICY" => "policies",
+        "FUNCTION" | "PROCEDURE" | "AGGREGATE" => "functions",
+        "TRIGGER" => "triggers",
+        "INDEX" | "CONSTRAINT" => "indexes",
+        "VIEW" | "MATERIALIZED VIEW" => "views",
+        _ => return None,
+    })
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Inventory {
     pub server_version: String,
@@ -518,13 +530,8 @@ pub fn from_toc(list: &str, only: &[String], with_auth_users: bool) -> Result<In
             _ => {}
         }
         if in_imported {
-            let kind = match e.desc.as_str() {
-                "POLICY" => "policies",
-                "FUNCTION" | "PROCEDURE" | "AGGREGATE" => "functions",
-                "TRIGGER" => "triggers",
-                "INDEX" | "CONSTRAINT" => "indexes",
-                "VIEW" | "MATERIALIZED VIEW" => "views",
-                _ => continue,
+            let Some(kind) = kind_of_toc_entry(&e.desc) else {
+                continue;
             };
             *inv.objects
                 .entry(e.schema.clone())
