@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use protocol::admin::{GenTokenArgs, TenantAction, TokenAction};
 
+pub use crate::backup::Kind as BackupKind;
 use crate::config::PoolerKind;
 use crate::render::Target;
 
@@ -42,6 +43,10 @@ pub enum Command {
     Build(BuildArgs),
     /// Apply platform migrations, the role bootstrap and your migrations.
     Migrate(MigrateArgs),
+    /// Back up the database now with pgBackRest (`backup list`: the backups and restorable window).
+    Backup(BackupArgs),
+    /// Restore the database to a point in time (or the latest) from its pgBackRest backups.
+    Restore(RestoreArgs),
     /// Deploy, list and remove JavaScript workers, and read their logs (acts on the running runner).
     Worker(WorkerArgs),
     /// The runner's durable queue: job counts and dead-letter retries.
@@ -60,6 +65,43 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout.
     Man,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub action: Option<BackupAction>,
+    /// What to back up: every file, or what changed since the last full (diff) or any (incr) backup.
+    #[arg(long = "type", value_enum, default_value = "full")]
+    pub kind: BackupKind,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// Every backup set (type, size, WAL range) and the window `restore --to` can reach.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "latest"])))]
+pub struct RestoreArgs {
+    /// Recover to this moment: RFC 3339 (`2026-12-03T18:15:00Z`) or `YYYY-MM-DD HH:MM:SS` (UTC).
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub to: Option<String>,
+    /// Recover to the end of the archived WAL.
+    #[arg(long)]
+    pub latest: bool,
+    /// Do it (without: print the plan, change nothing, exit non-zero).
+    #[arg(long)]
+    pub yes: bool,
+    /// How long each service may take to become healthy again.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub wait_timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! stackctl: parse the command line, build one `Ctx` (runtime, stack, `.env`, Docker), run one
 //! command (`cmd`), print errors once with a hint.
 
+mod backup;
 mod cli;
 mod cmd;
 mod compose;

@@ -62,6 +62,7 @@ const STACK_TOML_TEMPLATE: &str = include_str!("../templates/stack.toml.tera");
 const PGCAT_TEMPLATE: &str = include_str!("../pgcat/pgcat.toml.tera");
 const PGBOUNCER_INI_TEMPLATE: &str = include_str!("../templates/pgbouncer/pgbouncer.ini.tera");
 const PGBOUNCER_USERLIST_TEMPLATE: &str = include_str!("../templates/pgbouncer/userlist.txt.tera");
+const PGBACKREST_TEMPLATE: &str = include_str!("../templates/pgbackrest/pgbackrest.conf.tera");
 const LOKI_TEMPLATE: &str = include_str!("../observability/loki.yaml.tera");
 const ALLOY_CONFIG: &str = include_str!("../observability/config.alloy");
 const GRAFANA_DATASOURCES: &str = include_str!("../observability/grafana/datasources.yaml");
@@ -77,6 +78,7 @@ fn templates() -> Result<Tera> {
         ("pgbouncer.ini", PGBOUNCER_INI_TEMPLATE),
         ("userlist.txt", PGBOUNCER_USERLIST_TEMPLATE),
         ("loki.yaml", LOKI_TEMPLATE),
+        ("pgbackrest.conf", PGBACKREST_TEMPLATE),
     ])
     .context("loading the built-in templates")?;
     Ok(t)
@@ -158,6 +160,15 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
             mode: files::SECRET,
         },
     ];
+    let mut bctx = tera::Context::new();
+    bctx.insert("stanza", crate::backup::STANZA);
+    bctx.insert("retention_full", &stack.file.backup.retention_full);
+    out.push(ConfigFile {
+        name: "pgbackrest_conf",
+        path: "backup/pgbackrest.conf",
+        contents: Some(render_one("pgbackrest.conf", &bctx)?.into_bytes()),
+        mode: files::PUBLIC,
+    });
     let mut ctx = pool_context(stack, env);
     match stack.pooler() {
         PoolerKind::Pgcat => {
@@ -268,6 +279,8 @@ pub fn compose(
     ctx.insert("runner", &f.runner);
     ctx.insert("postgate", &f.postgate);
     ctx.insert("observability", &f.observability.enabled);
+    ctx.insert("backup", &f.backup);
+    ctx.insert("stanza", crate::backup::STANZA);
     ctx.insert(
         "migrations_dir",
         f.migrations.directory.trim_end_matches('/'),

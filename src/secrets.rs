@@ -116,6 +116,13 @@ pub const SECRETS: &[SecretSpec] = &[
         pooled: false,
     },
     SecretSpec {
+        key: "BACKUP_PASSPHRASE",
+        kind: SecretKind::Password,
+        what: "pgBackRest repository encryption (aes-256-cbc); without it no backup can be read",
+        role: None,
+        pooled: false,
+    },
+    SecretSpec {
         key: "GRAFANA_ADMIN_PASSWORD",
         kind: SecretKind::Password,
         what: "Grafana admin user",

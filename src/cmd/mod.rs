@@ -3,6 +3,7 @@
 //! Docker client, the runtime), and prints the command's result on stdout; progress goes to
 //! stderr. Nothing below this layer imports `cli`.
 
+pub mod backup;
 pub mod build;
 pub mod completions;
 pub mod down;
@@ -14,6 +15,7 @@ pub mod migrate;
 pub mod publish;
 pub mod queue;
 pub mod render;
+pub mod restore;
 pub mod status;
 pub mod tenant;
 pub mod token;
@@ -37,6 +39,8 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Logs(a) => logs::run(ctx, a),
         Command::Build(a) => build::run(ctx, a),
         Command::Migrate(a) => migrate::run(ctx, a),
+        Command::Backup(a) => backup::run(ctx, a),
+        Command::Restore(a) => restore::run(ctx, a),
         Command::Worker(a) => worker::run(ctx, a),
         Command::Queue(a) => queue::run(ctx, a),
         Command::ImportSupabase(a) => import::run(ctx, a),

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::backup;
 use crate::cli::UpArgs;
 use crate::ctx::Ctx;
 use crate::engine::{self, UpOptions};
@@ -17,8 +18,23 @@ pub fn run(ctx: &Ctx, a: UpArgs) -> Result<()> {
         wait_timeout: Duration::from_secs(a.wait_timeout),
     };
     let started = Instant::now();
-    ctx.block_on(async { engine::up(ctx.docker().await?, stack, &project, &opts).await })?;
-    let n = project.select(&opts.only, &opts.without)?.len();
+    let selected = project.select(&opts.only, &opts.without)?;
+    // The repository needs its stanza before WAL archiving succeeds (idempotent), when the
+    // postgres service archives with pgBackRest (every rendered stack; maybe not a -f file).
+    let archives = selected.iter().any(|s| s == "postgres")
+        && project.file.services["postgres"]
+            .configs
+            .iter()
+            .any(|c| c.target.as_deref() == Some(backup::CONFIG_PATH));
+    ctx.block_on(async {
+        let docker = ctx.docker().await?;
+        engine::up(docker, stack, &project, &opts).await?;
+        if archives {
+            backup::ensure_stanza(docker, stack).await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let n = selected.len();
     println!(
         "project {} is up: {n} services ready in {:.1}s (`stackctl status` for ports)",
         project.name,

@@ -34,6 +34,7 @@ pub struct StackFile {
     pub runner: RunnerSection,
     pub migrations: MigrationsSection,
     pub observability: ObservabilitySection,
+    pub backup: BackupSection,
     pub ports: PortsSection,
     pub images: ImagesSection,
 }
@@ -204,6 +205,27 @@ impl Default for ObservabilitySection {
         Self {
             enabled: true,
             log_retention: "744h".into(),
+        }
+    }
+}
+
+/// Continuous archiving and backups with pgBackRest (repository: the `backups` volume).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSection {
+    /// Seconds after which PostgreSQL switches to a new WAL segment so it gets archived: the
+    /// most committed work a total loss can cost.
+    pub archive_timeout: u32,
+    /// Full backups the repository keeps (pgBackRest `repo1-retention-full`); older ones, and
+    /// the WAL only they need, are expired after each backup.
+    pub retention_full: u32,
+}
+
+impl Default for BackupSection {
+    fn default() -> Self {
+        Self {
+            archive_timeout: 60,
+            retention_full: 2,
         }
     }
 }

@@ -151,6 +151,19 @@ pub(super) fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
             f.migrations.directory
         ))));
     }
+    let b = &f.backup;
+    if !(1..=86_400).contains(&b.archive_timeout) {
+        return Err(at("backup.archive_timeout")(UserError::new(format!(
+            "backup.archive_timeout {} must be between 1 and 86400 seconds",
+            b.archive_timeout
+        ))));
+    }
+    if !(1..=9_999_999).contains(&b.retention_full) {
+        return Err(at("backup.retention_full")(UserError::new(format!(
+            "backup.retention_full {} must be at least 1 (full backups kept)",
+            b.retention_full
+        ))));
+    }
     let r = &f.observability.log_retention;
     if !(r.len() > 1 && r.ends_with('h') && r[..r.len() - 1].bytes().all(|b| b.is_ascii_digit())) {
         return Err(at("observability.log_retention")(UserError::new(format!(

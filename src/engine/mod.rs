@@ -27,7 +27,8 @@ mod wait;
 pub use apply::UpOptions;
 pub use docker::Docker;
 pub use images::{build_all, prepare_for_publish};
-pub use ops::{LogView, down, logs, logs_where, running_container, status};
+pub use labels::{resource_labels, volume_name};
+pub use ops::{LogView, down, logs, logs_where, running_container, status, stop_services};
 pub use task::{Task, TaskOutput, remove_tasks, run_task};
 
 use std::collections::BTreeMap;

@@ -54,6 +54,38 @@ pub async fn down(docker: &Docker, project: &str, volumes: bool) -> Result<()> {
     Ok(())
 }
 
+/// Stops (does not remove) every running service container of the project, `last` after all
+/// the others (the database after the services that use it); returns the services stopped.
+pub async fn stop_services(docker: &Docker, project: &str, last: &str) -> Result<Vec<String>> {
+    use bollard::models::ContainerSummaryStateEnum as S;
+    let list = docker
+        .list_containers(&[
+            format!("{LABEL_PROJECT}={project}"),
+            format!("{LABEL_ONEOFF}=False"),
+        ])
+        .await?;
+    let running: Vec<(String, String)> = list
+        .iter()
+        .filter(|c| matches!(c.state, Some(S::RUNNING)))
+        .filter_map(|c| {
+            let service = c.labels.as_ref()?.get(LABEL_SERVICE)?.clone();
+            Some((service, c.id.clone()?))
+        })
+        .collect();
+    let (db, others): (Vec<_>, Vec<_>) = running.into_iter().partition(|(s, _)| s == last);
+    let mut stopped = Vec::new();
+    for group in [others, db] {
+        let stops = group.iter().map(|(_, id)| docker.stop_container(id, None));
+        for r in join_all(stops).await {
+            r?;
+        }
+        stopped.extend(group.into_iter().map(|(s, _)| s));
+    }
+    stopped.sort();
+    stopped.dedup();
+    Ok(stopped)
+}
+
 #[derive(Debug, Serialize)]
 struct Row {
     service: String,

@@ -17,6 +17,10 @@ if [ "${1:-}" = postgres ] && [ "$(id -u)" = 0 ]; then
   [ "$(stat -c %U "$PGDATA")" = postgres ] || chown -R postgres:postgres "$PGDATA"
   chmod 700 "$PGDATA"
   chown postgres:postgres /var/run/postgresql
+  # pgBackRest's repository (a mounted volume) and async spool belong to the server's user.
+  for d in /var/lib/pgbackrest /var/spool/pgbackrest; do
+    if [ -d "$d" ] && [ "$(stat -c %U "$d")" != postgres ]; then chown -R postgres:postgres "$d"; fi
+  done
   # PostgreSQL wants its key owned by itself and private: copy the mounted material.
   if [ -f "$TLS_SRC/server.crt" ] && [ -f "$TLS_SRC/server.key" ]; then
     install -d -o postgres -g postgres -m 0700 "$TLS_DIR"
@@ -67,6 +71,28 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   done
   pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
   log "initialised; starting"
+fi
+
+# pgBackRest's stanza (PGBACKREST_STANZA, set by the rendered Compose file) is created once the
+# server is up and out of recovery, so WAL archiving works on a stack no stackctl manages
+# (Dokploy); stanza-create is idempotent. Double fork: the waiter is tini's child, never the
+# server's (the postmaster takes an unknown child's exit for a crashed backend).
+if [ -n "${PGBACKREST_STANZA:-}" ] && command -v pgbackrest >/dev/null; then
+  ( (
+    for _ in $(seq 1 600); do
+      if pg_isready -q -h /var/run/postgresql \
+        && [ "$(psql -XAtq -h /var/run/postgresql -U "$POSTGRES_USER" -d postgres \
+               -c 'select pg_is_in_recovery()' 2>/dev/null)" = f ]; then
+        if pgbackrest stanza-create >/dev/null 2>&1; then
+          log "pgbackrest stanza $PGBACKREST_STANZA is ready"
+        else
+          log "pgbackrest stanza-create failed; \`stackctl backup\` creates the stanza too"
+        fi
+        exit 0
+      fi
+      sleep 1
+    done
+  ) & )
 fi
 
 tls=()

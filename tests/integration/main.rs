@@ -5,6 +5,7 @@
 mod alloy;
 mod support;
 
+mod backup;
 mod bad_input;
 mod cli_docs;
 mod configs;

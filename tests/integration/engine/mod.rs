@@ -6,7 +6,7 @@
 //! scenarios start from; one file per topic.
 
 mod converge;
-mod core_stack;
+pub(crate) mod core_stack;
 mod failures;
 mod logs;
 

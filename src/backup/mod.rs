@@ -1,0 +1,226 @@
+//! Backups with pgBackRest: the stanza, `backup`, `backup list` and `restore` (restore.rs).
+//!
+//! The stack's postgres service archives its WAL continuously to the repository (the `backups`
+//! volume, encrypted with `BACKUP_PASSPHRASE`; see the Compose template and pgbackrest.conf).
+//! Everything here runs pgBackRest inside our PostgreSQL image, never on the host: in the running
+//! postgres container (stanza, backup, info), or in a one-off container of the same image with
+//! the data and repository volumes mounted (restore). pgBackRest's output is read as JSON
+//! (`info --output=json`, typed in `info`), never as text.
+
+mod info;
+mod restore;
+
+pub use info::{SetRow, WalRange, Window, human_bytes};
+pub use restore::{RestoreOptions, RestoreTarget, parse_time, restore};
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::Stack;
+use crate::engine::{self, Docker};
+use crate::error::UserError;
+
+/// The one stanza of a stack (pgBackRest's name for a cluster and its repository contents).
+pub const STANZA: &str = "main";
+/// Where the postgres service (and a restore's one-off container) has pgbackrest.conf.
+pub const CONFIG_PATH: &str = "/etc/pgbackrest/pgbackrest.conf";
+/// The service that runs PostgreSQL.
+const SERVICE: &str = "postgres";
+/// How long a backup (or restore) may run.
+const LONG: Duration = Duration::from_secs(6 * 3600);
+/// How long a quick pgBackRest command (info, stanza-create) may run.
+const SHORT: Duration = Duration::from_secs(120);
+
+/// The kind of backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Every file.
+    Full,
+    /// What changed since the last full backup.
+    Diff,
+    /// What changed since the last backup of any kind.
+    Incr,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Full => "full",
+            Kind::Diff => "diff",
+            Kind::Incr => "incr",
+        }
+    }
+}
+
+/// Runs `argv` as the `postgres` user in the running postgres container; returns its stdout,
+/// or an error with the last lines of its stderr.
+async fn exec_as_postgres(
+    docker: &Docker,
+    container: &str,
+    what: &str,
+    argv: &[&str],
+    timeout: Duration,
+) -> Result<Vec<u8>> {
+    let mut cmd: Vec<String> = [
+        "setpriv",
+        "--reuid=postgres",
+        "--regid=postgres",
+        "--init-groups",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    cmd.extend(argv.iter().map(|s| s.to_string()));
+    let out = docker.exec_capture(container, cmd, None, timeout).await?;
+    if out.code != Some(0) {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let text = if stderr.trim().is_empty() {
+            stdout
+        } else {
+            stderr
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+        bail!(UserError::new(format!(
+            "{what} failed in {container} (exit code {}):\n{tail}",
+            out.code.map_or("?".into(), |c| c.to_string())
+        )));
+    }
+    Ok(out.stdout)
+}
+
+/// `pgbackrest --stanza=main ARGS` in the running postgres container.
+async fn pgbackrest(
+    docker: &Docker,
+    container: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Vec<u8>> {
+    let stanza = format!("--stanza={STANZA}");
+    let mut argv = vec!["pgbackrest", stanza.as_str()];
+    argv.extend_from_slice(args);
+    let what = format!("pgbackrest {}", args.last().copied().unwrap_or(""));
+    exec_as_postgres(docker, container, &what, &argv, timeout).await
+}
+
+/// The running postgres container of the stack, or a clear error.
+async fn postgres_container(docker: &Docker, stack: &Stack) -> Result<String> {
+    engine::running_container(docker, stack.project(), SERVICE).await
+}
+
+/// Creates the stanza if the repository has none yet (idempotent: pgBackRest accepts a second
+/// `stanza-create` on a matching repository). `stackctl up` calls it once PostgreSQL is healthy,
+/// so WAL archiving, which fails until the stanza exists, starts working.
+///
+/// The image's entrypoint creates it too (for stacks no stackctl manages): when the two meet,
+/// one `stanza-create` may fail on the other's lock, so a failure is accepted when the stanza
+/// then reads as valid (pgBackRest status `ok` or `no valid backups`).
+pub async fn ensure_stanza(docker: &Docker, stack: &Stack) -> Result<()> {
+    let c = postgres_container(docker, stack).await?;
+    let Err(e) = pgbackrest(docker, &c, &["stanza-create"], SHORT).await else {
+        return Ok(());
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    match read_info(docker, &c).await {
+        Ok(info) if matches!(info.status.code, 0 | 2) => Ok(()),
+        _ => Err(e),
+    }
+}
+
+/// The repository's contents for `stanza`, as pgBackRest reports them.
+async fn read_info(docker: &Docker, container: &str) -> Result<info::StanzaInfo> {
+    let json = pgbackrest(docker, container, &["--output=json", "info"], SHORT).await?;
+    info::parse(&json, STANZA)
+}
+
+/// One SQL value from the local server, as text (`psql -At`; our own queries, one column).
+async fn sql_value(docker: &Docker, container: &str, sql: &str) -> Result<String> {
+    let argv = [
+        "psql", "-X", "-At", "-U", "postgres", "-d", "postgres", "-c", sql,
+    ];
+    let out = exec_as_postgres(docker, container, "psql", &argv, SHORT).await?;
+    Ok(String::from_utf8_lossy(&out).trim().to_string())
+}
+
+/// When PostgreSQL last archived a WAL segment (`pg_stat_archiver`), if it ever did.
+async fn last_archived(docker: &Docker, container: &str) -> Result<Option<DateTime<Utc>>> {
+    let v = sql_value(
+        docker,
+        container,
+        "select coalesce(extract(epoch from last_archived_time)::bigint, 0) from pg_stat_archiver",
+    )
+    .await?;
+    Ok(v.parse::<i64>()
+        .ok()
+        .filter(|e| *e > 0)
+        .and_then(|e| DateTime::from_timestamp(e, 0)))
+}
+
+/// What `stackctl backup` reports.
+#[derive(Debug, Serialize)]
+pub struct BackupReport {
+    pub label: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub database_bytes: u64,
+    pub repository_bytes: u64,
+    pub seconds: f64,
+}
+
+/// Takes a backup now, in the running postgres container (creating the stanza first if needed).
+pub async fn backup(docker: &Docker, stack: &Stack, kind: Kind) -> Result<BackupReport> {
+    let c = postgres_container(docker, stack).await?;
+    pgbackrest(docker, &c, &["stanza-create"], SHORT).await?;
+    let before: Vec<String> = read_info(docker, &c)
+        .await?
+        .sets()
+        .into_iter()
+        .map(|s| s.label)
+        .collect();
+    let started = Instant::now();
+    let kind_arg = format!("--type={}", kind.as_str());
+    pgbackrest(docker, &c, &[&kind_arg, "backup"], LONG).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let sets = read_info(docker, &c).await?.sets();
+    let Some(new) = sets.into_iter().rev().find(|s| !before.contains(&s.label)) else {
+        bail!("pgbackrest backup succeeded but `pgbackrest info` lists no new backup set");
+    };
+    Ok(BackupReport {
+        label: new.label,
+        kind: new.kind,
+        database_bytes: new.database_bytes,
+        repository_bytes: new.repository_bytes,
+        seconds,
+    })
+}
+
+/// What `stackctl backup list` reports.
+#[derive(Debug, Serialize)]
+pub struct Listing {
+    pub stanza: String,
+    /// pgBackRest's status of the stanza.
+    pub status: String,
+    pub sets: Vec<SetRow>,
+    /// The archived WAL, per database.
+    pub wal: Vec<WalRange>,
+    /// The times `restore --to` accepts; `None` without any backup.
+    pub restorable: Option<Window>,
+}
+
+/// Every backup set and the restorable window (its end: PostgreSQL's last archived segment).
+pub async fn list(docker: &Docker, stack: &Stack) -> Result<Listing> {
+    let c = postgres_container(docker, stack).await?;
+    let info = read_info(docker, &c).await?;
+    let archived = last_archived(docker, &c).await?;
+    Ok(Listing {
+        stanza: info.name.clone(),
+        status: info.status(),
+        sets: info.sets(),
+        wal: info.wal_ranges(),
+        restorable: info.window(archived),
+    })
+}
