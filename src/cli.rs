@@ -162,9 +162,15 @@ pub struct UpArgs {
 
 #[derive(Debug, Args)]
 pub struct DownArgs {
-    /// Also remove the stack's volumes (its data).
+    /// Also remove the stack's volumes (its data); the backup repository is kept.
     #[arg(long)]
     pub volumes: bool,
+    /// With --volumes, also remove the backup repository (the `backups` volume); needs --yes.
+    #[arg(long, requires = "volumes")]
+    pub include_backups: bool,
+    /// Confirms --include-backups.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

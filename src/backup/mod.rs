@@ -25,6 +25,10 @@ use crate::error::UserError;
 
 /// The one stanza of a stack (pgBackRest's name for a cluster and its repository contents).
 pub const STANZA: &str = "main";
+
+/// The Compose volume that holds the repository: `down --volumes` keeps it (only
+/// `--include-backups --yes` removes it), so a wrong `down` never takes the backups with the data.
+pub const VOLUME: &str = "backups";
 /// Where the postgres service (and a restore's one-off container) has pgbackrest.conf.
 pub const CONFIG_PATH: &str = "/etc/pgbackrest/pgbackrest.conf";
 /// The service that runs PostgreSQL.

@@ -28,7 +28,7 @@ pub use apply::UpOptions;
 pub use docker::Docker;
 pub use images::{build_all, prepare_for_publish};
 pub use labels::{resource_labels, volume_name};
-pub use ops::{LogView, down, logs, logs_where, running_container, status, stop_services};
+pub use ops::{LogView, Volumes, down, logs, logs_where, running_container, status, stop_services};
 pub use task::{Task, TaskOutput, remove_tasks, run_task};
 
 use std::collections::BTreeMap;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::apply;
 use super::docker::Docker;
 use super::labels::{
-    LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, Replica, oneoff_name,
+    LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, Replica, oneoff_name, volume_name,
 };
 use super::spec::{config_hash, config_tar, container_body};
 use crate::compose::Project;
@@ -21,7 +21,16 @@ use crate::config::Stack;
 use crate::error::UserError;
 
 /// Removes the project's containers (one-off runs too) and networks; volumes only when asked.
-pub async fn down(docker: &Docker, project: &str, volumes: bool) -> Result<()> {
+/// Which volumes `down` removes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Volumes {
+    Keep,
+    /// All but the one named (a volume of the Compose file, e.g. the backup repository).
+    RemoveExcept(&'static str),
+    RemoveAll,
+}
+
+pub async fn down(docker: &Docker, project: &str, volumes: Volumes) -> Result<()> {
     let label = format!("{LABEL_PROJECT}={project}");
     let containers = docker.list_containers(std::slice::from_ref(&label)).await?;
     let removals = containers.iter().map(|c| async move {
@@ -45,8 +54,16 @@ pub async fn down(docker: &Docker, project: &str, volumes: bool) -> Result<()> {
         docker.remove_network(&n).await?;
         println!("removed network {n}");
     }
-    if volumes {
+    if volumes != Volumes::Keep {
         for v in docker.list_volumes(&label).await? {
+            if let Volumes::RemoveExcept(keep) = volumes
+                && v == volume_name(project, keep)
+            {
+                println!(
+                    "kept volume {v} (the backup repository; --include-backups --yes removes it)"
+                );
+                continue;
+            }
             docker.remove_volume(&v).await?;
             println!("removed volume {v}");
         }

@@ -18,7 +18,10 @@ struct Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.s.cmd(["down", "--volumes"]).run();
+        let _ = self
+            .s
+            .cmd(["down", "--volumes", "--include-backups", "--yes"])
+            .run();
         for t in &self.tags {
             let _ = Command::new("docker").args(["rmi", "-f", t]).output();
         }

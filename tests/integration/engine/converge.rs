@@ -1,6 +1,7 @@
 //! Convergence: a small project comes up, is idempotent, recreates only what changed, keeps its
 //! volumes across `down`, and converges again after `up` was killed part-way.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::{Proj, SMALL};
@@ -155,6 +156,59 @@ fn small_project_converges_is_idempotent_and_recreates_only_what_changed() {
         .run()
         .success()
         .stdout_contains(&format!("removed volume {}_data", p.name));
+}
+
+/// `down --volumes` removes the data but keeps the backup repository (the `backups` volume);
+/// `--include-backups` removes it only with `--yes`.
+#[test]
+fn down_volumes_keeps_the_backup_repository_unless_told_twice() {
+    let p = Proj::new("keep");
+    p.compose(
+        r#"name: NAME
+services:
+  db:
+    image: debian:trixie-slim
+    command: ["sleep", "infinity"]
+    stop_grace_period: 1s
+    volumes: ["data:/data", "backups:/backups"]
+volumes:
+  data: {}
+  backups: {}
+"#,
+    );
+    p.up(&[]).run().success();
+    let volumes = || {
+        let out = Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter"])
+            .arg(format!("label=com.docker.compose.project={}", p.name))
+            .output()
+            .unwrap();
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let (data, backups) = (format!("{}_data", p.name), format!("{}_backups", p.name));
+    assert_eq!(volumes(), [backups.clone(), data.clone()]);
+    p.s.cmd(["down", "--volumes"])
+        .run()
+        .success()
+        .stdout_contains(&format!("removed volume {data}"))
+        .stdout_contains(&format!("kept volume {backups}"));
+    assert_eq!(volumes(), [backups.clone()]);
+    let refused =
+        p.s.cmd(["down", "--volumes", "--include-backups"])
+            .run()
+            .failure();
+    refused.stderr_contains("add --yes");
+    assert_eq!(volumes(), [backups.clone()]);
+    p.s.cmd(["down", "--volumes", "--include-backups", "--yes"])
+        .run()
+        .success()
+        .stdout_contains(&format!("removed volume {backups}"));
+    assert!(volumes().is_empty());
 }
 
 #[test]

@@ -67,7 +67,10 @@ impl Proj {
 
 impl Drop for Proj {
     fn drop(&mut self) {
-        let _ = self.s.cmd(["down", "--volumes"]).run();
+        let _ = self
+            .s
+            .cmd(["down", "--volumes", "--include-backups", "--yes"])
+            .run();
     }
 }
 

@@ -152,7 +152,10 @@ fn credentials_wrong_are_refused_and_every_source_of_right_ones_works() {
     struct Down<'a>(&'a Stackctl);
     impl Drop for Down<'_> {
         fn drop(&mut self) {
-            let _ = self.0.cmd(["down", "--volumes"]).run();
+            let _ = self
+                .0
+                .cmd(["down", "--volumes", "--include-backups", "--yes"])
+                .run();
         }
     }
     let _down = Down(&q);

@@ -110,7 +110,10 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
-        let _ = self.s.cmd(["down", "--volumes"]).run();
+        let _ = self
+            .s
+            .cmd(["down", "--volumes", "--include-backups", "--yes"])
+            .run();
     }
 }
 
