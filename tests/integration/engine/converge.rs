@@ -197,13 +197,13 @@ volumes:
         .success()
         .stdout_contains(&format!("removed volume {data}"))
         .stdout_contains(&format!("kept volume {backups}"));
-    assert_eq!(volumes(), [backups.clone()]);
+    assert_eq!(volumes(), vec![backups.clone()]);
     let refused =
         p.s.cmd(["down", "--volumes", "--include-backups"])
             .run()
             .failure();
     refused.stderr_contains("add --yes");
-    assert_eq!(volumes(), [backups.clone()]);
+    assert_eq!(volumes(), vec![backups.clone()]);
     p.s.cmd(["down", "--volumes", "--include-backups", "--yes"])
         .run()
         .success()
