@@ -85,6 +85,26 @@ pub enum BackupAction {
         #[arg(long)]
         json: bool,
     },
+    /// The `backup` service's loop (run inside its container): backups on cron schedules.
+    #[command(hide = true)]
+    Schedule {
+        /// When to take a full backup (cron, 5 fields, UTC).
+        #[arg(long, value_name = "CRON")]
+        full: String,
+        /// When to take a differential backup (cron, 5 fields, UTC).
+        #[arg(long, value_name = "CRON")]
+        diff: String,
+    },
+    /// The `backup` service's health check: fails while its last scheduled backup has failed.
+    #[command(hide = true)]
+    Health,
+    /// Restore the newest backup into a scratch container, start PostgreSQL on it, check it
+    /// (pgBackRest verify, amcheck on every B-tree index, rows per table), then remove it.
+    Verify {
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

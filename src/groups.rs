@@ -1,5 +1,5 @@
 //! stackctl's service groups: the templates label each service `dev.stackctl.group` (`core`,
-//! `apps`, `observability`) and `up --without GROUP` leaves a group's services out.
+//! `backup`, `apps`, `observability`) and `up --without GROUP` leaves a group's services out.
 //!
 //! This is our policy, not Compose (`docker compose` reads the label like any other), so it lives
 //! apart from `compose`; and it decides what to run, not how, so it is not `engine` either. It adds
@@ -14,7 +14,7 @@ use crate::error::UserError;
 pub const GROUP_LABEL: &str = "dev.stackctl.group";
 
 /// The groups the templates write: `--without` accepts them even if no service of the file is in one.
-const KNOWN_GROUPS: [&str; 3] = ["core", "apps", "observability"];
+const KNOWN_GROUPS: [&str; 4] = ["core", "backup", "apps", "observability"];
 
 impl Service {
     pub fn group(&self) -> Option<&str> {

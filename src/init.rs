@@ -30,6 +30,7 @@ const GITIGNORE_LINES: &[&str] = &[
     "pgcat/pgcat.toml",
     "pgbouncer/userlist.txt",
     "dokploy/files/",
+    ".stackctl.lock",
 ];
 
 /// Runs `init` in `dir`; prints what it did.

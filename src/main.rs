@@ -20,6 +20,7 @@ mod render;
 mod scram;
 mod secrets;
 mod stackdir;
+mod stacklock;
 mod supabase;
 mod tenants;
 mod tls;

@@ -66,9 +66,17 @@ pub struct ArchiveInfo {
 }
 
 /// Parses `pgbackrest info --output=json` and picks `stanza`.
+///
+/// pgBackRest puts error messages into its JSON as they are, raw line breaks included (seen with a
+/// wrong repository passphrase), which JSON forbids inside strings: control characters are read
+/// as spaces, which changes nothing between tokens.
 pub fn parse(json: &[u8], stanza: &str) -> Result<StanzaInfo> {
+    let clean: Vec<u8> = json
+        .iter()
+        .map(|&b| if b < 0x20 { b' ' } else { b })
+        .collect();
     let all: Vec<StanzaInfo> =
-        serde_json::from_slice(json).context("reading pgbackrest info --output=json")?;
+        serde_json::from_slice(&clean).context("reading pgbackrest info --output=json")?;
     all.into_iter()
         .find(|s| s.name == stanza)
         .with_context(|| format!("pgbackrest info has no stanza `{stanza}`"))
@@ -101,7 +109,10 @@ pub struct WalRange {
 }
 
 /// The times a point-in-time restore can reach: from the end of the oldest backup to the end
-/// of the archived WAL (`latest`, when known).
+/// of the archived WAL (`latest`, when known). pgBackRest records a backup's end in whole
+/// seconds, cut down; the backup is consistent only at its real end, somewhere in that second, so
+/// `earliest` is the next whole second: a target inside the backup's last second could stop
+/// recovery before the data is consistent.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Window {
     #[serde(serialize_with = "rfc3339")]
@@ -162,8 +173,8 @@ impl StanzaInfo {
     /// e.g. PostgreSQL's last archived segment); `None` when there is no backup.
     pub fn window(&self, archived: Option<DateTime<Utc>>) -> Option<Window> {
         let sets = self.sets();
-        let earliest = sets.first()?.finished;
-        let newest = sets.last()?.finished;
+        let earliest = sets.first()?.finished + chrono::TimeDelta::seconds(1);
+        let newest = sets.last()?.finished + chrono::TimeDelta::seconds(1);
         let latest = archived.map_or(newest, |a| a.max(newest));
         Some(Window { earliest, latest })
     }
@@ -231,13 +242,22 @@ mod tests {
     #[test]
     fn window_runs_from_the_oldest_backup_to_the_archive() {
         let s = parse(SAMPLE.as_bytes(), "main").unwrap();
+        // A backup's end is recorded in whole seconds, cut down: the window starts a second
+        // after it (the backup is consistent only at its real end, within that second).
         let w = s.window(None).unwrap();
-        assert_eq!(w.earliest, utc(1764763510));
-        assert_eq!(w.latest, utc(1764766805));
+        assert_eq!(w.earliest, utc(1764763511));
+        assert_eq!(w.latest, utc(1764766806));
         let w = s.window(Some(utc(1764770000))).unwrap();
         assert_eq!(w.latest, utc(1764770000));
         // An archive older than the newest backup does not shrink the window.
-        assert_eq!(s.window(Some(utc(1))).unwrap().latest, utc(1764766805));
+        assert_eq!(s.window(Some(utc(1))).unwrap().latest, utc(1764766806));
+    }
+
+    #[test]
+    fn raw_line_breaks_in_pgbackrests_messages_are_read() {
+        let raw = "[{\"name\":\"main\",\"status\":{\"code\":99,\"message\":\"other\nunable to decrypt\"},\"backup\":[],\"archive\":[]}]";
+        let s = parse(raw.as_bytes(), "main").unwrap();
+        assert_eq!(s.status(), "other unable to decrypt (code 99)");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Backups with pgBackRest: the stanza, `backup`, `backup list` and `restore` (restore.rs).
+//! Backups with pgBackRest: the stanza, `backup`, `backup list`, `backup verify` (verify.rs) and
+//! `restore` (restore.rs).
 //!
 //! The stack's postgres service archives its WAL continuously to the repository (the `backups`
 //! volume, encrypted with `BACKUP_PASSPHRASE`; see the Compose template and pgbackrest.conf).
@@ -9,9 +10,13 @@
 
 mod info;
 mod restore;
+mod schedule;
+mod verify;
 
 pub use info::{SetRow, WalRange, Window, human_bytes};
 pub use restore::{RestoreOptions, RestoreTarget, parse_time, restore};
+pub use schedule::{health as schedule_health, parse_cron, run as run_schedule};
+pub use verify::verify;
 
 use std::time::{Duration, Instant};
 
@@ -125,11 +130,23 @@ async fn postgres_container(docker: &Docker, stack: &Stack) -> Result<String> {
 /// then reads as valid (pgBackRest status `ok` or `no valid backups`).
 pub async fn ensure_stanza(docker: &Docker, stack: &Stack) -> Result<()> {
     let c = postgres_container(docker, stack).await?;
-    let Err(e) = pgbackrest(docker, &c, &["stanza-create"], SHORT).await else {
+    stanza_in(docker, &c).await
+}
+
+/// [`ensure_stanza`] in container `c`. A stanza that reads as valid is left alone: `stanza-create`
+/// takes the archive lock, which the asynchronous archive-push holds while it works, so on a busy
+/// server it would fail for nothing.
+async fn stanza_in(docker: &Docker, c: &str) -> Result<()> {
+    if let Ok(info) = read_info(docker, c).await
+        && matches!(info.status.code, 0 | 2)
+    {
+        return Ok(());
+    }
+    let Err(e) = pgbackrest(docker, c, &["stanza-create"], SHORT).await else {
         return Ok(());
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
-    match read_info(docker, &c).await {
+    match read_info(docker, c).await {
         Ok(info) if matches!(info.status.code, 0 | 2) => Ok(()),
         _ => Err(e),
     }
@@ -178,7 +195,7 @@ pub struct BackupReport {
 /// Takes a backup now, in the running postgres container (creating the stanza first if needed).
 pub async fn backup(docker: &Docker, stack: &Stack, kind: Kind) -> Result<BackupReport> {
     let c = postgres_container(docker, stack).await?;
-    pgbackrest(docker, &c, &["stanza-create"], SHORT).await?;
+    stanza_in(docker, &c).await?;
     let before: Vec<String> = read_info(docker, &c)
         .await?
         .sets()

@@ -1,28 +1,33 @@
 //! `stackctl restore`: point-in-time (or latest) recovery of the stack's database from its
-//! pgBackRest repository.
+//! pgBackRest repository, also after a total loss of the data volume.
 //!
 //! The order, and why:
-//! 1. `pgbackrest check` in the running server switches WAL and waits until it is archived, so
-//!    the repository covers every transaction committed before the command started; the window
-//!    (oldest backup's end .. that moment) is checked against `--to` before anything changes.
-//!    The repository is then read in a one-off container with `.env`'s passphrase, as the
-//!    restore will read it, so a wrong passphrase is refused before anything stops.
-//! 2. Without `--yes`: print the plan, change nothing, exit non-zero.
-//! 3. Stop the services (the database last), copy the data volume aside into
-//!    `<project>_pgdata-before-restore` (kept if a previous, unfinished restore left it: it then
-//!    holds the data from before that restore, the only way back).
-//! 4. `pgbackrest restore --delta --type=time --target=T --target-action=promote` in a one-off
+//! 1. The caller holds the stack's lock (`stacklock`), so no migrate or other restore runs;
+//!    restore containers a killed run left behind are removed first.
+//! 2. If postgres runs, `pgbackrest check` switches WAL and waits until it is archived, so the
+//!    repository covers every transaction committed before the command started. Then the
+//!    repository is read in a one-off container with `.env`'s passphrase, as the restore will
+//!    read it (no server needed): a wrong passphrase is refused before anything stops, and the
+//!    window (oldest backup's end .. now) is checked against `--to`.
+//! 3. Without `--yes`: print the plan, change nothing, exit non-zero.
+//! 4. Stop the services (the database last) and copy the data volume aside into
+//!    `<project>_pgdata-before-restore`, labelled with the services stopped. A copy an
+//!    unfinished restore left is kept as it is (it holds the data from before that restore, the
+//!    only way back) and its label says which services to start again. With no data volume at
+//!    all (a total loss) there is nothing to set aside: an empty one is made.
+//! 5. `pgbackrest restore --delta [--type=time --target=T --target-action=promote]` in a one-off
 //!    container of our image with the data and repository volumes mounted.
-//! 5. Start postgres, wait until it has left recovery (promoted), then start the services that
-//!    were running and wait until healthy; only then remove the copy set aside. If any of 4-5
-//!    fails, the copy is put back, the services are started again, and the error is reported.
+//! 6. Start postgres, wait until it has left recovery (promoted), then start the services that
+//!    were running and wait until healthy; only then remove the copy set aside. If 5-6 fail,
+//!    the copy is put back, the services are started again, and the error is reported.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 
-use super::{STANZA, Window, exec_as_postgres, pgbackrest, postgres_container, read_info};
+use super::info::StanzaInfo;
+use super::{STANZA, Window, exec_as_postgres, pgbackrest, postgres_container};
 use crate::config::Stack;
 use crate::engine::{self, Docker, Task, UpOptions};
 use crate::error::UserError;
@@ -47,6 +52,9 @@ pub struct RestoreOptions {
 }
 
 const ASIDE: &str = "pgdata-before-restore";
+/// On the volume set aside: the services the restore stopped (comma-separated), so that a
+/// re-run of an interrupted restore starts them again although it found them stopped.
+const LABEL_SERVICES: &str = "io.stackctl.restore.services";
 
 /// Parses `--to`: RFC 3339 (`2026-12-03T18:15:00Z`, `...+01:00`) or `YYYY-MM-DD HH:MM:SS[.f]`
 /// in UTC.
@@ -107,14 +115,23 @@ pub async fn restore(
 ) -> Result<RestoreReport> {
     let started = Instant::now();
     let project = engine::load_project(stack, env, None)?;
-    let c = postgres_container(docker, stack).await.context(
-        "restore needs the stack's postgres running to read the repository \
-         (a restore after the data volume is lost is not implemented yet)",
-    )?;
+    let p = stack.project();
+    // The caller holds the stack's lock: a restore task still here was left by a killed run.
+    let orphans = engine::remove_orphaned_tasks(docker, p, "restore-").await?;
+    if orphans > 0 {
+        eprintln!("restore: removed {orphans} container(s) left by an interrupted restore");
+    }
+    let passphrase = passphrase(stack, env)?;
+
+    // With the server up, `check` archives everything committed until now; without it (a total
+    // loss) the archive reaches as far as the server got before it went.
+    let running = postgres_container(docker, stack).await.ok();
     let checked_at = Utc::now();
-    pgbackrest(docker, &c, &["stanza-create"], super::SHORT).await?;
-    pgbackrest(docker, &c, &["check"], super::SHORT).await?;
-    let info = read_info(docker, &c).await?;
+    if let Some(c) = &running {
+        super::stanza_in(docker, c).await?;
+        pgbackrest(docker, c, &["check"], super::SHORT).await?;
+    }
+    let info = read_repository(docker, stack, &passphrase).await?;
     let Some(window) = info.window(Some(checked_at)) else {
         bail!(
             UserError::new("the repository holds no backup to restore from; nothing was changed")
@@ -122,32 +139,32 @@ pub async fn restore(
         );
     };
     check_target(opts.target, window)?;
-    let passphrase = engine::variables(env)
-        .get("BACKUP_PASSPHRASE")
-        .filter(|v| !v.is_empty())
-        .cloned()
-        .with_context(|| {
-            UserError::new(format!(
-                "{} has no BACKUP_PASSPHRASE",
-                stack.env_path().display()
-            ))
-            .hint("run `stackctl init` to add the missing secrets")
-        })?;
-
-    preflight(docker, stack, &passphrase).await?;
     let target = match opts.target {
         RestoreTarget::Time(t) => fmt(t),
         RestoreTarget::Latest => "the end of the archived WAL".into(),
     };
-    let p = stack.project();
     let (data, aside) = (
         engine::volume_name(p, "pgdata"),
         engine::volume_name(p, ASIDE),
     );
+    let aside_labels = docker.volume_labels(&aside).await?;
+    let data_exists = docker.volume_exists(&data).await?;
+    let keep_aside = if aside_labels.is_some() {
+        format!("keep {aside}: an unfinished restore left it, with the data from before it")
+    } else if data_exists {
+        format!("copy volume {data} aside into {aside}")
+    } else {
+        format!("nothing to set aside: volume {data} does not exist (the data is lost)")
+    };
+    let unknown_end = if running.is_none() {
+        "\n  postgres is not running: the archive ends where the server stopped archiving"
+    } else {
+        ""
+    };
     eprintln!(
-        "restore plan: recover the database of project {p} to {target} (window {} .. {}):\n  \
+        "restore plan: recover the database of project {p} to {target} (window {} .. {}):{unknown_end}\n  \
          1. stop the stack's services (postgres last)\n  \
-         2. copy volume {data} aside into {aside}\n  \
+         2. {keep_aside}\n  \
          3. pgbackrest restore --delta into {data}, replay WAL, promote\n  \
          4. start the services again and wait until healthy; then remove {aside}\n  \
          on failure {aside} is copied back and the services are started again",
@@ -161,21 +178,43 @@ pub async fn restore(
         );
     }
     eprintln!("restore: stopping services");
-    let stopped = engine::stop_services(docker, p, "postgres").await?;
-    if docker.volume_exists(&aside).await? {
-        eprintln!("restore: keeping {aside} from an unfinished restore (the data before it)");
-    } else {
-        eprintln!("restore: copying {data} aside into {aside}");
-        docker
-            .create_volume(&aside, engine::resource_labels(p, "volume", ASIDE))
-            .await?;
-        let copy = copy_task(stack, &data, &aside);
-        if let Err(e) = run_checked(docker, &copy).await {
-            // Nothing changed yet but a partial copy: drop it, bring the stack back.
-            let _ = docker.remove_volume(&aside).await;
-            start(docker, stack, &project, &stopped, opts.wait_timeout).await?;
-            return Err(e.context("copying the data aside failed; nothing was changed"));
+    let mut stopped = engine::stop_services(docker, p, "postgres").await?;
+    let has_aside = match &aside_labels {
+        Some(labels) => {
+            eprintln!("restore: keeping {aside} from an unfinished restore (the data before it)");
+            // The services that run interrupted stopped are the ones to start again.
+            if let Some(list) = labels.get(LABEL_SERVICES) {
+                stopped.extend(list.split(',').filter(|s| !s.is_empty()).map(String::from));
+                stopped.sort();
+                stopped.dedup();
+            }
+            true
         }
+        None if data_exists => {
+            eprintln!("restore: copying {data} aside into {aside}");
+            let mut labels = engine::resource_labels(p, "volume", ASIDE);
+            labels.insert(LABEL_SERVICES.into(), stopped.join(","));
+            docker.create_volume(&aside, labels).await?;
+            let copy = copy_task(stack, &data, &aside);
+            if let Err(e) = run_checked(docker, &copy).await {
+                // Nothing changed yet but a partial copy: drop it, bring the stack back.
+                let _ = docker.remove_volume(&aside).await;
+                start(docker, stack, &project, &stopped, opts.wait_timeout).await?;
+                return Err(e.context("copying the data aside failed; nothing was changed"));
+            }
+            true
+        }
+        None => {
+            eprintln!("restore: volume {data} does not exist; restoring into a new one");
+            docker
+                .create_volume(&data, engine::resource_labels(p, "volume", "pgdata"))
+                .await?;
+            false
+        }
+    };
+    if !stopped.iter().any(|s| s == "postgres") {
+        stopped.push("postgres".into());
+        stopped.sort();
     }
 
     let attempt = async {
@@ -195,6 +234,12 @@ pub async fn restore(
         start(docker, stack, &project, &stopped, opts.wait_timeout).await
     };
     if let Err(e) = attempt.await {
+        if !has_aside {
+            return Err(e.context(
+                "restore failed; there was no data before it to put back, and the repository \
+                 is unchanged: fix the cause above and run the restore again",
+            ));
+        }
         eprintln!("restore failed; putting the previous data back from {aside}");
         engine::stop_services(docker, p, "postgres").await?;
         run_checked(docker, &copy_task(stack, &aside, &data))
@@ -208,7 +253,9 @@ pub async fn restore(
         docker.remove_volume(&aside).await?;
         return Err(e.context("restore failed; the database was put back as it was before"));
     }
-    docker.remove_volume(&aside).await?;
+    if has_aside {
+        docker.remove_volume(&aside).await?;
+    }
     Ok(RestoreReport {
         target,
         services: stopped,
@@ -216,12 +263,30 @@ pub async fn restore(
     })
 }
 
-/// Reads the repository the way the restore will (a one-off container, `.env`'s passphrase,
-/// the rendered pgbackrest.conf), before anything is stopped: a wrong passphrase or an
-/// unreadable repository is refused with nothing changed.
-async fn preflight(docker: &Docker, stack: &Stack, passphrase: &str) -> Result<()> {
-    let mut task = restore_task(stack, RestoreTarget::Latest, passphrase);
-    task.purpose = "restore-preflight".into();
+/// The repository's passphrase, from `.env`.
+pub(super) fn passphrase(stack: &Stack, env: &EnvFile) -> Result<String> {
+    engine::variables(env)
+        .get("BACKUP_PASSPHRASE")
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .with_context(|| {
+            UserError::new(format!(
+                "{} has no BACKUP_PASSPHRASE",
+                stack.env_path().display()
+            ))
+            .hint("run `stackctl init` to add the missing secrets")
+        })
+}
+
+/// Reads the repository the way a restore will (a one-off container, `.env`'s passphrase,
+/// the rendered pgbackrest.conf), with no server needed and before anything is stopped: a wrong
+/// passphrase or an unreadable repository is refused with nothing changed.
+pub(super) async fn read_repository(
+    docker: &Docker,
+    stack: &Stack,
+    passphrase: &str,
+) -> Result<StanzaInfo> {
+    let mut task = repo_task(stack, "restore-preflight", passphrase, "");
     // pgBackRest ends its JSON without a newline, and the Docker Engine's followed log drops
     // a last partial line when the container exits: the shell adds the newline.
     task.cmd = vec![
@@ -234,8 +299,6 @@ async fn preflight(docker: &Docker, stack: &Stack, passphrase: &str) -> Result<(
         "info".into(),
     ];
     task.deadline = super::SHORT;
-    task.binds
-        .retain(|b| !b.contains(":/var/lib/postgresql/data"));
     let out = engine::run_task(docker, &task).await?;
     let refused = |why: String| {
         UserError::new(format!(
@@ -250,10 +313,11 @@ async fn preflight(docker: &Docker, stack: &Stack, passphrase: &str) -> Result<(
     }
     let info = super::info::parse(&out.stdout, STANZA)
         .with_context(|| format!("pgbackrest info printed:\n{}", out.stderr_tail(10)))?;
-    if info.sets().is_empty() {
+    // An encrypted repository read with a wrong passphrase lists no backup at all.
+    if info.sets().is_empty() && info.status.code != 2 {
         bail!(refused(info.status()));
     }
-    Ok(())
+    Ok(info)
 }
 
 /// Copies volume `from` over volume `to` (its previous contents removed), preserving owners.
@@ -273,10 +337,8 @@ fn copy_task(stack: &Stack, from: &str, to: &str) -> Task {
     }
 }
 
-/// `pgbackrest restore` as `postgres`, with the data and repository volumes and the rendered
-/// pgbackrest.conf mounted where the postgres service has them.
+/// `pgbackrest restore` as `postgres` into the stack's data volume.
 fn restore_task(stack: &Stack, target: RestoreTarget, passphrase: &str) -> Task {
-    let p = stack.project();
     let mut cmd = vec![
         "pgbackrest".to_string(),
         format!("--stanza={STANZA}"),
@@ -288,21 +350,34 @@ fn restore_task(stack: &Stack, target: RestoreTarget, passphrase: &str) -> Task 
         cmd.push("--target-action=promote".into());
     }
     cmd.push("restore".into());
+    let data = engine::volume_name(stack.project(), "pgdata");
+    Task {
+        cmd,
+        ..repo_task(stack, "restore-pgbackrest", passphrase, &data)
+    }
+}
+
+/// A one-off container of our PostgreSQL image, as `postgres`, with the repository volume and
+/// the rendered pgbackrest.conf mounted where the postgres service has them, the passphrase in
+/// pgBackRest's variable, and `data_volume` (unless empty) as the data directory. Its command
+/// is the caller's.
+pub(super) fn repo_task(stack: &Stack, purpose: &str, passphrase: &str, data_volume: &str) -> Task {
+    let p = stack.project();
     let conf = stack.dir.join("backup/pgbackrest.conf");
+    let mut binds = vec![
+        format!("{}:/var/lib/pgbackrest", engine::volume_name(p, "backups")),
+        format!("{}:{}:ro", conf.display(), super::CONFIG_PATH),
+    ];
+    if !data_volume.is_empty() {
+        binds.push(format!("{data_volume}:/var/lib/postgresql/data"));
+    }
     Task {
         project: p.to_string(),
-        purpose: "restore-pgbackrest".into(),
+        purpose: purpose.into(),
         image: stack.file.images.postgres.clone(),
-        cmd,
+        cmd: Vec::new(),
         env: vec![format!("PGBACKREST_REPO1_CIPHER_PASS={passphrase}")],
-        binds: vec![
-            format!(
-                "{}:/var/lib/postgresql/data",
-                engine::volume_name(p, "pgdata")
-            ),
-            format!("{}:/var/lib/pgbackrest", engine::volume_name(p, "backups")),
-            format!("{}:{}:ro", conf.display(), super::CONFIG_PATH),
-        ],
+        binds,
         user: Some("postgres".into()),
         deadline: super::LONG,
     }

@@ -1,4 +1,4 @@
-//! `stackctl backup [--type full|diff|incr]` and `stackctl backup list [--json]`.
+//! `stackctl backup [--type full|diff|incr]`, `backup list [--json]`, `backup verify [--json]`.
 
 use anyhow::Result;
 
@@ -7,8 +7,17 @@ use crate::cli::{BackupAction, BackupArgs};
 use crate::ctx::Ctx;
 
 pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<()> {
+    // Inside the `backup` service's container: no stack directory there.
+    match &a.action {
+        Some(BackupAction::Health) => return backup::schedule_health(),
+        Some(BackupAction::Schedule { full, diff }) => {
+            return ctx.block_on(backup::run_schedule(full, diff));
+        }
+        _ => {}
+    }
     let stack = ctx.stack()?;
     match a.action {
+        Some(BackupAction::Health | BackupAction::Schedule { .. }) => {}
         None => {
             eprintln!("backup: taking a {:?} backup (pgBackRest)", a.kind);
             let r =
@@ -19,6 +28,26 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<()> {
                 r.kind,
                 human_bytes(r.database_bytes),
                 human_bytes(r.repository_bytes),
+                r.seconds
+            );
+        }
+        Some(BackupAction::Verify { json }) => {
+            let env = ctx.env()?;
+            let r =
+                ctx.block_on(async { backup::verify(ctx.docker().await?, stack, env).await })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
+            println!(
+                "backup {} verified: repository checksums ok; restored and started in a scratch \
+                 container; amcheck passed on {} B-tree indexes; {} tables, {} rows in {} \
+                 databases ({:.1}s)",
+                r.label,
+                r.indexes(),
+                r.tables(),
+                r.rows(),
+                r.databases.len(),
                 r.seconds
             );
         }

@@ -9,13 +9,35 @@ use crate::ctx::Ctx;
 use crate::db::{self, Action, Options, Source};
 use crate::engine;
 use crate::error::UserError;
+use crate::stacklock;
 
 pub fn run(ctx: &Ctx, a: MigrateArgs) -> Result<()> {
     let writes_a_file = matches!(a.action, Some(MigrateAction::New { .. }));
+    // Applying (or rehearsing) migrations on the stack's database never overlaps a restore.
+    // Inside the migrate container (`--from-env`) the stackctl that started it holds the lock.
+    let _lock = match a.action {
+        None if !a.from_env => Some(stacklock::acquire(&ctx.stack()?.dir, "migrate")?),
+        _ => None,
+    };
     if a.database_url.is_some() || a.from_env || writes_a_file {
         return direct(ctx, a);
     }
     in_stack(ctx, a)
+}
+
+/// `migrate` in the stack's network, as `restore` runs it once the services are back (the
+/// caller holds the stack's lock).
+pub(crate) fn apply_in_stack(ctx: &Ctx) -> Result<()> {
+    in_stack(
+        ctx,
+        MigrateArgs {
+            action: None,
+            database_url: None,
+            from_env: false,
+            dry_run: false,
+            lock_timeout: 10,
+        },
+    )
 }
 
 fn direct(ctx: &Ctx, a: MigrateArgs) -> Result<()> {

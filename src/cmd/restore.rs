@@ -7,6 +7,7 @@ use anyhow::Result;
 use crate::backup::{self, RestoreOptions, RestoreTarget};
 use crate::cli::RestoreArgs;
 use crate::ctx::Ctx;
+use crate::stacklock;
 
 pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<()> {
     let target = match &a.to {
@@ -19,8 +20,12 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<()> {
         wait_timeout: Duration::from_secs(a.wait_timeout),
     };
     let (stack, env) = (ctx.stack()?, ctx.env()?);
+    let _lock = stacklock::acquire(&stack.dir, "restore")?;
     let r =
         ctx.block_on(async { backup::restore(ctx.docker().await?, stack, env, &opts).await })?;
+    // The restored database may predate migrations this stack has: bring it up to date.
+    eprintln!("restore: running migrate");
+    super::migrate::apply_in_stack(ctx)?;
     println!(
         "restored to {}; services running again: {} ({:.1}s)",
         r.target,

@@ -219,6 +219,10 @@ pub struct BackupSection {
     /// Full backups the repository keeps (pgBackRest `repo1-retention-full`); older ones, and
     /// the WAL only they need, are expired after each backup.
     pub retention_full: u32,
+    /// When the `backup` service takes a full backup (cron, 5 fields, UTC).
+    pub full_schedule: String,
+    /// When it takes a differential one (what changed since the last full backup).
+    pub diff_schedule: String,
 }
 
 impl Default for BackupSection {
@@ -226,6 +230,8 @@ impl Default for BackupSection {
         Self {
             archive_timeout: 60,
             retention_full: 2,
+            full_schedule: "0 3 * * 0".into(),
+            diff_schedule: "0 3 * * 1-6".into(),
         }
     }
 }

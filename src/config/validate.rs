@@ -164,6 +164,14 @@ pub(super) fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
             b.retention_full
         ))));
     }
+    for (field, expr) in [
+        ("backup.full_schedule", &b.full_schedule),
+        ("backup.diff_schedule", &b.diff_schedule),
+    ] {
+        if let Err(e) = crate::backup::parse_cron(field, expr) {
+            return Err(at(field)(e));
+        }
+    }
     let r = &f.observability.log_retention;
     if !(r.len() > 1 && r.ends_with('h') && r[..r.len() - 1].bytes().all(|b| b.is_ascii_digit())) {
         return Err(at("observability.log_retention")(UserError::new(format!(

@@ -27,9 +27,9 @@ mod wait;
 pub use apply::UpOptions;
 pub use docker::Docker;
 pub use images::{build_all, prepare_for_publish};
-pub use labels::{resource_labels, volume_name};
+pub use labels::{invocation_id, resource_labels, volume_name};
 pub use ops::{LogView, Volumes, down, logs, logs_where, running_container, status, stop_services};
-pub use task::{Task, TaskOutput, remove_tasks, run_task};
+pub use task::{Task, TaskOutput, remove_orphaned_tasks, remove_tasks, run_task};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

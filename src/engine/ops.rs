@@ -20,7 +20,6 @@ use crate::compose::Project;
 use crate::config::Stack;
 use crate::error::UserError;
 
-/// Removes the project's containers (one-off runs too) and networks; volumes only when asked.
 /// Which volumes `down` removes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Volumes {
@@ -30,6 +29,7 @@ pub enum Volumes {
     RemoveAll,
 }
 
+/// Removes the project's containers (one-off runs too) and networks; volumes only when asked.
 pub async fn down(docker: &Docker, project: &str, volumes: Volumes) -> Result<()> {
     let label = format!("{LABEL_PROJECT}={project}");
     let containers = docker.list_containers(std::slice::from_ref(&label)).await?;

@@ -117,19 +117,33 @@ pub async fn run_task(docker: &Docker, task: &Task) -> Result<TaskOutput> {
 /// short after Docker received it: a second pass, a moment later, removes one that appeared
 /// after the first.
 pub async fn remove_tasks(docker: &Docker, project: &str, prefix: &str) -> Result<usize> {
-    let first = remove_tasks_once(docker, project, prefix).await?;
+    let mine = Some(invocation_id());
+    let first = remove_tasks_once(docker, project, prefix, mine).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    Ok(first + remove_tasks_once(docker, project, prefix).await?)
+    Ok(first + remove_tasks_once(docker, project, prefix, mine).await?)
 }
 
-async fn remove_tasks_once(docker: &Docker, project: &str, prefix: &str) -> Result<usize> {
-    let list = docker
-        .list_containers(&[
-            format!("{LABEL_PROJECT}={project}"),
-            format!("{LABEL_ONEOFF}=True"),
-            format!("{LABEL_INVOCATION}={}", invocation_id()),
-        ])
-        .await?;
+/// Removes (killing) the one-off task containers of `project` whose purpose starts with
+/// `prefix`, whichever process started them: for a command that holds the stack's lock
+/// (`stacklock`), any such container is left behind by a run of it that was killed.
+pub async fn remove_orphaned_tasks(docker: &Docker, project: &str, prefix: &str) -> Result<usize> {
+    remove_tasks_once(docker, project, prefix, None).await
+}
+
+async fn remove_tasks_once(
+    docker: &Docker,
+    project: &str,
+    prefix: &str,
+    invocation: Option<&str>,
+) -> Result<usize> {
+    let mut filters = vec![
+        format!("{LABEL_PROJECT}={project}"),
+        format!("{LABEL_ONEOFF}=True"),
+    ];
+    if let Some(id) = invocation {
+        filters.push(format!("{LABEL_INVOCATION}={id}"));
+    }
+    let list = docker.list_containers(&filters).await?;
     let mut n = 0;
     for c in list {
         let purpose = c

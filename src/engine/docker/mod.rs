@@ -412,6 +412,19 @@ impl Docker {
         }
     }
 
+    /// The labels of volume `name`, or `None` when there is no such volume.
+    pub async fn volume_labels(&self, name: &str) -> Result<Option<HashMap<String, String>>> {
+        match self.inner.inspect_volume(name).await {
+            Ok(v) => Ok(Some(v.labels)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(DockerError::engine(
+                format!("inspecting volume {name}"),
+                name,
+                e,
+            )),
+        }
+    }
+
     pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
         let req = VolumeCreateRequest {
             name: Some(name.to_string()),

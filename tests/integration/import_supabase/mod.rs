@@ -573,39 +573,10 @@ fn a_clean_run_cut_during_its_dump_leaves_the_target_as_it_was_and_json_failures
 
     // --clean --yes, interrupted (SIGINT, as Ctrl-C) as soon as it says it is dumping (issue 16,
     // point 5: before, the target's schemas were dropped before the dump began).
-    let mut child = Command::new(crate::support::bin())
-        .arg("--dir")
-        .arg(p.stack.path())
-        .args(p.args(&["--clean", "--yes", "--json"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting stackctl");
-    let stderr = child.stderr.take().unwrap();
-    let pid = child.id().to_string();
-    let child_pid = pid.clone();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut seen = String::new();
-        let mut sent = false;
-        for line in std::io::BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if !sent && line.contains("import: dumping") {
-                let ok = Command::new("kill")
-                    .args(["-INT", &child_pid])
-                    .status()
-                    .unwrap();
-                assert!(ok.success());
-                sent = true;
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        (sent, seen)
-    });
-    let out = child.wait_with_output().unwrap();
-    let (sent, seen) = reader.join().unwrap();
-    assert!(sent, "the run never said it was dumping:\n{seen}");
+    let args = p.args(&["--clean", "--yes", "--json"]);
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let run = crate::support::interrupt_when(p.stack.path(), &args, "import: dumping", "-INT");
+    let (out, seen, pid) = (run.out, run.stderr, run.pid.to_string());
     assert!(!out.status.success(), "{seen}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(

@@ -40,7 +40,7 @@ fn check_dokploy_rules(s: &Stackctl, pooler: &str, text: &str, doc: &Value) {
 
     let services = services(doc);
     let expected: BTreeSet<&str> = [
-        "postgres", "migrate", pooler, "postgate", "runner", "loki", "alloy", "grafana",
+        "postgres", "migrate", "backup", pooler, "postgate", "runner", "loki", "alloy", "grafana",
     ]
     .into();
     assert_eq!(

@@ -12,7 +12,7 @@ use std::process::Command;
 
 pub use files::{assert_unchanged, mode, snapshot, yget, ystr};
 pub use postgres::{Db, Postgres, postgres_image};
-pub use run::{Done, Run, Stackctl, bin, stackctl_in};
+pub use run::{Done, Run, Stackctl, bin, interrupt_when, stackctl_in};
 pub use testkit::{docker, free_port, image_exists, published_port, require_docker};
 
 /// `docker compose` v2 (installed by scripts/compose-v2.sh), or panics with how to get it.

@@ -210,11 +210,20 @@ impl Stackctl {
         })
     }
 
-    /// `up` of the core services only (`--without observability --without apps`), as the
-    /// scenarios that bring our real images up run it; `extra` follows (`--wait-timeout N`).
+    /// `up` of the core services only (`--without observability --without apps --without
+    /// backup`), as the scenarios that bring our real images up run it; `extra` follows
+    /// (`--wait-timeout N`).
     pub fn up_core(&self, extra: &[&str]) -> Run {
-        self.cmd(["up", "--without", "observability", "--without", "apps"])
-            .args(extra)
+        self.cmd([
+            "up",
+            "--without",
+            "observability",
+            "--without",
+            "apps",
+            "--without",
+            "backup",
+        ])
+        .args(extra)
     }
 }
 
@@ -227,4 +236,55 @@ where
     let mut c = Command::new(bin());
     c.arg("--dir").arg(dir).args(args);
     Run { cmd: c }
+}
+
+/// What [`interrupt_when`] saw.
+pub struct Interrupted {
+    pub out: Output,
+    /// Everything the command wrote to stderr.
+    pub stderr: String,
+    /// The command's process id.
+    pub pid: u32,
+}
+
+/// Runs `stackctl --dir DIR ARGS...` and sends it `signal` (`-INT`, `-KILL`) as soon as a line of
+/// its stderr contains `needle`; panics if no line ever does. Returns once the process has ended.
+pub fn interrupt_when(dir: &Path, args: &[&str], needle: &str, signal: &str) -> Interrupted {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = Command::new(bin())
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting stackctl");
+    let stderr = child.stderr.take().unwrap();
+    let pid = child.id();
+    let (wanted, signal) = (needle.to_string(), signal.to_string());
+    let reader = std::thread::spawn(move || {
+        let (mut seen, mut sent) = (String::new(), false);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if !sent && line.contains(&wanted) {
+                let ok = Command::new("kill")
+                    .args([signal.as_str(), &pid.to_string()])
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+                sent = true;
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        (sent, seen)
+    });
+    let out = child.wait_with_output().unwrap();
+    let (sent, stderr) = reader.join().unwrap();
+    assert!(
+        sent,
+        "stackctl {args:?} never printed {needle:?}:\n{stderr}"
+    );
+    Interrupted { out, stderr, pid }
 }
