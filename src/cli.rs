@@ -47,6 +47,8 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore the database to a point in time (or the latest) from its pgBackRest backups.
     Restore(RestoreArgs),
+    /// Logical dumps of the database (pg_dump -Fc) and their restore, for moving data.
+    Db(DbArgs),
     /// Deploy, list and remove JavaScript workers, and read their logs (acts on the running runner).
     Worker(WorkerArgs),
     /// The runner's durable queue: job counts and dead-letter retries.
@@ -108,7 +110,37 @@ pub enum BackupAction {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "latest"])))]
+pub struct DbArgs {
+    #[command(subcommand)]
+    pub action: DbAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbAction {
+    /// `pg_dump -Fc` of the stack's database into a file (written whole or not at all).
+    Dump {
+        /// Where to write it (default: dumps/<database>-<UTC time>.dump in the stack directory).
+        #[arg(long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+        /// Only these schemas (repeatable).
+        #[arg(long = "schema", value_name = "SCHEMA")]
+        schemas: Vec<String>,
+    },
+    /// Restore a `pg_dump -Fc` file into the stack's database, in one transaction.
+    Restore {
+        #[arg(long, value_name = "FILE")]
+        file: std::path::PathBuf,
+        /// Drop the dump's objects before recreating them (needs --yes).
+        #[arg(long)]
+        clean: bool,
+        /// Confirm --clean.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "latest", "set"])))]
 pub struct RestoreArgs {
     /// Recover to this moment: RFC 3339 (`2026-12-03T18:15:00Z`) or `YYYY-MM-DD HH:MM:SS` (UTC).
     #[arg(long, value_name = "TIMESTAMP")]
@@ -116,6 +148,9 @@ pub struct RestoreArgs {
     /// Recover to the end of the archived WAL.
     #[arg(long)]
     pub latest: bool,
+    /// Restore one backup set as it was when it ended (a label from `backup list`).
+    #[arg(long, value_name = "LABEL")]
+    pub set: Option<String>,
     /// Do it (without: print the plan, change nothing, exit non-zero).
     #[arg(long)]
     pub yes: bool,

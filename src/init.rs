@@ -31,6 +31,7 @@ const GITIGNORE_LINES: &[&str] = &[
     "pgbouncer/userlist.txt",
     "dokploy/files/",
     ".stackctl.lock",
+    "dumps/",
 ];
 
 /// Runs `init` in `dir`; prints what it did.

@@ -1,6 +1,7 @@
-//! The stack's one lock, for the commands that must never overlap on one stack: `restore` and
-//! `migrate` (a migration while a restore swaps the data volume would be lost, or half-applied
-//! to the wrong data).
+//! The stack's one lock, for the commands that must never overlap on one stack: `restore` (and
+//! `db restore`) take it alone, `migrate` shares it with other migrates (a migration while a
+//! restore swaps the data volume would be lost, or half-applied to the wrong data; two migrates
+//! are already serialised by PostgreSQL's advisory lock).
 //!
 //! It is an OS file lock (`flock`, through `std::fs::File::try_lock`) on `.stackctl.lock` in the
 //! stack's directory. The OS releases it when the process ends, however it ends, so a killed
@@ -18,6 +19,15 @@ use crate::error::UserError;
 /// The lock file's name in the stack's directory.
 pub const FILE: &str = ".stackctl.lock";
 
+/// Whether a command needs the stack alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No other holder at all (`restore`, `db restore`).
+    Exclusive,
+    /// Other shared holders are fine (`migrate`).
+    Shared,
+}
+
 /// Held for as long as it lives; dropping it (or the process ending) releases the lock.
 #[derive(Debug)]
 pub struct StackLock {
@@ -26,7 +36,7 @@ pub struct StackLock {
 
 /// Takes the lock of the stack in `dir` for `command`, or fails at once, naming the command
 /// that holds it.
-pub fn acquire(dir: &Path, command: &str) -> Result<StackLock> {
+pub fn acquire(dir: &Path, command: &str, mode: Mode) -> Result<StackLock> {
     let path: PathBuf = dir.join(FILE);
     let mut file = OpenOptions::new()
         .read(true)
@@ -35,7 +45,11 @@ pub fn acquire(dir: &Path, command: &str) -> Result<StackLock> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("opening the stack's lock file {}", path.display()))?;
-    match file.try_lock() {
+    let taken = match mode {
+        Mode::Exclusive => file.try_lock(),
+        Mode::Shared => file.try_lock_shared(),
+    };
+    match taken {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
@@ -59,6 +73,7 @@ pub fn acquire(dir: &Path, command: &str) -> Result<StackLock> {
             return Err(e).with_context(|| format!("locking {}", path.display()));
         }
     }
+    // Shared holders each write their name: any of them is one that runs.
     let who = format!("`stackctl {command}` (pid {})\n", std::process::id());
     file.set_len(0)?;
     file.rewind()?;
@@ -79,15 +94,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_second_holder_is_refused_with_the_first_named_until_it_lets_go() {
+    fn a_restore_is_alone_and_migrates_share_until_they_let_go() {
         let dir = tempfile::tempdir().unwrap();
-        let first = acquire(dir.path(), "restore").unwrap();
-        let e = acquire(dir.path(), "migrate").unwrap_err().to_string();
+        let first = acquire(dir.path(), "restore", Mode::Exclusive).unwrap();
+        let e = acquire(dir.path(), "migrate", Mode::Shared)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot run `migrate`"), "{e}");
         assert!(e.contains("`stackctl restore`"), "{e}");
         assert!(e.contains("nothing was changed"), "{e}");
         drop(first);
-        let again = acquire(dir.path(), "migrate");
-        assert!(again.is_ok(), "{again:?}");
+        // Migrates share it with each other, and keep a restore out.
+        let a = acquire(dir.path(), "migrate", Mode::Shared).unwrap();
+        let b = acquire(dir.path(), "migrate", Mode::Shared).unwrap();
+        let e = acquire(dir.path(), "restore", Mode::Exclusive)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot run `restore`"), "{e}");
+        drop((a, b));
+        assert!(acquire(dir.path(), "restore", Mode::Exclusive).is_ok());
     }
 }

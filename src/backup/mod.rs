@@ -9,6 +9,7 @@
 //! (`info --output=json`, typed in `info`), never as text.
 
 mod info;
+pub mod logical;
 mod restore;
 mod schedule;
 mod verify;
@@ -244,4 +245,160 @@ pub async fn list(docker: &Docker, stack: &Stack) -> Result<Listing> {
         wal: info.wal_ranges(),
         restorable: info.window(archived),
     })
+}
+
+/// What `stackctl status` says about backups.
+#[derive(Debug)]
+pub struct Freshness {
+    /// The newest backup set, if any.
+    pub newest: Option<SetRow>,
+    /// When PostgreSQL last archived a WAL segment.
+    pub last_archived: Option<DateTime<Utc>>,
+    /// What an operator should look at: no backup yet, one missed by the schedule, archiving
+    /// failing.
+    pub warnings: Vec<String>,
+}
+
+/// How long after its scheduled time a backup may still be running before `status` warns.
+const SCHEDULE_GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(2);
+
+/// The backup state of the running stack (`None` when postgres is not running).
+pub async fn freshness(docker: &Docker, stack: &Stack) -> Result<Option<Freshness>> {
+    let Ok(c) = postgres_container(docker, stack).await else {
+        return Ok(None);
+    };
+    let info = read_info(docker, &c).await?;
+    let v = sql_value(
+        docker,
+        &c,
+        "select coalesce(extract(epoch from last_archived_time)::bigint, 0) || ' ' || \
+         coalesce(extract(epoch from last_failed_time)::bigint, 0) from pg_stat_archiver",
+    )
+    .await?;
+    let mut times = v.split(' ').map(|t| {
+        t.parse::<i64>()
+            .ok()
+            .filter(|e| *e > 0)
+            .and_then(|e| DateTime::from_timestamp(e, 0))
+    });
+    let (last_archived, last_failed) = (times.next().flatten(), times.next().flatten());
+    let newest = info.sets().pop();
+    let b = &stack.file.backup;
+    let due = [&b.full_schedule, &b.diff_schedule]
+        .into_iter()
+        .filter_map(|expr| parse_cron("", expr).ok())
+        .filter_map(|cron| cron.find_previous_occurrence(&Utc::now(), false).ok())
+        .max();
+    Ok(Some(Freshness {
+        warnings: warnings(newest.as_ref(), due, last_archived, last_failed, Utc::now()),
+        newest,
+        last_archived,
+    }))
+}
+
+/// The warnings for a stack whose newest backup is `newest`, whose schedule was last due at
+/// `due`, at `now` (pure).
+fn warnings(
+    newest: Option<&SetRow>,
+    due: Option<DateTime<Utc>>,
+    last_archived: Option<DateTime<Utc>>,
+    last_failed: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut w = Vec::new();
+    match (newest, due) {
+        (None, _) => w.push("no backup yet: take one with `stackctl backup`".to_string()),
+        (Some(n), Some(due)) if n.finished < due && now - due > SCHEDULE_GRACE => w.push(format!(
+            "the newest backup ({}) is older than the schedule allows (a backup was due at {}): \
+             see `stackctl logs backup`",
+            n.finished.format("%Y-%m-%d %H:%M UTC"),
+            due.format("%Y-%m-%d %H:%M UTC")
+        )),
+        _ => {}
+    }
+    if let Some(f) = last_failed
+        && last_archived.is_none_or(|a| f > a)
+    {
+        w.push(format!(
+            "WAL archiving is failing (last failure at {}): see `stackctl logs postgres`",
+            f.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
+    w
+}
+
+/// `3h 12m`, `45s`: an age for people.
+pub fn age(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn set(finished: &str) -> SetRow {
+        SetRow {
+            label: "x".into(),
+            kind: "full".into(),
+            started: at(finished),
+            finished: at(finished),
+            database_bytes: 0,
+            repository_bytes: 0,
+            wal_start: None,
+            wal_stop: None,
+        }
+    }
+
+    #[test]
+    fn status_warns_of_no_backup_a_missed_one_and_failing_archiving() {
+        let now = at("2026-12-03T12:00:00Z");
+        assert!(warnings(None, None, None, None, now)[0].contains("no backup yet"));
+        // Due at 03:00, newest from yesterday: missed.
+        let old = set("2026-12-02T03:10:00Z");
+        let due = Some(at("2026-12-03T03:00:00Z"));
+        let w = warnings(Some(&old), due, None, None, now);
+        assert!(w[0].contains("older than the schedule allows"), "{w:?}");
+        // Due a moment ago: it may still be running.
+        let w = warnings(Some(&old), due, None, None, at("2026-12-03T03:30:00Z"));
+        assert!(w.is_empty(), "{w:?}");
+        // Taken after it was due: fine.
+        let fresh = set("2026-12-03T03:20:00Z");
+        assert!(warnings(Some(&fresh), due, None, None, now).is_empty());
+        // A failure newer than the last success.
+        let w = warnings(
+            Some(&fresh),
+            due,
+            Some(at("2026-12-03T11:00:00Z")),
+            Some(at("2026-12-03T11:30:00Z")),
+            now,
+        );
+        assert!(w[0].contains("archiving is failing"), "{w:?}");
+        assert!(
+            warnings(
+                Some(&fresh),
+                due,
+                Some(at("2026-12-03T11:40:00Z")),
+                Some(at("2026-12-03T11:30:00Z")),
+                now
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn ages_read_well() {
+        assert_eq!(age(chrono::TimeDelta::seconds(45)), "45s");
+        assert_eq!(age(chrono::TimeDelta::seconds(3 * 3600 + 720)), "3h 12m");
+        assert_eq!(age(chrono::TimeDelta::seconds(2 * 86400 + 3600)), "2d 1h");
+    }
 }

@@ -34,12 +34,14 @@ use crate::error::UserError;
 use crate::secrets::EnvFile;
 
 /// Where to recover to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestoreTarget {
     /// A moment inside the restorable window.
     Time(DateTime<Utc>),
     /// The end of the archived WAL.
     Latest,
+    /// One backup set as it was when it ended (its label, from `backup list`).
+    Set(String),
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +54,12 @@ pub struct RestoreOptions {
 }
 
 const ASIDE: &str = "pgdata-before-restore";
+/// In the repository volume: the timeline of the stack's live server, written after every restore
+/// (the new one, or the old one when the data was put back). A failed restore that got as far as
+/// promoting leaves an abandoned timeline in the archive with a higher number than the live one;
+/// PostgreSQL's default (`latest`) would follow it, so recovery names the live one.
+const LIVE_TIMELINE_FILE: &str = "/var/lib/pgbackrest/stackctl-live-timeline";
+
 /// On the volume set aside: the services the restore stopped (comma-separated), so that a
 /// re-run of an interrupted restore starts them again although it found them stopped.
 const LABEL_SERVICES: &str = "io.stackctl.restore.services";
@@ -83,20 +91,28 @@ fn fmt(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Checks `target` against the window (pure).
-pub fn check_target(target: RestoreTarget, window: Window) -> std::result::Result<(), UserError> {
-    if let RestoreTarget::Time(t) = target
-        && (t < window.earliest || t > window.latest)
-    {
-        return Err(UserError::new(format!(
-            "--to {} is outside the restorable window {} .. {}; nothing was changed",
-            fmt(t),
-            fmt(window.earliest),
-            fmt(window.latest)
+/// Checks `target` against the window and the backup sets' labels (pure).
+pub fn check_target(
+    target: &RestoreTarget,
+    window: Window,
+    labels: &[String],
+) -> std::result::Result<(), UserError> {
+    match target {
+        RestoreTarget::Time(t) if *t < window.earliest || *t > window.latest => {
+            Err(UserError::new(format!(
+                "--to {} is outside the restorable window {} .. {}; nothing was changed",
+                fmt(*t),
+                fmt(window.earliest),
+                fmt(window.latest)
+            ))
+            .hint("pick a time inside the window (`stackctl backup list` shows it)"))
+        }
+        RestoreTarget::Set(l) if !labels.contains(l) => Err(UserError::new(format!(
+            "--set {l}: the repository has no backup set of that label; nothing was changed"
         ))
-        .hint("pick a time inside the window (`stackctl backup list` shows it)"));
+        .hint(format!("backup sets: {}", labels.join(", ")))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// What `restore` did.
@@ -127,21 +143,27 @@ pub async fn restore(
     // loss) the archive reaches as far as the server got before it went.
     let running = postgres_container(docker, stack).await.ok();
     let checked_at = Utc::now();
+    let mut live_timeline = None;
     if let Some(c) = &running {
         super::stanza_in(docker, c).await?;
         pgbackrest(docker, c, &["check"], super::SHORT).await?;
+        live_timeline = Some(timeline_of(docker, c).await?);
     }
-    let info = read_repository(docker, stack, &passphrase).await?;
+    let repo = read_repository(docker, stack, &passphrase).await?;
+    let timeline = live_timeline.or(repo.live_timeline);
+    let info = repo.info;
     let Some(window) = info.window(Some(checked_at)) else {
         bail!(
             UserError::new("the repository holds no backup to restore from; nothing was changed")
                 .hint("take one with `stackctl backup`")
         );
     };
-    check_target(opts.target, window)?;
-    let target = match opts.target {
-        RestoreTarget::Time(t) => fmt(t),
+    let labels: Vec<String> = info.sets().into_iter().map(|s| s.label).collect();
+    check_target(&opts.target, window, &labels)?;
+    let target = match &opts.target {
+        RestoreTarget::Time(t) => fmt(*t),
         RestoreTarget::Latest => "the end of the archived WAL".into(),
+        RestoreTarget::Set(l) => format!("backup {l} as it ended"),
     };
     let (data, aside) = (
         engine::volume_name(p, "pgdata"),
@@ -219,7 +241,11 @@ pub async fn restore(
 
     let attempt = async {
         eprintln!("restore: pgbackrest restore into {data}");
-        run_checked(docker, &restore_task(stack, opts.target, &passphrase)).await?;
+        run_checked(
+            docker,
+            &restore_task(stack, &opts.target, timeline, &passphrase),
+        )
+        .await?;
         eprintln!("restore: starting postgres, replaying WAL");
         start(
             docker,
@@ -230,6 +256,7 @@ pub async fn restore(
         )
         .await?;
         wait_promoted(docker, stack, opts.wait_timeout).await?;
+        record_live_timeline(docker, stack).await?;
         eprintln!("restore: starting the services");
         start(docker, stack, &project, &stopped, opts.wait_timeout).await
     };
@@ -250,6 +277,7 @@ pub async fn restore(
         // The way back gets at least the default wait, whatever the restore was given.
         let wait = opts.wait_timeout.max(Duration::from_secs(180));
         start(docker, stack, &project, &stopped, wait).await?;
+        record_live_timeline(docker, stack).await?;
         docker.remove_volume(&aside).await?;
         return Err(e.context("restore failed; the database was put back as it was before"));
     }
@@ -281,18 +309,65 @@ pub(super) fn passphrase(stack: &Stack, env: &EnvFile) -> Result<String> {
 /// Reads the repository the way a restore will (a one-off container, `.env`'s passphrase,
 /// the rendered pgbackrest.conf), with no server needed and before anything is stopped: a wrong
 /// passphrase or an unreadable repository is refused with nothing changed.
+/// What the repository says, read without a server.
+pub(super) struct Repository {
+    pub info: StanzaInfo,
+    /// The live server's timeline as the last restore recorded it (none before any restore).
+    pub live_timeline: Option<u32>,
+}
+
+/// The marker line after pgBackRest's JSON that carries [`LIVE_TIMELINE_FILE`]'s content.
+const TIMELINE_MARKER: &str = "stackctl-live-timeline=";
+
+/// Splits the preflight's output into pgBackRest's JSON and the recorded live timeline.
+fn split_preflight(stdout: &[u8]) -> (&[u8], Option<u32>) {
+    let text = String::from_utf8_lossy(stdout);
+    let Some(at) = text.rfind(TIMELINE_MARKER) else {
+        return (stdout, None);
+    };
+    let timeline = text[at + TIMELINE_MARKER.len()..].trim().parse().ok();
+    (&stdout[..at], timeline)
+}
+
+/// The timeline of the server in container `c`.
+async fn timeline_of(docker: &Docker, c: &str) -> Result<u32> {
+    let v = super::sql_value(docker, c, "select timeline_id from pg_control_checkpoint()").await?;
+    v.parse()
+        .with_context(|| format!("reading the server's timeline: {v:?}"))
+}
+
+/// Writes the running server's timeline into [`LIVE_TIMELINE_FILE`].
+async fn record_live_timeline(docker: &Docker, stack: &Stack) -> Result<()> {
+    let c = postgres_container(docker, stack).await?;
+    let tl = timeline_of(docker, &c).await?;
+    let script = format!(
+        "printf '%s\\n' {tl} > {LIVE_TIMELINE_FILE}.tmp && mv {LIVE_TIMELINE_FILE}.tmp {LIVE_TIMELINE_FILE}"
+    );
+    exec_as_postgres(
+        docker,
+        &c,
+        "recording the live timeline",
+        &["sh", "-c", &script],
+        super::SHORT,
+    )
+    .await?;
+    Ok(())
+}
+
 pub(super) async fn read_repository(
     docker: &Docker,
     stack: &Stack,
     passphrase: &str,
-) -> Result<StanzaInfo> {
+) -> Result<Repository> {
     let mut task = repo_task(stack, "restore-preflight", passphrase, "");
     // pgBackRest ends its JSON without a newline, and the Docker Engine's followed log drops
     // a last partial line when the container exits: the shell adds the newline.
     task.cmd = vec![
         "sh".into(),
         "-c".into(),
-        "pgbackrest \"$@\"; rc=$?; echo; exit $rc".into(),
+        format!(
+            "pgbackrest \"$@\"; rc=$?; echo; echo \"{TIMELINE_MARKER}$(cat {LIVE_TIMELINE_FILE} 2>/dev/null)\"; exit $rc"
+        ),
         "pgbackrest".into(),
         format!("--stanza={STANZA}"),
         "--output=json".into(),
@@ -311,13 +386,17 @@ pub(super) async fn read_repository(
     if out.code != 0 {
         bail!(refused(out.stderr_tail(3)));
     }
-    let info = super::info::parse(&out.stdout, STANZA)
+    let (json, live_timeline) = split_preflight(&out.stdout);
+    let info = super::info::parse(json, STANZA)
         .with_context(|| format!("pgbackrest info printed:\n{}", out.stderr_tail(10)))?;
     // An encrypted repository read with a wrong passphrase lists no backup at all.
     if info.sets().is_empty() && info.status.code != 2 {
         bail!(refused(info.status()));
     }
-    Ok(info)
+    Ok(Repository {
+        info,
+        live_timeline,
+    })
 }
 
 /// Copies volume `from` over volume `to` (its previous contents removed), preserving owners.
@@ -338,16 +417,34 @@ fn copy_task(stack: &Stack, from: &str, to: &str) -> Task {
 }
 
 /// `pgbackrest restore` as `postgres` into the stack's data volume.
-fn restore_task(stack: &Stack, target: RestoreTarget, passphrase: &str) -> Task {
+fn restore_task(
+    stack: &Stack,
+    target: &RestoreTarget,
+    timeline: Option<u32>,
+    passphrase: &str,
+) -> Task {
     let mut cmd = vec![
         "pgbackrest".to_string(),
         format!("--stanza={STANZA}"),
         "--delta".into(),
     ];
-    if let RestoreTarget::Time(t) = target {
-        cmd.push("--type=time".into());
-        cmd.push(format!("--target={}", target_arg(t)));
-        cmd.push("--target-action=promote".into());
+    match target {
+        RestoreTarget::Time(t) => {
+            cmd.push("--type=time".into());
+            cmd.push(format!("--target={}", target_arg(*t)));
+            cmd.push("--target-action=promote".into());
+        }
+        RestoreTarget::Set(label) => {
+            cmd.push(format!("--set={label}"));
+            cmd.push("--type=immediate".into());
+            cmd.push("--target-action=promote".into());
+        }
+        RestoreTarget::Latest => {}
+    }
+    // Follow the live server's timeline, not an abandoned one (see LIVE_TIMELINE_FILE); a set
+    // is restored to its own end, on its own timeline.
+    if let (Some(tl), false) = (timeline, matches!(target, RestoreTarget::Set(_))) {
+        cmd.push(format!("--target-timeline={tl}"));
     }
     cmd.push("restore".into());
     let data = engine::volume_name(stack.project(), "pgdata");
@@ -466,19 +563,33 @@ mod tests {
     }
 
     #[test]
+    fn the_preflight_output_splits_into_json_and_the_live_timeline() {
+        let (json, tl) = split_preflight(b"[{\"a\":1}]\nstackctl-live-timeline=3\n");
+        assert_eq!((json, tl), (&b"[{\"a\":1}]\n"[..], Some(3)));
+        let (_, tl) = split_preflight(b"[]\nstackctl-live-timeline=\n");
+        assert_eq!(tl, None);
+        assert_eq!(split_preflight(b"[]").1, None);
+    }
+
+    #[test]
     fn a_time_outside_the_window_names_the_window() {
         let w = Window {
             earliest: t("2026-12-03T10:00:00Z"),
             latest: t("2026-12-03T12:00:00Z"),
         };
-        let e = check_target(RestoreTarget::Time(t("2026-12-03T09:00:00Z")), w).unwrap_err();
+        let labels = vec!["20261203-100000F".to_string()];
+        let e =
+            check_target(&RestoreTarget::Time(t("2026-12-03T09:00:00Z")), w, &labels).unwrap_err();
         let msg = e.to_string();
         assert!(
             msg.contains("2026-12-03T10:00:00Z .. 2026-12-03T12:00:00Z"),
             "{msg}"
         );
-        assert!(check_target(RestoreTarget::Time(t("2026-12-03T12:00:01Z")), w).is_err());
-        assert!(check_target(RestoreTarget::Time(t("2026-12-03T11:00:00Z")), w).is_ok());
-        assert!(check_target(RestoreTarget::Latest, w).is_ok());
+        assert!(check_target(&RestoreTarget::Time(t("2026-12-03T12:00:01Z")), w, &labels).is_err());
+        assert!(check_target(&RestoreTarget::Time(t("2026-12-03T11:00:00Z")), w, &labels).is_ok());
+        assert!(check_target(&RestoreTarget::Latest, w, &labels).is_ok());
+        assert!(check_target(&RestoreTarget::Set(labels[0].clone()), w, &labels).is_ok());
+        let e = check_target(&RestoreTarget::Set("nope".into()), w, &labels).unwrap_err();
+        assert!(e.to_string().contains("no backup set of that label"), "{e}");
     }
 }

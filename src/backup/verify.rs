@@ -65,7 +65,9 @@ pub async fn verify(docker: &Docker, stack: &Stack, env: &EnvFile) -> Result<Ver
     let started = Instant::now();
     let pass = passphrase(stack, env)?;
     let p = stack.project();
-    let info = super::restore::read_repository(docker, stack, &pass).await?;
+    let info = super::restore::read_repository(docker, stack, &pass)
+        .await?
+        .info;
     let Some(newest) = info.sets().pop() else {
         bail!(
             UserError::new("the repository holds no backup to verify")

@@ -16,7 +16,11 @@ pub fn run(ctx: &Ctx, a: MigrateArgs) -> Result<()> {
     // Applying (or rehearsing) migrations on the stack's database never overlaps a restore.
     // Inside the migrate container (`--from-env`) the stackctl that started it holds the lock.
     let _lock = match a.action {
-        None if !a.from_env => Some(stacklock::acquire(&ctx.stack()?.dir, "migrate")?),
+        None if !a.from_env => Some(stacklock::acquire(
+            &ctx.stack()?.dir,
+            "migrate",
+            stacklock::Mode::Shared,
+        )?),
         _ => None,
     };
     if a.database_url.is_some() || a.from_env || writes_a_file {

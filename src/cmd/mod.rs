@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod build;
 pub mod completions;
+pub mod db;
 pub mod down;
 pub mod import;
 pub mod init;
@@ -41,6 +42,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Migrate(a) => migrate::run(ctx, a),
         Command::Backup(a) => backup::run(ctx, a),
         Command::Restore(a) => restore::run(ctx, a),
+        Command::Db(a) => db::run(ctx, a),
         Command::Worker(a) => worker::run(ctx, a),
         Command::Queue(a) => queue::run(ctx, a),
         Command::ImportSupabase(a) => import::run(ctx, a),

@@ -1,4 +1,4 @@
-//! `stackctl restore --to TIMESTAMP | --latest [--yes]`.
+//! `stackctl restore --to TIMESTAMP | --latest | --set LABEL [--yes]`.
 
 use std::time::Duration;
 
@@ -10,9 +10,10 @@ use crate::ctx::Ctx;
 use crate::stacklock;
 
 pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<()> {
-    let target = match &a.to {
-        Some(t) => RestoreTarget::Time(backup::parse_time(t)?),
-        None => RestoreTarget::Latest,
+    let target = match (&a.to, &a.set) {
+        (Some(t), _) => RestoreTarget::Time(backup::parse_time(t)?),
+        (None, Some(label)) => RestoreTarget::Set(label.clone()),
+        (None, None) => RestoreTarget::Latest,
     };
     let opts = RestoreOptions {
         target,
@@ -20,7 +21,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<()> {
         wait_timeout: Duration::from_secs(a.wait_timeout),
     };
     let (stack, env) = (ctx.stack()?, ctx.env()?);
-    let _lock = stacklock::acquire(&stack.dir, "restore")?;
+    let _lock = stacklock::acquire(&stack.dir, "restore", stacklock::Mode::Exclusive)?;
     let r =
         ctx.block_on(async { backup::restore(ctx.docker().await?, stack, env, &opts).await })?;
     // The restored database may predate migrations this stack has: bring it up to date.

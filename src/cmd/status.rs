@@ -1,12 +1,48 @@
-//! `stackctl status`: each service's state, health, image, ports and uptime.
+//! `stackctl status`: each service's state, health, image, ports and uptime; then the backups:
+//! the newest backup and its age, when WAL was last archived, and warnings when a backup is
+//! missing or late or archiving fails.
 
 use anyhow::Result;
 
+use crate::backup;
 use crate::cli::StatusArgs;
 use crate::ctx::Ctx;
 use crate::engine;
 
 pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<()> {
-    let project = ctx.stack()?.project();
-    ctx.block_on(async { engine::status(ctx.docker().await?, project, a.json).await })
+    let stack = ctx.stack()?;
+    ctx.block_on(async {
+        let docker = ctx.docker().await?;
+        engine::status(docker, stack.project(), a.json).await?;
+        if a.json {
+            return Ok(());
+        }
+        match backup::freshness(docker, stack).await {
+            Ok(Some(f)) => print_backups(&f),
+            Ok(None) => {}
+            Err(e) => println!("backups: unknown ({e:#})"),
+        }
+        Ok(())
+    })
+}
+
+fn print_backups(f: &backup::Freshness) {
+    let now = chrono::Utc::now();
+    let newest = match &f.newest {
+        Some(s) => format!(
+            "newest {} ({}) finished {} ago",
+            s.label,
+            s.kind,
+            backup::age(now - s.finished)
+        ),
+        None => "none yet".to_string(),
+    };
+    let archived = match f.last_archived {
+        Some(t) => format!("WAL last archived {} ago", backup::age(now - t)),
+        None => "no WAL archived yet".to_string(),
+    };
+    println!("backups: {newest}; {archived}");
+    for w in &f.warnings {
+        println!("warning: {w}");
+    }
 }

@@ -80,6 +80,11 @@ fn point_in_time_restore_gives_back_exactly_the_rows_committed_before_t() {
     assert_eq!(sql("SHOW archive_mode"), "on");
     assert_eq!(sql("SHOW archive_timeout"), "5s");
 
+    // `status` says there is no backup yet.
+    p.s.cmd(["status"])
+        .run()
+        .success()
+        .stdout_contains("warning: no backup yet");
     // Nothing to restore from yet: a clear error, nothing changed.
     p.s.cmd(["restore", "--latest", "--yes"])
         .run()
@@ -316,6 +321,13 @@ fn a_backup_under_load_an_interrupted_restore_and_a_total_loss_all_come_back() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let container = pg();
+    println!(
+        "archiver before the loss (archived, last archived, at, failed, current WAL, now): {}",
+        sql(
+            "SELECT archived_count, last_archived_wal, last_archived_time, failed_count, \
+             pg_walfile_name(pg_current_wal_lsn()), now() FROM pg_stat_archiver"
+        )
+    );
     // The server was up until at least here; SIGKILL gives it no chance to archive anything.
     let lost_at = chrono::Utc::now();
     docker(&["kill", &container]);
@@ -329,6 +341,17 @@ fn a_backup_under_load_an_interrupted_restore_and_a_total_loss_all_come_back() {
             .success()
             .stdout();
     assert!(out.contains("restored to"), "{out}");
+    if sql("SELECT count(*) FROM pg_class WHERE relname = 'ticks'") == "0" {
+        let logs = Command::new("docker")
+            .args(["logs", &pg()])
+            .output()
+            .unwrap();
+        panic!(
+            "the restore lost every row written after it (no table ticks); the restored \
+             server's log:\n{}",
+            String::from_utf8_lossy(&logs.stderr)
+        );
+    }
     let last: chrono::DateTime<chrono::Utc> = sql(
         "SELECT to_char(max(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM ticks",
     )
@@ -355,7 +378,8 @@ fn a_backup_under_load_an_interrupted_restore_and_a_total_loss_all_come_back() {
 
 /// "It must show" 5: the `backup` service, on a schedule of every minute, takes a full backup by
 /// itself and logs it as one JSON line; `backup verify` restores that backup into a scratch
-/// container and passes (amcheck, rows per table as written), leaving no scratch volume behind.
+/// container and passes (amcheck, rows per table as written), leaving no scratch volume behind;
+/// `restore --set LABEL` brings back that backup as it ended.
 /// The Dokploy render holds the service, and no host path in it.
 #[test]
 fn the_scheduled_backup_service_takes_a_backup_that_verifies() {
@@ -415,6 +439,11 @@ fn the_scheduled_backup_service_takes_a_backup_that_verifies() {
         "{list:#}"
     );
 
+    // `status` names the newest backup, with no warning.
+    let status = p.s.cmd(["status"]).run().success().stdout();
+    assert!(status.contains("backups: newest"), "{status}");
+    assert!(!status.contains("warning:"), "{status}");
+
     let report = json(
         &p.s.cmd(["backup", "verify", "--json"])
             .run()
@@ -441,6 +470,21 @@ fn the_scheduled_backup_service_takes_a_backup_that_verifies() {
     let human = p.s.cmd(["backup", "verify"]).run().success().stdout();
     assert!(human.contains("verified"), "{human}");
 
+    // `restore --set`: that backup as it ended; rows written after it are gone. A label the
+    // repository does not have is refused, nothing changed.
+    sql("INSERT INTO kept SELECT g, 'later' FROM generate_series(4322, 4400) g");
+    p.s.cmd(["restore", "--set", "20000101-000000F", "--yes"])
+        .run()
+        .failure()
+        .stderr_contains("no backup set of that label")
+        .stderr_contains(&label);
+    assert_eq!(sql("SELECT count(*) FROM kept"), "4400");
+    p.s.cmd(["restore", "--set", &label, "--yes"])
+        .run()
+        .success()
+        .stdout_contains(&format!("restored to backup {label}"));
+    assert_eq!(sql("SELECT count(*) FROM kept"), "4321");
+
     // The Dokploy render: the service is there, with named volumes only.
     p.s.cmd(["render", "--target", "dokploy"]).run().success();
     let file = p.s.yaml("dokploy/code/docker-compose.yml");
@@ -453,4 +497,80 @@ fn the_scheduled_backup_service_takes_a_backup_that_verifies() {
             "a host path in the backup service: {v:?}"
         );
     }
+}
+
+/// `db dump` / `db restore`, the logical dumps: a dump is written whole (never a partial file,
+/// not over an existing one, not into a missing directory), only the schemas asked for; a restore
+/// runs in one transaction (objects that exist make it fail with nothing changed), and `--clean`
+/// needs `--yes`, then puts the dump's objects back as they were dumped, leaving others alone.
+#[test]
+fn logical_dumps_are_written_whole_and_restored_in_one_transaction() {
+    let (p, pg_port, pw) = stack_with_backups("dd");
+    let sql = |q: &str| psql(pg_port, "postgres", &pw, q);
+    sql(
+        "CREATE SCHEMA shop; CREATE TABLE shop.items (id int PRIMARY KEY, name text); \
+         INSERT INTO shop.items SELECT g, 'item ' || g FROM generate_series(1, 500) g; \
+         CREATE SCHEMA other; CREATE TABLE other.notes (id int PRIMARY KEY)",
+    );
+    let file = p.s.file("exports/shop.dump");
+    let file_arg = file.to_str().unwrap();
+    let dump = |extra: &[&str]| {
+        let mut args = vec!["db", "dump", "--file", file_arg];
+        args.extend_from_slice(extra);
+        p.s.cmd(args).run()
+    };
+
+    // A missing directory: a clear error, nothing written.
+    dump(&["--schema", "shop"])
+        .failure()
+        .stderr_contains("the file's directory must exist");
+    std::fs::create_dir(p.s.file("exports")).unwrap();
+    // A schema that does not exist: pg_dump's error, no file, no partial file.
+    dump(&["--schema", "nope"])
+        .failure()
+        .stderr_contains("nothing was written");
+    let left: Vec<_> = std::fs::read_dir(p.s.file("exports")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    dump(&["--schema", "shop"])
+        .success()
+        .stdout_contains("dumped database app to");
+    assert!(file.is_file());
+    dump(&["--schema", "shop"])
+        .failure()
+        .stderr_contains("exists; nothing was written");
+
+    // Objects that exist: the one-transaction restore fails and changes nothing.
+    sql("DELETE FROM shop.items WHERE id > 100");
+    p.s.cmd(["db", "restore", "--file", file_arg])
+        .run()
+        .failure()
+        .stderr_contains("already exists")
+        .stderr_contains("nothing was changed");
+    assert_eq!(sql("SELECT count(*) FROM shop.items"), "100");
+    p.s.cmd(["db", "restore", "--file", file_arg, "--clean"])
+        .run()
+        .failure()
+        .stderr_contains("--yes");
+    assert_eq!(sql("SELECT count(*) FROM shop.items"), "100");
+
+    p.s.cmd(["db", "restore", "--file", file_arg, "--clean", "--yes"])
+        .run()
+        .success()
+        .stdout_contains("restored");
+    assert_eq!(sql("SELECT count(*) FROM shop.items"), "500");
+    assert_eq!(sql("SELECT to_regclass('other.notes') IS NOT NULL"), "t");
+
+    // Without --file: under dumps/ in the stack directory.
+    let out = p.s.cmd(["db", "dump"]).run().success().stdout();
+    let written: Vec<_> = std::fs::read_dir(p.s.file("dumps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(
+        written[0].starts_with("app-") && written[0].ends_with(".dump"),
+        "{written:?}"
+    );
+    assert!(out.contains(&written[0]), "{out}");
 }

@@ -28,6 +28,8 @@ const COMMANDS: &[&str] = &[
     "logs",
     "build",
     "migrate",
+    "backup",
+    "restore",
     "worker",
     "queue",
     "import-supabase",
