@@ -1,4 +1,5 @@
-//! `stackctl status`: each service's state, health, image, ports and uptime.
+//! `stackctl status`: each service's state, health, image, ports and uptime, then where Grafana
+//! and Prometheus answer.
 
 use anyhow::Result;
 
@@ -7,6 +8,17 @@ use crate::ctx::Ctx;
 use crate::engine;
 
 pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<()> {
-    let project = ctx.stack()?.project();
-    ctx.block_on(async { engine::status(ctx.docker().await?, project, a.json).await })
+    let stack = ctx.stack()?;
+    let project = stack.project();
+    ctx.block_on(async { engine::status(ctx.docker().await?, project, a.json).await })?;
+    if !a.json {
+        let endpoints = stack.observability_endpoints();
+        if !endpoints.is_empty() {
+            println!();
+            for line in endpoints {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
 }
