@@ -22,6 +22,7 @@ PLAIN="stackctl-bench-backup-plain-$$"
 cleanup() {
   "$BIN" --dir "$STACK" down --volumes --include-backups --yes >/dev/null 2>&1 || true
   docker rm -f -v "$PLAIN" >/dev/null 2>&1 || true
+  docker volume rm "$PLAIN" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -69,7 +70,9 @@ echo "restore: stackctl $(secs $ours)s, base backup $(secs $peer)s, ratio $(rati
 echo "== 4. pgbench writes with archiving on vs off"
 PG="$(docker ps -q --filter "label=com.docker.compose.project=benchbk$$" --filter label=com.docker.compose.service=postgres)"
 on=$(pgx pgbench -n -c 4 -j 2 -T "$SECS" app 2>/dev/null | awk '/^tps/ {print $3; exit}')
-docker run -d --name "$PLAIN" -e POSTGRES_PASSWORD=bench -e POSTGRES_DB=app "$(docker inspect -f '{{.Config.Image}}' "$PG")" >/dev/null
+# Its data on a named volume too, as the stack's is (a container's own layer writes slower).
+docker run -d --name "$PLAIN" -v "$PLAIN:/var/lib/postgresql/data" -e POSTGRES_PASSWORD=bench -e POSTGRES_DB=app \
+  "$(docker inspect -f '{{.Config.Image}}' "$PG")" >/dev/null
 until docker exec -u postgres "$PLAIN" psql -XAtq -d app -c 'select 1' >/dev/null 2>&1; do sleep 0.5; done
 docker exec -u postgres "$PLAIN" pgbench -i -q -s "$SCALE" app >/dev/null 2>&1
 off=$(docker exec -u postgres "$PLAIN" pgbench -n -c 4 -j 2 -T "$SECS" app 2>/dev/null | awk '/^tps/ {print $3; exit}')

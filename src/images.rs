@@ -54,7 +54,8 @@ pub const DEFAULT_BASE: &str = "debian:trixie-slim";
 /// Everything needed to build one image.
 #[derive(Debug, Clone)]
 pub struct BuildSpec {
-    /// Our name for it: postgres, pgbouncer, stackctl, postgate, runner.
+    /// Our name for it: postgres, pgbouncer, stackctl, postgate, runner, prometheus,
+    /// postgres-exporter, pgbouncer-exporter.
     pub name: &'static str,
     /// The tag it is built as (from stack.toml `[images]`).
     pub tag: String,
@@ -67,7 +68,16 @@ pub struct BuildSpec {
 }
 
 /// Names of the images we can build, in build order.
-pub const NAMES: &[&str] = &["postgres", "pgbouncer", "stackctl", "postgate", "runner"];
+pub const NAMES: &[&str] = &[
+    "postgres",
+    "pgbouncer",
+    "stackctl",
+    "postgate",
+    "runner",
+    "prometheus",
+    "postgres-exporter",
+    "pgbouncer-exporter",
+];
 
 enum Source {
     Embedded(&'static [u8]),
@@ -146,11 +156,31 @@ fn files_of(name: &str) -> Vec<File> {
                 source: HostBinary("runner"),
             },
         ],
+        "prometheus" => vec![File {
+            path: "Dockerfile",
+            mode: 0o644,
+            source: Embedded(include_bytes!("../stack/prometheus/Dockerfile")),
+        }],
+        "postgres-exporter" => vec![File {
+            path: "Dockerfile",
+            mode: 0o644,
+            source: Embedded(include_bytes!("../stack/postgres-exporter/Dockerfile")),
+        }],
+        "pgbouncer-exporter" => vec![File {
+            path: "Dockerfile",
+            mode: 0o644,
+            source: Embedded(include_bytes!("../stack/pgbouncer-exporter/Dockerfile")),
+        }],
         _ => Vec::new(),
     }
 }
 
 const SERVICE_DOCKERFILE_POSTGATE: &str = "ARG BASE=debian:trixie-slim\nFROM ${BASE}\nRUN useradd --system --uid 10001 --shell /usr/sbin/nologin postgate\nCOPY postgate /usr/local/bin/postgate\nUSER postgate\nEXPOSE 8080\nENTRYPOINT [\"/usr/local/bin/postgate\"]\nCMD [\"serve\"]\n";
+
+/// The `stack.toml` `[images]` key of our image `name` (`postgres-exporter` -> `postgres_exporter`).
+pub fn stack_toml_key(name: &str) -> String {
+    name.replace('-', "_")
+}
 
 /// The `[images]` reference of our image `name`.
 pub fn tag_of(stack: &Stack, name: &str) -> String {
@@ -161,6 +191,9 @@ pub fn tag_of(stack: &Stack, name: &str) -> String {
         "stackctl" => i.stackctl.clone(),
         "postgate" => i.postgate.clone(),
         "runner" => i.runner.clone(),
+        "prometheus" => i.prometheus.clone(),
+        "postgres-exporter" => i.postgres_exporter.clone(),
+        "pgbouncer-exporter" => i.pgbouncer_exporter.clone(),
         _ => String::new(),
     }
 }

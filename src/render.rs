@@ -68,6 +68,39 @@ const ALLOY_CONFIG: &str = include_str!("../observability/config.alloy");
 const GRAFANA_DATASOURCES: &str = include_str!("../observability/grafana/datasources.yaml");
 const GRAFANA_DASHBOARDS: &str = include_str!("../observability/grafana/dashboards.yaml");
 const GRAFANA_DASHBOARD_LOGS: &str = include_str!("../observability/grafana/stack-logs.json");
+const PROMETHEUS_TEMPLATE: &str = include_str!("../observability/prometheus/prometheus.yml.tera");
+const PROMETHEUS_ALERTS: &str = include_str!("../observability/prometheus/alerts.yml");
+
+/// A metric dashboard Grafana provisions from `observability/grafana/`.
+pub struct Dashboard {
+    /// Its name under the Compose file's `configs:`.
+    pub config: &'static str,
+    /// Its file name, in the stack directory's `observability/grafana/` and in Grafana's
+    /// `/etc/grafana/dashboards/`.
+    pub file: &'static str,
+    pub path: &'static str,
+    pub json: &'static str,
+}
+
+macro_rules! dashboard {
+    ($config:literal, $file:literal) => {
+        Dashboard {
+            config: $config,
+            file: $file,
+            path: concat!("observability/grafana/", $file),
+            json: include_str!(concat!("../observability/grafana/", $file)),
+        }
+    };
+}
+
+/// The metric dashboards (the logs dashboard, `stack-logs.json`, is mounted on its own).
+pub const METRIC_DASHBOARDS: &[Dashboard] = &[
+    dashboard!("grafana_dashboard_overview", "stack-overview.json"),
+    dashboard!("grafana_dashboard_postgresql", "postgresql.json"),
+    dashboard!("grafana_dashboard_pooler", "pooler.json"),
+    dashboard!("grafana_dashboard_postgate", "postgate.json"),
+    dashboard!("grafana_dashboard_runner", "runner.json"),
+];
 
 fn templates() -> Result<Tera> {
     let mut t = Tera::default();
@@ -79,6 +112,7 @@ fn templates() -> Result<Tera> {
         ("userlist.txt", PGBOUNCER_USERLIST_TEMPLATE),
         ("loki.yaml", LOKI_TEMPLATE),
         ("pgbackrest.conf", PGBACKREST_TEMPLATE),
+        ("prometheus.yml", PROMETHEUS_TEMPLATE),
     ])
     .context("loading the built-in templates")?;
     Ok(t)
@@ -189,6 +223,14 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
                     verifier: scram::verifier("pooler_admin", pw),
                 });
             }
+            // pgbouncer_exporter reads the admin console as `monitor` (a stats_user).
+            if let Some(pw) = env.get("MONITOR_DB_PASSWORD") {
+                users.push(PoolUser {
+                    role: "monitor",
+                    password: pw,
+                    verifier: scram::verifier("monitor", pw),
+                });
+            }
             // PgBouncer logs in as its auth_user itself (no client proof to pass through), so it
             // needs that login's clear password. pooler_auth may only call pooler.auth_lookup.
             if let Some(pw) = env.get("POOLER_AUTH_PASSWORD") {
@@ -248,6 +290,26 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
             "observability/grafana/stack-logs.json",
             GRAFANA_DASHBOARD_LOGS,
         ));
+        for d in METRIC_DASHBOARDS {
+            out.push(stat(d.config, d.path, d.json));
+        }
+    }
+    if stack.metrics_enabled() {
+        let mut pctx = tera::Context::new();
+        pctx.insert("scrape_interval", &stack.file.metrics.scrape_interval);
+        pctx.insert("pooler", stack.pooler().service_name());
+        out.push(ConfigFile {
+            name: "prometheus_yml",
+            path: "observability/prometheus/prometheus.yml",
+            contents: Some(render_one("prometheus.yml", &pctx)?.into_bytes()),
+            mode: files::PUBLIC,
+        });
+        out.push(ConfigFile {
+            name: "prometheus_alerts",
+            path: "observability/prometheus/alerts.yml",
+            contents: Some(PROMETHEUS_ALERTS.as_bytes().to_vec()),
+            mode: files::PUBLIC,
+        });
     }
     Ok(out)
 }
@@ -279,6 +341,8 @@ pub fn compose(
     ctx.insert("runner", &f.runner);
     ctx.insert("postgate", &f.postgate);
     ctx.insert("observability", &f.observability.enabled);
+    ctx.insert("metrics_on", &stack.metrics_enabled());
+    ctx.insert("metrics", &f.metrics);
     ctx.insert("backup", &f.backup);
     ctx.insert("stanza", crate::backup::STANZA);
     ctx.insert(
@@ -302,6 +366,11 @@ pub fn compose(
         })
         .collect();
     ctx.insert("configs", &refs);
+    let dashboards: Vec<(&str, &str)> = METRIC_DASHBOARDS
+        .iter()
+        .map(|d| (d.config, d.file))
+        .collect();
+    ctx.insert("dashboards", &dashboards);
     render_one("docker-compose.yml", &ctx)
 }
 

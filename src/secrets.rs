@@ -116,6 +116,13 @@ pub const SECRETS: &[SecretSpec] = &[
         pooled: false,
     },
     SecretSpec {
+        key: "MONITOR_DB_PASSWORD",
+        kind: SecretKind::Password,
+        what: "login monitor: the metrics exporters (pg_monitor, no table data)",
+        role: Some("monitor"),
+        pooled: false,
+    },
+    SecretSpec {
         key: "BACKUP_PASSPHRASE",
         kind: SecretKind::Password,
         what: "pgBackRest repository encryption (aes-256-cbc); without it no backup can be read",

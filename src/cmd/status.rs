@@ -1,6 +1,6 @@
-//! `stackctl status`: each service's state, health, image, ports and uptime; then the backups:
-//! the newest backup and its age, when WAL was last archived, and warnings when a backup is
-//! missing or late or archiving fails.
+//! `stackctl status`: each service's state, health, image, ports and uptime; where Grafana and
+//! Prometheus answer; then the backups: the newest backup and its age, when WAL was last
+//! archived, and warnings when a backup is missing or late or archiving fails.
 
 use anyhow::Result;
 
@@ -16,6 +16,13 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<()> {
         engine::status(docker, stack.project(), a.json).await?;
         if a.json {
             return Ok(());
+        }
+        let endpoints = stack.observability_endpoints();
+        if !endpoints.is_empty() {
+            println!();
+            for line in endpoints {
+                println!("{line}");
+            }
         }
         match backup::freshness(docker, stack).await {
             Ok(Some(f)) => print_backups(&f),

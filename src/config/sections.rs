@@ -34,6 +34,7 @@ pub struct StackFile {
     pub runner: RunnerSection,
     pub migrations: MigrationsSection,
     pub observability: ObservabilitySection,
+    pub metrics: MetricsSection,
     pub backup: BackupSection,
     pub ports: PortsSection,
     pub images: ImagesSection,
@@ -209,6 +210,28 @@ impl Default for ObservabilitySection {
     }
 }
 
+/// Prometheus and its exporters, in the `observability` group (issue 19).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Prometheus, postgres_exporter and the pooler's exporter; false leaves them out.
+    pub enabled: bool,
+    /// How long Prometheus keeps samples (`--storage.tsdb.retention.time`), like `15d`.
+    pub retention: String,
+    /// How often every target is scraped, like `15s`.
+    pub scrape_interval: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retention: "15d".into(),
+            scrape_interval: "15s".into(),
+        }
+    }
+}
+
 /// Continuous archiving and backups with pgBackRest (repository: the `backups` volume).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -244,6 +267,7 @@ pub struct PortsSection {
     pub pooler: u16,
     pub postgate: u16,
     pub grafana: u16,
+    pub prometheus: u16,
 }
 
 impl Default for PortsSection {
@@ -253,6 +277,7 @@ impl Default for PortsSection {
             pooler: 6432,
             postgate: 8080,
             grafana: 3000,
+            prometheus: 9090,
         }
     }
 }
@@ -267,6 +292,9 @@ pub struct ImagesSection {
     pub stackctl: String,
     pub postgate: String,
     pub runner: String,
+    pub prometheus: String,
+    pub postgres_exporter: String,
+    pub pgbouncer_exporter: String,
     pub loki: String,
     pub alloy: String,
     pub grafana: String,
@@ -282,6 +310,9 @@ impl Default for ImagesSection {
             stackctl: format!("stackctl/stackctl:{v}"),
             postgate: format!("stackctl/postgate:{v}"),
             runner: format!("stackctl/runner:{v}"),
+            prometheus: "stackctl/prometheus:2.53".into(),
+            postgres_exporter: "stackctl/postgres-exporter:0.17".into(),
+            pgbouncer_exporter: "stackctl/pgbouncer-exporter:0.10".into(),
             loki: "grafana/loki:3.7.0".into(),
             alloy: "grafana/alloy:v1.18.0".into(),
             grafana: "grafana/grafana:13.1.0".into(),

@@ -98,6 +98,31 @@ impl Stack {
     pub fn pooler(&self) -> PoolerKind {
         self.file.pooler.kind
     }
+
+    /// Whether Prometheus and the exporters run: `[metrics] enabled` inside an enabled
+    /// `[observability]` group.
+    pub fn metrics_enabled(&self) -> bool {
+        self.file.observability.enabled && self.file.metrics.enabled
+    }
+
+    /// Where Grafana and Prometheus answer, one line each (for `stackctl status`): on loopback
+    /// with the `local` target; on Dokploy only Grafana is routed (Prometheus stays inside).
+    pub fn observability_endpoints(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.file.observability.enabled {
+            out.push(format!(
+                "grafana     http://127.0.0.1:{}/  (Dokploy: https://{}/)",
+                self.file.ports.grafana, self.hosts.grafana
+            ));
+        }
+        if self.metrics_enabled() {
+            out.push(format!(
+                "prometheus  http://127.0.0.1:{}/  (Dokploy: http://prometheus:9090 inside the stack's network only)",
+                self.file.ports.prometheus
+            ));
+        }
+        out
+    }
 }
 
 #[cfg(test)]

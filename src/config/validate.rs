@@ -103,6 +103,7 @@ pub(super) fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
         ("ports.pooler", f.ports.pooler),
         ("ports.postgate", f.ports.postgate),
         ("ports.grafana", f.ports.grafana),
+        ("ports.prometheus", f.ports.prometheus),
     ];
     for (i, (k, v)) in ports.iter().enumerate() {
         if *v == 0 {
@@ -124,6 +125,9 @@ pub(super) fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
         ("images.stackctl", &images.stackctl),
         ("images.postgate", &images.postgate),
         ("images.runner", &images.runner),
+        ("images.prometheus", &images.prometheus),
+        ("images.postgres_exporter", &images.postgres_exporter),
+        ("images.pgbouncer_exporter", &images.pgbouncer_exporter),
         ("images.loki", &images.loki),
         ("images.alloy", &images.alloy),
         ("images.grafana", &images.grafana),
@@ -172,6 +176,19 @@ pub(super) fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
             return Err(at(field)(e));
         }
     }
+    for (key, value) in [
+        ("metrics.retention", &f.metrics.retention),
+        ("metrics.scrape_interval", &f.metrics.scrape_interval),
+    ] {
+        if !is_prometheus_duration(value) {
+            return Err(at(key)(
+                UserError::new(format!(
+                    "{key} `{value}` is not a duration Prometheus reads"
+                ))
+                .hint("write a number and a unit, like `15s`, `5m`, `12h`, `15d` or `4w`"),
+            ));
+        }
+    }
     let r = &f.observability.log_retention;
     if !(r.len() > 1 && r.ends_with('h') && r[..r.len() - 1].bytes().all(|b| b.is_ascii_digit())) {
         return Err(at("observability.log_retention")(UserError::new(format!(
@@ -179,6 +196,16 @@ pub(super) fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
         ))));
     }
     Ok(())
+}
+
+/// A Prometheus duration of one unit (`15s`, `5m`, `15d`, ...), non-zero.
+fn is_prometheus_duration(v: &str) -> bool {
+    let digits = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &v[digits.len()..];
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits.bytes().any(|b| b != b'0')
+        && ["ms", "s", "m", "h", "d", "w", "y"].contains(&unit)
 }
 
 /// Checks a DNS host name (RFC 1123 labels).

@@ -21,6 +21,7 @@ pub const LOGINS: &[(&str, &str)] = &[
     ("runner", "RUNNER_DB_PASSWORD"),
     ("app", "APP_DB_PASSWORD"),
     ("pooler_auth", "POOLER_AUTH_PASSWORD"),
+    ("monitor", "MONITOR_DB_PASSWORD"),
 ];
 
 /// Every role the bootstrap manages (logins first).
@@ -31,6 +32,7 @@ pub const ROLES: &[&str] = &[
     "runner",
     "app",
     "pooler_auth",
+    "monitor",
     "app_user",
     "web_anon",
     "read_only",

@@ -20,6 +20,8 @@
 --   pooler_auth       LOGIN NOINHERIT: PgBouncer's auth_user; may only call pooler.auth_lookup
 --                     (src/db/pooler_auth.sql), which returns the verifiers of postgate's
 --                     tenant logins and of no other role
+--   monitor           LOGIN, member of pg_monitor (INHERIT, no SET): the metrics exporters'
+--                     login; reads statistics and settings, no table data
 --   postgate_admin    (made by V1__postgate.sql) granted to db_migrator WITH SET, without INHERIT:
 --                     the operator's admin path (`stackctl tenant|token`) does SET ROLE to it
 --   anon, authenticated, service_role
@@ -56,7 +58,8 @@ BEGIN
             ('postgate', false),
             ('runner', false),
             ('app', true),
-            ('pooler_auth', false)) AS t(name, inherit) LOOP
+            ('pooler_auth', false),
+            ('monitor', true)) AS t(name, inherit) LOOP
         v := verifiers ->> r.name;
         IF v IS NULL OR v NOT LIKE 'SCRAM-SHA-256$4096:%' THEN
             RAISE EXCEPTION 'no SCRAM verifier given for login %', r.name;
@@ -88,6 +91,17 @@ BEGIN
         RETURN NEXT format('revoked %s from db_authenticator', r.grp);
     END LOOP;
     GRANT web_anon, app_user TO db_authenticator WITH INHERIT FALSE, SET TRUE;
+    -- The exporters' login reads statistics (pg_monitor) and is member of nothing else.
+    FOR r IN SELECT g.rolname AS grp, gr.rolname AS grantor
+               FROM pg_auth_members m
+               JOIN pg_roles g ON g.oid = m.roleid
+               JOIN pg_roles gr ON gr.oid = m.grantor
+              WHERE m.member = 'monitor'::regrole
+                AND g.rolname <> 'pg_monitor' LOOP
+        EXECUTE format('REVOKE %I FROM monitor GRANTED BY %I', r.grp, r.grantor);
+        RETURN NEXT format('revoked %s from monitor', r.grp);
+    END LOOP;
+    GRANT pg_monitor TO monitor WITH INHERIT TRUE, SET FALSE;
     GRANT app_user TO app WITH INHERIT TRUE;
     -- The operator's login administers postgate's tenants and tokens after SET ROLE only.
     GRANT postgate_admin TO db_migrator WITH INHERIT FALSE, SET TRUE;

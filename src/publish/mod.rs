@@ -256,7 +256,7 @@ async fn publish(
 
     let refs: Vec<(String, String)> = published
         .iter()
-        .map(|p| (p.name.clone(), p.reference.clone()))
+        .map(|p| (images::stack_toml_key(&p.name), p.reference.clone()))
         .collect();
     let stack_toml_updated = stack_toml::point_images_at(&stack.dir, &refs)?;
     Ok(Report {

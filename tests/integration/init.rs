@@ -34,6 +34,7 @@ fn init_writes_every_file_with_its_mode() {
         "POSTGATE_TOKEN_PEPPER",
         "RUNNER_SECRETS_KEY",
         "POOLER_ADMIN_PASSWORD",
+        "MONITOR_DB_PASSWORD",
         "BACKUP_PASSPHRASE",
         "GRAFANA_ADMIN_PASSWORD",
     ] {

@@ -12,6 +12,7 @@ mod configs;
 mod engine;
 mod import_supabase;
 mod init;
+mod metrics;
 mod migrate;
 mod newcomer;
 mod postgate;

@@ -247,7 +247,9 @@ fn grafana_provisions_loki_as_default_and_the_dashboard_from_where_it_is_mounted
     let ds = s.yaml(&ds_rel);
     assert_eq!(ystr(&ds["apiVersion"]), "1");
     let list = ds["datasources"].as_sequence().expect("datasources");
-    assert_eq!(list.len(), 1);
+    // Loki, and Prometheus for the metric dashboards (checked in metrics::provisioning).
+    assert_eq!(list.len(), 2);
+    assert_eq!(ystr(&list[1]["type"]), "prometheus");
     let loki = &list[0];
     assert_eq!(ystr(&loki["type"]), "loki");
     assert_eq!(ystr(&loki["url"]), "http://loki:3100");

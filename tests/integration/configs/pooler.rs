@@ -205,6 +205,8 @@ fn pgbouncer_ini_and_userlist_match_stack_toml_and_env() {
         .map(|(k, role)| (*role, env[*k].as_str()))
         .collect();
     expected.insert("pooler_admin", env["POOLER_ADMIN_PASSWORD"].as_str());
+    // pgbouncer_exporter reads the admin console as `monitor`, one of the stats_users.
+    expected.insert("monitor", env["MONITOR_DB_PASSWORD"].as_str());
     assert_eq!(
         users.keys().map(String::as_str).collect::<Vec<_>>(),
         expected.keys().copied().collect::<Vec<_>>()

@@ -74,6 +74,7 @@ const ROLES: &[&str] = &[
     "postgate",
     "runner",
     "pooler_auth",
+    "monitor",
     "anon",
     "authenticated",
     "service_role",
@@ -153,6 +154,8 @@ fn expected() -> BTreeMap<&'static str, (Vec<&'static str>, Vec<&'static str>, b
     );
     // PgBouncer's auth_user: logs in, may call pooler.auth_lookup and nothing in the matrix.
     m.insert("pooler_auth", (vec![], vec![], true));
+    // The exporters' login: statistics through pg_monitor (INHERIT, no SET), no table data.
+    m.insert("monitor", (vec![], vec![], true));
     for r in ["anon", "authenticated", "service_role"] {
         m.insert(r, (vec![], vec![], false));
     }
@@ -202,6 +205,7 @@ fn privilege_matrix() {
             "postgres",
             "postgate_admin",
             "pg_read_all_data",
+            "pg_monitor",
             "pg_write_all_data",
             "pg_execute_server_program",
         ] {
@@ -217,6 +221,7 @@ fn privilege_matrix() {
             "runner" => env_value(&s, "RUNNER_DB_PASSWORD"),
             "app" => env_value(&s, "APP_DB_PASSWORD"),
             "pooler_auth" => env_value(&s, "POOLER_AUTH_PASSWORD"),
+            "monitor" => env_value(&s, "MONITOR_DB_PASSWORD"),
             // NOLOGIN roles have no password; try one anyway.
             _ => "any-password".to_string(),
         };

@@ -39,10 +39,23 @@ fn check_dokploy_rules(s: &Stackctl, pooler: &str, text: &str, doc: &Value) {
     assert_eq!(yget(doc, "name").map(ystr).as_deref(), Some("shop"));
 
     let services = services(doc);
-    let expected: BTreeSet<&str> = [
-        "postgres", "migrate", "backup", pooler, "postgate", "runner", "loki", "alloy", "grafana",
+    let mut expected: BTreeSet<&str> = [
+        "postgres",
+        "migrate",
+        "backup",
+        pooler,
+        "postgate",
+        "runner",
+        "loki",
+        "alloy",
+        "grafana",
+        "prometheus",
+        "postgres-exporter",
     ]
     .into();
+    if pooler == "pgbouncer" {
+        expected.insert("pgbouncer-exporter");
+    }
     assert_eq!(
         services.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         expected

@@ -184,11 +184,12 @@ impl Stackctl {
 }
 
 /// The `[ports]` `init` writes into stack.toml, with their defaults.
-const INIT_PORTS: [(&str, u16); 4] = [
+const INIT_PORTS: [(&str, u16); 5] = [
     ("postgres", 5432),
     ("pooler", 6432),
     ("postgate", 8080),
     ("grafana", 3000),
+    ("prometheus", 9090),
 ];
 
 impl Stackctl {
