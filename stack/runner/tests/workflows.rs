@@ -1,0 +1,781 @@
+//! Durable workflows on real `runner serve` processes and a real PostgreSQL: steps, a sleep and
+//! a waitForEvent run to completion; an early event is kept; a SIGKILLed replica's instances
+//! finish on another without re-running completed steps (side effects counted in the database);
+//! retries and `NonRetryableError`; idempotent creates; a replay mismatch fails clearly; the
+//! worker's `env.BINDING`.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Pg, Proc, connect, wait_for};
+use crate::workers::raw_get;
+
+/// Each step body records a side effect: a job in the queue `effects` (no consumer), payload
+/// `{"i": instance, "s": step}`.
+const FLOW: &str = r#"
+export class Flow extends WorkflowEntrypoint {
+  async run(event, step) {
+    const effect = (s) => this.env.QUEUE.send({ i: event.instanceId, s }, { queue: 'effects' });
+    const a = await step.do('a', async () => { await effect('a'); return event.payload.n + 1; });
+    await step.sleep('nap', '1 second');
+    const ev = await step.waitForEvent('approval', { type: 'approved', timeout: '1 minute' });
+    const b = await step.do('b', async () => { await effect('b'); return a * ev.payload.k; });
+    let total = 0;
+    for (const x of [1, 2, 3]) total += await step.do('add', async () => { await effect('add'); return x; });
+    return { a, b, total };
+  }
+}
+export default { async fetch(req, env) {
+  const i = await env.FLOW.create({ id: 'from-binding', params: { n: 1 } });
+  const again = await env.FLOW.create({ id: 'from-binding', params: { n: 99 } });
+  await i.sendEvent({ type: 'approved', payload: { k: 5 } });
+  const s = await (await env.FLOW.get(again.id)).status();
+  return new Response(JSON.stringify({ id: i.id, same: again.id === i.id, status: s.status }));
+} };
+"#;
+
+async fn one(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+async fn deploy(c: &mut tokio_postgres::Client, name: &str, source: &str, workflows: &str) {
+    let tx = c.transaction().await.expect("begin");
+    tx.execute("SELECT runner.deploy($1, $2)", &[&name, &source])
+        .await
+        .expect("deploy");
+    let wf: serde_json::Value = serde_json::from_str(workflows).expect("workflows json");
+    tx.execute("SELECT runner.deploy_workflows($1, $2)", &[&name, &wf])
+        .await
+        .expect("deploy_workflows");
+    tx.commit().await.expect("commit");
+}
+
+fn serve(id: &str, pg: &Pg) -> Proc {
+    Proc::spawn(
+        id,
+        &["serve", "--id", id],
+        &[
+            ("RUNNER_DATABASE_URL", pg.url.as_str()),
+            ("RUNNER_LISTEN", "127.0.0.1:0"),
+            ("RUNNER_WORKERS_DOMAIN", "workers.test"),
+            ("RUNNER_LEASE_SECS", "2"),
+            ("RUNNER_POLL_SECS", "0.2"),
+        ],
+    )
+}
+
+async fn status(c: &tokio_postgres::Client, id: &str) -> String {
+    c.query_opt(
+        "SELECT status FROM runner.workflow_instances WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .expect("status")
+    .map(|r| r.get(0))
+    .unwrap_or_default()
+}
+
+async fn wait_status(c: &tokio_postgres::Client, id: &str, want: &str, within: Duration) {
+    wait_for(&format!("instance {id} to be {want}"), within, || async {
+        let s = status(c, id).await;
+        assert!(
+            s == want || !matches!(s.as_str(), "complete" | "errored" | "terminated"),
+            "instance {id} ended {s}, not {want}: {:?}",
+            c.query_one(
+                "SELECT error FROM runner.workflow_instances WHERE id = $1",
+                &[&id]
+            )
+            .await
+            .map(|r| r.get::<_, Option<String>>(0))
+        );
+        (s == want).then_some(())
+    })
+    .await;
+}
+
+async fn effects(c: &tokio_postgres::Client, id: &str, step: &str) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM runner.jobs WHERE queue = 'effects'
+            AND payload->>'i' = $1 AND payload->>'s' = $2",
+        &[&id, &step],
+    )
+    .await
+    .expect("effects")
+    .get(0)
+}
+
+/// Started from SQL (a rolled-back transaction starts nothing), the instance runs a step,
+/// sleeps, waits for an event sent when it waits, runs the rest and completes; a second
+/// instance gets its event before it reaches the wait and does not lose it. Every step body ran
+/// once; the history holds each state change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_with_steps_sleep_and_event_runs_to_completion() {
+    let pg = Pg::start().await;
+    let mut c = connect(&pg.url).await;
+    deploy(&mut c, "flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
+    let _r = serve("wf-main", &pg);
+
+    let tx = c.transaction().await.expect("begin");
+    tx.execute(
+        "SELECT runner.workflow_create('Flow', 'rolled-back', '{\"n\": 1}')",
+        &[],
+    )
+    .await
+    .expect("create in a transaction");
+    tx.rollback().await.expect("rollback");
+    let started = Instant::now();
+    c.batch_execute(
+        "BEGIN;
+         SELECT runner.workflow_create('Flow', 'late', '{\"n\": 1}');
+         SELECT runner.workflow_create('Flow', 'early', '{\"n\": 2}');
+         SELECT runner.workflow_send_event('early', 'approved', '{\"k\": 10}');
+         COMMIT;",
+    )
+    .await
+    .expect("create and send");
+    assert_eq!(
+        one(
+            &c,
+            "SELECT count(*) FROM runner.workflow_instances WHERE id = 'rolled-back'"
+        )
+        .await,
+        0
+    );
+
+    // `late` waits for its event (after the sleep); `early` had it before and completes.
+    wait_for(
+        "late to wait for its event",
+        Duration::from_secs(20),
+        || async {
+            let waiting = one(
+                &c,
+                "SELECT count(*) FROM runner.workflow_steps
+              WHERE instance_id = 'late' AND name = 'approval' AND status = 'waiting'",
+            )
+            .await;
+            (waiting == 1 && status(&c, "late").await == "waiting").then_some(())
+        },
+    )
+    .await;
+    wait_status(&c, "early", "complete", Duration::from_secs(20)).await;
+    c.execute(
+        "SELECT runner.workflow_send_event('late', 'approved', '{\"k\": 5}')",
+        &[],
+    )
+    .await
+    .expect("send event");
+    wait_status(&c, "late", "complete", Duration::from_secs(20)).await;
+    let took = started.elapsed();
+
+    let out = |id: &'static str| {
+        let c = &c;
+        async move {
+            c.query_one(
+                "SELECT output FROM runner.workflow_instances WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .expect("output")
+            .get::<_, serde_json::Value>(0)
+        }
+    };
+    assert_eq!(
+        out("late").await,
+        serde_json::json!({"a": 2, "b": 10, "total": 6})
+    );
+    assert_eq!(
+        out("early").await,
+        serde_json::json!({"a": 3, "b": 30, "total": 6})
+    );
+    for id in ["late", "early"] {
+        assert_eq!(effects(&c, id, "a").await, 1, "{id}: step a ran once");
+        assert_eq!(effects(&c, id, "b").await, 1, "{id}: step b ran once");
+        assert_eq!(
+            effects(&c, id, "add").await,
+            3,
+            "{id}: add ran once per occurrence"
+        );
+    }
+    let steps: Vec<(String, i32, String)> = c
+        .query(
+            "SELECT name, occurrence, status FROM runner.workflow_steps
+              WHERE instance_id = 'late' ORDER BY seq",
+            &[],
+        )
+        .await
+        .expect("steps")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let names: Vec<String> = steps.iter().map(|s| format!("{}#{}", s.0, s.1)).collect();
+    assert_eq!(
+        names,
+        [
+            "a#1",
+            "nap#1",
+            "approval#1",
+            "b#1",
+            "add#1",
+            "add#2",
+            "add#3"
+        ]
+    );
+    assert!(steps.iter().all(|s| s.2 == "complete"), "{steps:?}");
+    // History: queued, running, waiting (sleep), running, waiting (event), running, complete.
+    let history: Vec<String> = c
+        .query(
+            "SELECT status FROM runner.workflow_history
+              WHERE instance_id = 'late' AND step_name IS NULL ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("history")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(history.first().map(String::as_str), Some("queued"));
+    assert_eq!(history.last().map(String::as_str), Some("complete"));
+    assert!(
+        history.iter().filter(|s| *s == "waiting").count() >= 2,
+        "{history:?}"
+    );
+    // An event for a finished instance is refused.
+    let err = c
+        .execute(
+            "SELECT runner.workflow_send_event('late', 'approved', 'null')",
+            &[],
+        )
+        .await
+        .expect_err("finished instance takes no event");
+    assert!(err.to_string().contains("complete") || format!("{err:?}").contains("complete"));
+    println!(
+        "workflow: two instances with 7 steps, a 1 s sleep and an event each, done in {took:.2?}"
+    );
+}
+
+/// A caller-chosen id is an idempotency key; bad input gets a clear error. No runner needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_create_is_idempotent_and_checks_its_input() {
+    let pg = Pg::start().await;
+    let mut c = connect(&pg.url).await;
+    deploy(&mut c, "flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
+    for _ in 0..3 {
+        let id: String = c
+            .query_one(
+                "SELECT runner.workflow_create('Flow', 'order-1', '{\"n\": 1}')",
+                &[],
+            )
+            .await
+            .expect("create")
+            .get(0);
+        assert_eq!(id, "order-1");
+    }
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM runner.workflow_instances").await,
+        1
+    );
+    assert_eq!(
+        one(
+            &c,
+            "SELECT count(*) FROM runner.jobs WHERE queue = 'workflows'"
+        )
+        .await,
+        1,
+        "one job drives the instance"
+    );
+    let generated: String = c
+        .query_one("SELECT runner.workflow_create('Flow')", &[])
+        .await
+        .expect("create with a generated id")
+        .get(0);
+    assert_eq!(generated.len(), 32);
+    for (sql, says) in [
+        (
+            "SELECT runner.workflow_create('Nope', 'x')",
+            "unknown workflow Nope",
+        ),
+        (
+            "SELECT runner.workflow_create('Flow', 'bad id!')",
+            "^[a-zA-Z0-9_][a-zA-Z0-9-_]*$",
+        ),
+        (
+            "SELECT runner.workflow_send_event('missing', 'approved')",
+            "unknown workflow instance missing",
+        ),
+    ] {
+        let e = c.execute(sql, &[]).await.expect_err(sql);
+        let db = e.as_db_error().expect("a database error");
+        let text = format!("{} {}", db.message(), db.hint().unwrap_or(""));
+        assert!(text.contains(says), "{sql}: {text}");
+    }
+    // A duplicate step or a second taker of one event is impossible.
+    c.batch_execute(
+        "UPDATE runner.workflow_instances SET status = 'running' WHERE id = 'order-1';
+         INSERT INTO runner.workflow_steps (instance_id, name, occurrence, seq, kind, status)
+         VALUES ('order-1', 'a', 1, 1, 'do', 'running');",
+    )
+    .await
+    .expect("a step");
+    let dup = c
+        .execute(
+            "INSERT INTO runner.workflow_steps (instance_id, name, occurrence, seq, kind, status)
+             VALUES ('order-1', 'a', 1, 2, 'do', 'running')",
+            &[],
+        )
+        .await
+        .expect_err("a duplicate step");
+    assert_eq!(
+        dup.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+}
+
+/// SIGKILL of the replica running two instances, one in the middle of a step and one asleep:
+/// both complete on the other replica; completed steps did not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_resumes_on_another_replica_after_sigkill() {
+    let pg = Pg::start().await;
+    let mut c = connect(&pg.url).await;
+    let src = r#"
+export class Crashy extends WorkflowEntrypoint {
+  async run(event, step) {
+    const effect = (s) => this.env.QUEUE.send({ i: event.instanceId, s }, { queue: 'effects' });
+    await step.do('one', async () => { await effect('one'); return 1; });
+    if (event.payload.sleep) await step.sleep('doze', '3 seconds');
+    await step.do('slow', async () => {
+      await effect('slow');
+      await new Promise((r) => setTimeout(r, event.payload.slow_ms));
+      return 2;
+    });
+    await step.do('three', async () => { await effect('three'); return 3; });
+    return 'done';
+  }
+}"#;
+    deploy(&mut c, "crashy", src, r#"{"CRASHY": "Crashy"}"#).await;
+    let mut victim = serve("wf-victim", &pg);
+    // One after the other: runs of one worker take turns on its engine thread.
+    c.execute(
+        "SELECT runner.workflow_create('Crashy', 'asleep', '{\"sleep\": true, \"slow_ms\": 10}')",
+        &[],
+    )
+    .await
+    .expect("create asleep");
+    wait_status(&c, "asleep", "waiting", Duration::from_secs(20)).await;
+    c.execute(
+        "SELECT runner.workflow_create('Crashy', 'mid-step', '{\"slow_ms\": 4000}')",
+        &[],
+    )
+    .await
+    .expect("create mid-step");
+    wait_for(
+        "the victim to be mid-step and asleep",
+        Duration::from_secs(20),
+        || async {
+            let mid = one(
+                &c,
+                "SELECT count(*) FROM runner.workflow_steps
+                  WHERE instance_id = 'mid-step' AND name = 'slow' AND status = 'running'",
+            )
+            .await;
+            let asleep = one(
+                &c,
+                "SELECT count(*) FROM runner.workflow_steps
+                  WHERE instance_id = 'asleep' AND name = 'doze' AND status = 'waiting'",
+            )
+            .await;
+            (mid == 1 && asleep == 1).then_some(())
+        },
+    )
+    .await;
+    victim.child.kill().expect("SIGKILL");
+    victim.child.wait().expect("reaping the victim");
+    let killed = Instant::now();
+    let _survivor = serve("wf-survivor", &pg);
+    wait_status(&c, "mid-step", "complete", Duration::from_secs(30)).await;
+    wait_status(&c, "asleep", "complete", Duration::from_secs(30)).await;
+    let took = killed.elapsed();
+    for id in ["mid-step", "asleep"] {
+        assert_eq!(
+            effects(&c, id, "one").await,
+            1,
+            "{id}: completed step ran once"
+        );
+        assert_eq!(
+            effects(&c, id, "three").await,
+            1,
+            "{id}: step three ran once"
+        );
+    }
+    assert_eq!(
+        effects(&c, "asleep", "slow").await,
+        1,
+        "the sleeper's steps ran once"
+    );
+    let twice = effects(&c, "mid-step", "slow").await;
+    assert_eq!(twice, 2, "the step in flight at the kill ran again");
+    let attempt = one(
+        &c,
+        "SELECT attempt::bigint FROM runner.workflow_steps WHERE instance_id = 'mid-step' AND name = 'slow'",
+    )
+    .await;
+    assert_eq!(attempt, 2);
+    println!(
+        "workflow-kill: both instances complete on the survivor {took:.2?} after the SIGKILL; \
+         in-flight steps that ran twice: 1 of 1; completed steps re-run: 0"
+    );
+}
+
+/// A failing step retries with its backoff until it succeeds; `NonRetryableError` is not
+/// retried and, uncaught, fails the instance; a step result that is not JSON fails clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_retries_with_backoff_and_nonretryable_error_fails_the_instance() {
+    let pg = Pg::start().await;
+    let mut c = connect(&pg.url).await;
+    let src = r#"
+export class Retry extends WorkflowEntrypoint {
+  async run(event, step) {
+    const effect = (s) => this.env.QUEUE.send({ i: event.instanceId, s }, { queue: 'effects' });
+    if (event.payload.mode === 'flaky') {
+      return await step.do('flaky', { retries: { limit: 3, delay: 100, backoff: 'linear' } }, async ({ attempt }) => {
+        await effect('flaky');
+        if (attempt < 3) throw new Error(`attempt ${attempt} failed`);
+        return attempt;
+      });
+    }
+    if (event.payload.mode === 'fatal') {
+      await step.do('fatal', async () => { await effect('fatal'); throw new NonRetryableError('card declined'); });
+    }
+    if (event.payload.mode === 'exhaust') {
+      try {
+        await step.do('never', { retries: { limit: 1, delay: '100 millisecond', backoff: 'constant' } }, async () => { await effect('never'); throw new Error('nope'); });
+      } catch (e) { return 'caught: ' + e.message; }
+    }
+    return await step.do('bad', async () => ({ f() {}, big: 'x'.repeat(2 << 20) }));
+  }
+}"#;
+    deploy(&mut c, "retry", src, r#"{"RETRY": "Retry"}"#).await;
+    let _r = serve("wf-retry", &pg);
+    c.batch_execute(
+        "SELECT runner.workflow_create('Retry', 'flaky', '{\"mode\": \"flaky\"}');
+         SELECT runner.workflow_create('Retry', 'fatal', '{\"mode\": \"fatal\"}');
+         SELECT runner.workflow_create('Retry', 'exhaust', '{\"mode\": \"exhaust\"}');
+         SELECT runner.workflow_create('Retry', 'toobig', '{\"mode\": \"big\"}');",
+    )
+    .await
+    .expect("create");
+    wait_status(&c, "flaky", "complete", Duration::from_secs(20)).await;
+    wait_status(&c, "exhaust", "complete", Duration::from_secs(20)).await;
+    wait_status(&c, "fatal", "errored", Duration::from_secs(20)).await;
+    wait_status(&c, "toobig", "errored", Duration::from_secs(20)).await;
+    assert_eq!(effects(&c, "flaky", "flaky").await, 3);
+    assert_eq!(
+        effects(&c, "fatal", "fatal").await,
+        1,
+        "NonRetryableError is not retried"
+    );
+    assert_eq!(
+        effects(&c, "exhaust", "never").await,
+        2,
+        "limit 1: two attempts"
+    );
+    let row = c
+        .query_one(
+            "SELECT (SELECT output FROM runner.workflow_instances WHERE id = 'flaky'),
+                    (SELECT output FROM runner.workflow_instances WHERE id = 'exhaust'),
+                    (SELECT error FROM runner.workflow_instances WHERE id = 'fatal'),
+                    (SELECT error FROM runner.workflow_instances WHERE id = 'toobig')",
+            &[],
+        )
+        .await
+        .expect("outcomes");
+    assert_eq!(row.get::<_, serde_json::Value>(0), serde_json::json!(3));
+    assert_eq!(
+        row.get::<_, serde_json::Value>(1),
+        serde_json::json!("caught: nope")
+    );
+    let fatal: String = row.get(2);
+    assert!(fatal.contains("card declined"), "{fatal}");
+    let big: String = row.get(3);
+    assert!(big.contains("byte limit"), "{big}");
+    // Linear backoff of 100 ms: the retries were 100 ms then 200 ms apart at least.
+    let gaps: Vec<f64> = c
+        .query(
+            "SELECT extract(epoch FROM at - lag(at) OVER (ORDER BY id))::float8
+               FROM runner.workflow_history
+              WHERE instance_id = 'flaky' AND step_name = 'flaky' AND status = 'running'
+              ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("history")
+        .iter()
+        .filter_map(|r| r.get::<_, Option<f64>>(0))
+        .collect();
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    assert!(gaps[0] >= 0.1 && gaps[1] >= 0.2, "{gaps:?}");
+}
+
+/// Code changed under a sleeping instance: the replay meets another step than recorded, and the
+/// instance fails with an error that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_that_meets_another_step_fails_the_instance_clearly() {
+    let pg = Pg::start().await;
+    let mut c = connect(&pg.url).await;
+    let v1 = r#"
+export class Change extends WorkflowEntrypoint {
+  async run(event, step) {
+    await step.do('charge', async () => 1);
+    await step.sleep('wait', '2 seconds');
+    return 'v1';
+  }
+}"#;
+    deploy(&mut c, "change", v1, r#"{"CHANGE": "Change"}"#).await;
+    let _r = serve("wf-change", &pg);
+    c.execute("SELECT runner.workflow_create('Change', 'c1')", &[])
+        .await
+        .expect("create");
+    wait_status(&c, "c1", "waiting", Duration::from_secs(20)).await;
+    let v2 = v1.replace("'charge'", "'refund'");
+    deploy(&mut c, "change", &v2, r#"{"CHANGE": "Change"}"#).await;
+    wait_status(&c, "c1", "errored", Duration::from_secs(20)).await;
+    let error: String = c
+        .query_one(
+            "SELECT error FROM runner.workflow_instances WHERE id = 'c1'",
+            &[],
+        )
+        .await
+        .expect("error")
+        .get(0);
+    assert!(
+        error.contains("replay mismatch")
+            && error.contains("\"charge\"")
+            && error.contains("\"refund\""),
+        "{error}"
+    );
+}
+
+/// `env.FLOW` in a worker's fetch handler: create (idempotent by id), sendEvent, get().status().
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_binding_creates_and_reads_instances() {
+    let pg = Pg::start().await;
+    let mut c = connect(&pg.url).await;
+    deploy(&mut c, "flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
+    let r = serve("wf-binding", &pg);
+    let addr = r.listen_addr(Duration::from_secs(10));
+    let body = tokio::task::spawn_blocking(move || raw_get(&addr, "flows.workers.test"))
+        .await
+        .expect("join")
+        .expect("request");
+    assert!(
+        body.contains(r#""id":"from-binding""#) && body.contains(r#""same":true"#),
+        "{body}"
+    );
+    wait_status(&c, "from-binding", "complete", Duration::from_secs(20)).await;
+    let out: serde_json::Value = c
+        .query_one(
+            "SELECT output FROM runner.workflow_instances WHERE id = 'from-binding'",
+            &[],
+        )
+        .await
+        .expect("output")
+        .get(0);
+    assert_eq!(out, serde_json::json!({"a": 2, "b": 10, "total": 6}));
+}
+
+/// The HTTP API: no token or a wrong one is a 401 and starts nothing; with the token an
+/// instance is started, sent its event, read with its steps, and a finished one refuses `pause`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_needs_its_token_then_starts_signals_and_reads_instances() {
+    let pg = Pg::start().await;
+    let mut c = connect(&pg.url).await;
+    deploy(&mut c, "flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
+    let r = Proc::spawn(
+        "wf-http",
+        &["serve", "--id", "wf-http"],
+        &[
+            ("RUNNER_DATABASE_URL", pg.url.as_str()),
+            ("RUNNER_LISTEN", "127.0.0.1:0"),
+            ("RUNNER_POLL_SECS", "0.2"),
+            ("RUNNER_WORKFLOWS_TOKEN", "s3cret-token-for-the-test"),
+        ],
+    );
+    let addr = r.listen_addr(Duration::from_secs(10));
+    let call =
+        |method: &'static str, path: &'static str, token: &'static str, body: &'static str| {
+            let addr = addr.clone();
+            async move {
+                tokio::task::spawn_blocking(move || request(&addr, method, path, token, body))
+                    .await
+                    .expect("join")
+                    .expect("request")
+            }
+        };
+    let start = r#"{"id": "h1", "params": {"n": 1}}"#;
+    let (s, _) = call("POST", "/workflows/Flow", "", start).await;
+    assert_eq!(s, 401);
+    let (s, _) = call(
+        "POST",
+        "/workflows/Flow",
+        "s3cret-token-for-the-tesX",
+        start,
+    )
+    .await;
+    assert_eq!(s, 401);
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM runner.workflow_instances").await,
+        0,
+        "nothing started"
+    );
+    let token = "s3cret-token-for-the-test";
+    let (s, b) = call("POST", "/workflows/Flow", token, start).await;
+    assert_eq!((s, b.as_str()), (202, r#"{"id":"h1"}"#));
+    let (s, _) = call(
+        "POST",
+        "/workflows/Flow/h1/events/approved",
+        token,
+        r#"{"k": 5}"#,
+    )
+    .await;
+    assert_eq!(s, 202);
+    wait_status(&c, "h1", "complete", Duration::from_secs(20)).await;
+    let (s, b) = call("GET", "/workflows/Flow/h1", token, "").await;
+    assert_eq!(s, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).expect("status JSON");
+    assert_eq!(v["status"], "complete");
+    assert_eq!(
+        v["output"],
+        serde_json::json!({"a": 2, "b": 10, "total": 6})
+    );
+    assert_eq!(v["steps"].as_array().map(Vec::len), Some(7), "{v}");
+    assert!(
+        v["steps"][1]["duration_ms"]
+            .as_f64()
+            .is_some_and(|d| d >= 900.0),
+        "{v}"
+    );
+    let (s, _) = call("GET", "/workflows/Flow/nope", token, "").await;
+    assert_eq!(s, 404);
+    let (s, b) = call(
+        "PATCH",
+        "/workflows/Flow/h1/status",
+        token,
+        r#"{"action": "pause"}"#,
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(b.contains("is complete"), "{b}");
+    let (s, b) = call("POST", "/workflows/Flow", token, r#"{"id": "bad id"}"#).await;
+    assert_eq!(s, 400);
+    assert!(b.contains("a-zA-Z0-9"), "{b}");
+}
+
+/// One HTTP/1.1 request with a JSON body and a bearer token (none when empty): status and body.
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr)?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = if token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {token}\r\n")
+    };
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    c.read_to_string(&mut out)?;
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    Ok((status, body))
+}
+
+/// A caught waitForEvent timeout; pause holds an instance past its timer until resume; a
+/// terminated instance never runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_timeout_is_catchable_and_pause_resume_terminate_hold() {
+    let pg = Pg::start().await;
+    let mut c = connect(&pg.url).await;
+    let src = r#"
+export class Ctl extends WorkflowEntrypoint {
+  async run(event, step) {
+    if (event.payload.mode === 'timeout') {
+      try { await step.waitForEvent('never', { type: 'x', timeout: '1 second' }); return 'no'; }
+      catch (e) { return 'caught ' + e.name; }
+    }
+    await step.sleep('s', '1 second');
+    await step.do('after', async () => {
+      await this.env.QUEUE.send({ i: event.instanceId, s: 'after' }, { queue: 'effects' });
+      return 1;
+    });
+    return 'resumed';
+  }
+}"#;
+    deploy(&mut c, "ctl", src, r#"{"CTL": "Ctl"}"#).await;
+    let _r = serve("wf-ctl", &pg);
+    let pool = runner::db::pool(&pg.url, 2).expect("pool");
+    c.batch_execute(
+        "SELECT runner.workflow_create('Ctl', 'timeout', '{\"mode\": \"timeout\"}');
+         SELECT runner.workflow_create('Ctl', 'p', '{}');
+         SELECT runner.workflow_create('Ctl', 't', '{}');",
+    )
+    .await
+    .expect("create");
+    wait_status(&c, "p", "waiting", Duration::from_secs(20)).await;
+    wait_status(&c, "t", "waiting", Duration::from_secs(20)).await;
+    runner::workflow::api::control(&pool, "p", "pause")
+        .await
+        .expect("pause");
+    runner::workflow::api::control(&pool, "t", "terminate")
+        .await
+        .expect("terminate");
+    // Both wake-up jobs ran (after the 1 s timer) and found nothing to do.
+    wait_for("the wake-ups to pass", Duration::from_secs(20), || async {
+        let open = one(
+            &c,
+            "SELECT count(*) FROM runner.jobs WHERE queue = 'workflows' AND state <> 'done'
+                AND payload->>'instance' IN ('p', 't')",
+        )
+        .await;
+        (open == 0).then_some(())
+    })
+    .await;
+    assert_eq!(status(&c, "p").await, "paused");
+    assert_eq!(status(&c, "t").await, "terminated");
+    assert_eq!(effects(&c, "p", "after").await, 0);
+    runner::workflow::api::control(&pool, "p", "resume")
+        .await
+        .expect("resume");
+    wait_status(&c, "p", "complete", Duration::from_secs(20)).await;
+    wait_status(&c, "timeout", "complete", Duration::from_secs(20)).await;
+    assert_eq!(effects(&c, "p", "after").await, 1);
+    assert_eq!(effects(&c, "t", "after").await, 0);
+    let out: serde_json::Value = c
+        .query_one(
+            "SELECT output FROM runner.workflow_instances WHERE id = 'timeout'",
+            &[],
+        )
+        .await
+        .expect("output")
+        .get(0);
+    assert_eq!(out, serde_json::json!("caught WorkflowTimeoutError"));
+    let e = runner::workflow::api::control(&pool, "t", "pause")
+        .await
+        .expect_err("a finished instance cannot pause");
+    assert!(e.to_string().contains("is terminated"), "{e}");
+}
