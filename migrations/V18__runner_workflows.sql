@@ -107,13 +107,21 @@ CREATE TABLE IF NOT EXISTS runner.workflow_history (
 CREATE INDEX IF NOT EXISTS workflow_history_instance_idx
     ON runner.workflow_history (instance_id, id);
 
-CREATE OR REPLACE FUNCTION runner.workflow_instance_history() RETURNS trigger
+-- One history row per status change (and per new attempt of a step).
+CREATE OR REPLACE FUNCTION runner.workflow_history_row() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    n jsonb := to_jsonb(NEW);
+    o jsonb := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
+    is_step boolean := TG_TABLE_NAME = 'workflow_steps';
 BEGIN
-    IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
-        INSERT INTO runner.workflow_history (instance_id, status, detail)
-        VALUES (NEW.id, NEW.status, NEW.error);
+    IF o IS NULL OR n->'status' IS DISTINCT FROM o->'status'
+       OR n->'attempt' IS DISTINCT FROM o->'attempt' THEN
+        INSERT INTO runner.workflow_history (instance_id, step_name, occurrence, status, attempt, detail)
+        VALUES (CASE WHEN is_step THEN n->>'instance_id' ELSE n->>'id' END,
+                CASE WHEN is_step THEN n->>'name' END,
+                (n->>'occurrence')::integer, n->>'status', (n->>'attempt')::integer, n->>'error');
     END IF;
     RETURN NULL;
 END
@@ -121,24 +129,11 @@ $$;
 DROP TRIGGER IF EXISTS workflow_instance_history ON runner.workflow_instances;
 CREATE TRIGGER workflow_instance_history
     AFTER INSERT OR UPDATE ON runner.workflow_instances
-    FOR EACH ROW EXECUTE FUNCTION runner.workflow_instance_history();
-
-CREATE OR REPLACE FUNCTION runner.workflow_step_history() RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status
-       OR NEW.attempt IS DISTINCT FROM OLD.attempt THEN
-        INSERT INTO runner.workflow_history (instance_id, step_name, occurrence, status, attempt, detail)
-        VALUES (NEW.instance_id, NEW.name, NEW.occurrence, NEW.status, NEW.attempt, NEW.error);
-    END IF;
-    RETURN NULL;
-END
-$$;
+    FOR EACH ROW EXECUTE FUNCTION runner.workflow_history_row();
 DROP TRIGGER IF EXISTS workflow_step_history ON runner.workflow_steps;
 CREATE TRIGGER workflow_step_history
     AFTER INSERT OR UPDATE ON runner.workflow_steps
-    FOR EACH ROW EXECUTE FUNCTION runner.workflow_step_history();
+    FOR EACH ROW EXECUTE FUNCTION runner.workflow_history_row();
 
 -- Enqueue the job that advances instance `id` at `run_at` and make it the current one.
 CREATE OR REPLACE FUNCTION runner.workflow_wake(id text, run_at timestamptz DEFAULT now())

@@ -50,17 +50,20 @@ async fn deploy(c: &mut tokio_postgres::Client, name: &str, source: &str, workfl
 }
 
 fn serve(id: &str, pg: &Pg) -> Proc {
-    Proc::spawn(
-        id,
-        &["serve", "--id", id],
-        &[
-            ("RUNNER_DATABASE_URL", pg.url.as_str()),
-            ("RUNNER_LISTEN", "127.0.0.1:0"),
-            ("RUNNER_WORKERS_DOMAIN", "workers.test"),
-            ("RUNNER_LEASE_SECS", "2"),
-            ("RUNNER_POLL_SECS", "0.2"),
-        ],
-    )
+    serve_with(id, pg, &[])
+}
+
+/// `runner serve` with a 2 s lease, 0.2 s polls, and `extra` environment.
+fn serve_with(id: &str, pg: &Pg, extra: &[(&str, &str)]) -> Proc {
+    let mut env = vec![
+        ("RUNNER_DATABASE_URL", pg.url.as_str()),
+        ("RUNNER_LISTEN", "127.0.0.1:0"),
+        ("RUNNER_WORKERS_DOMAIN", "workers.test"),
+        ("RUNNER_LEASE_SECS", "2"),
+        ("RUNNER_POLL_SECS", "0.2"),
+    ];
+    env.extend_from_slice(extra);
+    Proc::spawn(id, &["serve", "--id", id], &env)
 }
 
 async fn status(c: &tokio_postgres::Client, id: &str) -> String {
@@ -77,19 +80,27 @@ async fn status(c: &tokio_postgres::Client, id: &str) -> String {
 async fn wait_status(c: &tokio_postgres::Client, id: &str, want: &str, within: Duration) {
     wait_for(&format!("instance {id} to be {want}"), within, || async {
         let s = status(c, id).await;
-        assert!(
-            s == want || !matches!(s.as_str(), "complete" | "errored" | "terminated"),
-            "instance {id} ended {s}, not {want}: {:?}",
-            c.query_one(
-                "SELECT error FROM runner.workflow_instances WHERE id = $1",
-                &[&id]
-            )
-            .await
-            .map(|r| r.get::<_, Option<String>>(0))
-        );
+        if s != want && matches!(s.as_str(), "complete" | "errored" | "terminated") {
+            panic!(
+                "instance {id} ended {s}, not {want}: {:?}",
+                outcome(c, id).await
+            );
+        }
         (s == want).then_some(())
     })
     .await;
+}
+
+/// The instance's output and error.
+async fn outcome(c: &tokio_postgres::Client, id: &str) -> (serde_json::Value, Option<String>) {
+    let r = c
+        .query_one(
+            "SELECT coalesce(output, 'null'), error FROM runner.workflow_instances WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("outcome");
+    (r.get(0), r.get(1))
 }
 
 async fn effects(c: &tokio_postgres::Client, id: &str, step: &str) -> i64 {
@@ -168,15 +179,7 @@ async fn workflow_with_steps_sleep_and_event_runs_to_completion() {
 
     let out = |id: &'static str| {
         let c = &c;
-        async move {
-            c.query_one(
-                "SELECT output FROM runner.workflow_instances WHERE id = $1",
-                &[&id],
-            )
-            .await
-            .expect("output")
-            .get::<_, serde_json::Value>(0)
-        }
+        async move { outcome(c, id).await.0 }
     };
     assert_eq!(
         out("late").await,
@@ -425,7 +428,8 @@ export class Crashy extends WorkflowEntrypoint {
 }
 
 /// A failing step retries with its backoff until it succeeds; `NonRetryableError` is not
-/// retried and, uncaught, fails the instance; a step result that is not JSON fails clearly.
+/// retried and, uncaught, fails the instance; a step over its timeout fails (caught here); a step
+/// result over 1 MiB fails clearly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_retries_with_backoff_and_nonretryable_error_fails_the_instance() {
     let pg = Pg::start().await;
@@ -444,6 +448,15 @@ export class Retry extends WorkflowEntrypoint {
     if (event.payload.mode === 'fatal') {
       await step.do('fatal', async () => { await effect('fatal'); throw new NonRetryableError('card declined'); });
     }
+    if (event.payload.mode === 'slow') {
+      try {
+        await step.do('slow', { timeout: '200 millisecond', retries: { limit: 0, delay: 0 } }, async () => {
+          await effect('slow');
+          await new Promise((r) => setTimeout(r, 3000));
+          return 'late';
+        });
+      } catch (e) { return 'caught: ' + e.message; }
+    }
     if (event.payload.mode === 'exhaust') {
       try {
         await step.do('never', { retries: { limit: 1, delay: '100 millisecond', backoff: 'constant' } }, async () => { await effect('never'); throw new Error('nope'); });
@@ -458,7 +471,8 @@ export class Retry extends WorkflowEntrypoint {
         "SELECT runner.workflow_create('Retry', 'flaky', '{\"mode\": \"flaky\"}');
          SELECT runner.workflow_create('Retry', 'fatal', '{\"mode\": \"fatal\"}');
          SELECT runner.workflow_create('Retry', 'exhaust', '{\"mode\": \"exhaust\"}');
-         SELECT runner.workflow_create('Retry', 'toobig', '{\"mode\": \"big\"}');",
+         SELECT runner.workflow_create('Retry', 'toobig', '{\"mode\": \"big\"}');
+         SELECT runner.workflow_create('Retry', 'slow', '{\"mode\": \"slow\"}');",
     )
     .await
     .expect("create");
@@ -466,6 +480,12 @@ export class Retry extends WorkflowEntrypoint {
     wait_status(&c, "exhaust", "complete", Duration::from_secs(20)).await;
     wait_status(&c, "fatal", "errored", Duration::from_secs(20)).await;
     wait_status(&c, "toobig", "errored", Duration::from_secs(20)).await;
+    wait_status(&c, "slow", "complete", Duration::from_secs(20)).await;
+    assert_eq!(
+        outcome(&c, "slow").await.0,
+        serde_json::json!("caught: step \"slow\" timed out after 200 ms")
+    );
+    assert_eq!(effects(&c, "slow", "slow").await, 1);
     assert_eq!(effects(&c, "flaky", "flaky").await, 3);
     assert_eq!(
         effects(&c, "fatal", "fatal").await,
@@ -477,24 +497,14 @@ export class Retry extends WorkflowEntrypoint {
         2,
         "limit 1: two attempts"
     );
-    let row = c
-        .query_one(
-            "SELECT (SELECT output FROM runner.workflow_instances WHERE id = 'flaky'),
-                    (SELECT output FROM runner.workflow_instances WHERE id = 'exhaust'),
-                    (SELECT error FROM runner.workflow_instances WHERE id = 'fatal'),
-                    (SELECT error FROM runner.workflow_instances WHERE id = 'toobig')",
-            &[],
-        )
-        .await
-        .expect("outcomes");
-    assert_eq!(row.get::<_, serde_json::Value>(0), serde_json::json!(3));
+    assert_eq!(outcome(&c, "flaky").await.0, serde_json::json!(3));
     assert_eq!(
-        row.get::<_, serde_json::Value>(1),
+        outcome(&c, "exhaust").await.0,
         serde_json::json!("caught: nope")
     );
-    let fatal: String = row.get(2);
+    let fatal = outcome(&c, "fatal").await.1.unwrap_or_default();
     assert!(fatal.contains("card declined"), "{fatal}");
-    let big: String = row.get(3);
+    let big = outcome(&c, "toobig").await.1.unwrap_or_default();
     assert!(big.contains("byte limit"), "{big}");
     // Linear backoff of 100 ms: the retries were 100 ms then 200 ms apart at least.
     let gaps: Vec<f64> = c
@@ -537,14 +547,7 @@ export class Change extends WorkflowEntrypoint {
     let v2 = v1.replace("'charge'", "'refund'");
     deploy(&mut c, "change", &v2, r#"{"CHANGE": "Change"}"#).await;
     wait_status(&c, "c1", "errored", Duration::from_secs(20)).await;
-    let error: String = c
-        .query_one(
-            "SELECT error FROM runner.workflow_instances WHERE id = 'c1'",
-            &[],
-        )
-        .await
-        .expect("error")
-        .get(0);
+    let error = outcome(&c, "c1").await.1.unwrap_or_default();
     assert!(
         error.contains("replay mismatch")
             && error.contains("\"charge\"")
@@ -570,14 +573,7 @@ async fn worker_binding_creates_and_reads_instances() {
         "{body}"
     );
     wait_status(&c, "from-binding", "complete", Duration::from_secs(20)).await;
-    let out: serde_json::Value = c
-        .query_one(
-            "SELECT output FROM runner.workflow_instances WHERE id = 'from-binding'",
-            &[],
-        )
-        .await
-        .expect("output")
-        .get(0);
+    let out = outcome(&c, "from-binding").await.0;
     assert_eq!(out, serde_json::json!({"a": 2, "b": 10, "total": 6}));
 }
 
@@ -588,15 +584,10 @@ async fn http_api_needs_its_token_then_starts_signals_and_reads_instances() {
     let pg = Pg::start().await;
     let mut c = connect(&pg.url).await;
     deploy(&mut c, "flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
-    let r = Proc::spawn(
+    let r = serve_with(
         "wf-http",
-        &["serve", "--id", "wf-http"],
-        &[
-            ("RUNNER_DATABASE_URL", pg.url.as_str()),
-            ("RUNNER_LISTEN", "127.0.0.1:0"),
-            ("RUNNER_POLL_SECS", "0.2"),
-            ("RUNNER_WORKFLOWS_TOKEN", "s3cret-token-for-the-test"),
-        ],
+        &pg,
+        &[("RUNNER_WORKFLOWS_TOKEN", "s3cret-token-for-the-test")],
     );
     let addr = r.listen_addr(Duration::from_secs(10));
     let call =
@@ -706,9 +697,9 @@ fn request(
 }
 
 /// A caught waitForEvent timeout; pause holds an instance past its timer until resume; a
-/// terminated instance never runs again.
+/// terminated instance does not run again until restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn event_timeout_is_catchable_and_pause_resume_terminate_hold() {
+async fn event_timeout_is_catchable_and_pause_resume_terminate_restart() {
     let pg = Pg::start().await;
     let mut c = connect(&pg.url).await;
     let src = r#"
@@ -765,17 +756,16 @@ export class Ctl extends WorkflowEntrypoint {
     wait_status(&c, "timeout", "complete", Duration::from_secs(20)).await;
     assert_eq!(effects(&c, "p", "after").await, 1);
     assert_eq!(effects(&c, "t", "after").await, 0);
-    let out: serde_json::Value = c
-        .query_one(
-            "SELECT output FROM runner.workflow_instances WHERE id = 'timeout'",
-            &[],
-        )
-        .await
-        .expect("output")
-        .get(0);
+    let out = outcome(&c, "timeout").await.0;
     assert_eq!(out, serde_json::json!("caught WorkflowTimeoutError"));
     let e = runner::workflow::api::control(&pool, "t", "pause")
         .await
         .expect_err("a finished instance cannot pause");
     assert!(e.to_string().contains("is terminated"), "{e}");
+    // restart: the terminated instance runs again from the start.
+    runner::workflow::api::control(&pool, "t", "restart")
+        .await
+        .expect("restart");
+    wait_status(&c, "t", "complete", Duration::from_secs(20)).await;
+    assert_eq!(effects(&c, "t", "after").await, 1);
 }

@@ -422,9 +422,18 @@
         if (r.state === 'complete') return r.output;
         if (r.state === 'errored') { const e = new Error(r.error); e.name = 'WorkflowStepError'; throw e; }
         const retries = { ...DEFAULT_RETRIES, ...((config && config.retries) || {}) };
+        // A step timeout makes the attempt fail (and retry); its body is not stopped, its result
+        // is ignored. Without one, the worker's wall time bounds the run.
+        const timeoutMs = config && config.timeout !== undefined ? durationMs(config.timeout, `step.do(${JSON.stringify(name)}) timeout`) : null;
         inflight++;
-        let out, err, failed = false;
-        try { out = await fn({ attempt: r.attempt }); } catch (e) { failed = true; err = e; }
+        let out, err, failed = false, timer;
+        try {
+          const body = fn({ attempt: r.attempt });
+          out = await (timeoutMs === null ? body : Promise.race([body, new Promise((_, rej) => {
+            timer = setTimeout(() => rej(new Error(`step ${JSON.stringify(name)} timed out after ${timeoutMs} ms`)), timeoutMs);
+          })]));
+        } catch (e) { failed = true; err = e; }
+        if (timer !== undefined) clearTimeout(timer);
         inflight--;
         let text;
         if (!failed) {
@@ -505,6 +514,7 @@
       async pause() { api('pause', { id }); },
       async resume() { api('resume', { id }); },
       async terminate() { api('terminate', { id }); },
+      async restart() { api('restart', { id }); },
     });
     return Object.freeze({
       async create(opts = {}) {

@@ -98,8 +98,10 @@ pub async fn status(pool: &Pool, workflow: Option<&str>, id: &str) -> Result<Val
         .ok_or_else(|| ApiError::NotFound(id.to_string()))
 }
 
-/// `pause`, `resume` or `terminate`. A paused instance keeps its place: its current job finds it
-/// paused and stops, and `resume` enqueues a new one. Finished instances refuse all three.
+/// `pause`, `resume`, `terminate` or `restart`. A paused instance keeps its place: its current
+/// job finds it paused and stops, and `resume` enqueues a new one. Finished instances refuse the
+/// first three; `restart` (any instance) forgets its steps and taken events and runs it again
+/// from the start with the same params.
 pub async fn control(pool: &Pool, id: &str, action: &str) -> Result<Value, ApiError> {
     let mut c = conn(pool).await?;
     let tx = c
@@ -117,19 +119,23 @@ pub async fn control(pool: &Pool, id: &str, action: &str) -> Result<Value, ApiEr
         return Err(ApiError::NotFound(id.to_string()));
     };
     let status: String = row.get(0);
-    if matches!(status.as_str(), "complete" | "errored" | "terminated") {
-        return Err(ApiError::Bad(format!(
-            "workflow instance {id} is {status}: it cannot {action}"
-        )));
-    }
     let next = match (action, status.as_str()) {
+        ("restart", _) => {
+            forget_run(&tx, id).await?;
+            "queued"
+        }
+        (_, "complete" | "errored" | "terminated") => {
+            return Err(ApiError::Bad(format!(
+                "workflow instance {id} is {status}: it cannot {action}"
+            )));
+        }
         ("pause", _) => "paused",
         ("terminate", _) => "terminated",
         ("resume", "paused") => "queued",
         ("resume", _) => return Ok(json!({"id": id, "status": status})),
         _ => {
             return Err(ApiError::Bad(format!(
-                "unknown action {action:?}: pause, resume or terminate"
+                "unknown action {action:?}: pause, resume, terminate or restart"
             )));
         }
     };
@@ -150,4 +156,31 @@ pub async fn control(pool: &Pool, id: &str, action: &str) -> Result<Value, ApiEr
         .await
         .map_err(sql_error("committing a workflow control"))?;
     Ok(json!({"id": id, "status": next}))
+}
+
+/// `restart`: the instance's steps go, the events it took go back to the inbox, and its outcome
+/// is cleared, so the next run starts from the top.
+async fn forget_run(tx: &tokio_postgres::Transaction<'_>, id: &str) -> Result<(), ApiError> {
+    tx.execute(
+        "DELETE FROM runner.workflow_steps WHERE instance_id = $1",
+        &[&id],
+    )
+    .await
+    .map_err(sql_error("forgetting a workflow instance's steps"))?;
+    tx.execute(
+        "UPDATE runner.workflow_events SET taken_by_step = NULL, taken_by_occ = NULL,
+                taken_at = NULL
+          WHERE instance_id = $1",
+        &[&id],
+    )
+    .await
+    .map_err(sql_error("returning a workflow instance's events"))?;
+    tx.execute(
+        "UPDATE runner.workflow_instances SET output = NULL, error = NULL, started_at = NULL
+          WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .map_err(sql_error("clearing a workflow instance's outcome"))?;
+    Ok(())
 }

@@ -27,7 +27,7 @@ pub async fn call(pool: &Pool, workflow: &str, op: &str, args: &str) -> String {
                     .await
                     .map(|n| json!(n))
             }
-            "pause" | "resume" | "terminate" => {
+            "pause" | "resume" | "terminate" | "restart" => {
                 api::control(pool, id.unwrap_or_default(), op).await
             }
             other => Err(ApiError::Bad(format!("unknown workflow operation {other}"))),

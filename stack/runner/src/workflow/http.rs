@@ -4,7 +4,7 @@
 //! - `POST /workflows/NAME` body `{"id"?, "params"?}` (or `"payload"`): 202 `{"id"}`;
 //! - `GET /workflows/NAME/ID`: the status, output or error, and the steps with their timings;
 //! - `POST /workflows/NAME/ID/events/TYPE` body: the event's payload (JSON): 202;
-//! - `PATCH /workflows/NAME/ID/status` body `{"action": "pause"|"resume"|"terminate"}`.
+//! - `PATCH /workflows/NAME/ID/status` body `{"action": "pause"|"resume"|"terminate"|"restart"}`.
 //!
 //! Internal errors are logged, never sent; bad input gets a 400 saying what is wrong.
 
