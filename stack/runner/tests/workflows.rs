@@ -37,6 +37,14 @@ async fn one(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
+/// PostgreSQL with worker `name` deployed from `source` with its `workflows` bindings (JSON).
+async fn start(name: &str, source: &str, workflows: &str) -> (Pg, tokio_postgres::Client) {
+    let pg = Pg::start().await;
+    let mut c = connect(&pg.url).await;
+    deploy(&mut c, name, source, workflows).await;
+    (pg, c)
+}
+
 async fn deploy(c: &mut tokio_postgres::Client, name: &str, source: &str, workflows: &str) {
     let tx = c.transaction().await.expect("begin");
     tx.execute("SELECT runner.deploy($1, $2)", &[&name, &source])
@@ -120,9 +128,7 @@ async fn effects(c: &tokio_postgres::Client, id: &str, step: &str) -> i64 {
 /// once; the history holds each state change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_with_steps_sleep_and_event_runs_to_completion() {
-    let pg = Pg::start().await;
-    let mut c = connect(&pg.url).await;
-    deploy(&mut c, "flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
+    let (pg, mut c) = start("flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
     let _r = serve("wf-main", &pg);
 
     let tx = c.transaction().await.expect("begin");
@@ -258,9 +264,7 @@ async fn workflow_with_steps_sleep_and_event_runs_to_completion() {
 /// A caller-chosen id is an idempotency key; bad input gets a clear error. No runner needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_create_is_idempotent_and_checks_its_input() {
-    let pg = Pg::start().await;
-    let mut c = connect(&pg.url).await;
-    deploy(&mut c, "flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
+    let (_pg, c) = start("flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
     for _ in 0..3 {
         let id: String = c
             .query_one(
@@ -336,8 +340,6 @@ async fn workflow_create_is_idempotent_and_checks_its_input() {
 /// both complete on the other replica; completed steps did not run again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_resumes_on_another_replica_after_sigkill() {
-    let pg = Pg::start().await;
-    let mut c = connect(&pg.url).await;
     let src = r#"
 export class Crashy extends WorkflowEntrypoint {
   async run(event, step) {
@@ -353,7 +355,7 @@ export class Crashy extends WorkflowEntrypoint {
     return 'done';
   }
 }"#;
-    deploy(&mut c, "crashy", src, r#"{"CRASHY": "Crashy"}"#).await;
+    let (pg, c) = start("crashy", src, r#"{"CRASHY": "Crashy"}"#).await;
     let mut victim = serve("wf-victim", &pg);
     // One after the other: runs of one worker take turns on its engine thread.
     c.execute(
@@ -432,8 +434,6 @@ export class Crashy extends WorkflowEntrypoint {
 /// result over 1 MiB fails clearly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_retries_with_backoff_and_nonretryable_error_fails_the_instance() {
-    let pg = Pg::start().await;
-    let mut c = connect(&pg.url).await;
     let src = r#"
 export class Retry extends WorkflowEntrypoint {
   async run(event, step) {
@@ -465,7 +465,7 @@ export class Retry extends WorkflowEntrypoint {
     return await step.do('bad', async () => ({ f() {}, big: 'x'.repeat(2 << 20) }));
   }
 }"#;
-    deploy(&mut c, "retry", src, r#"{"RETRY": "Retry"}"#).await;
+    let (pg, c) = start("retry", src, r#"{"RETRY": "Retry"}"#).await;
     let _r = serve("wf-retry", &pg);
     c.batch_execute(
         "SELECT runner.workflow_create('Retry', 'flaky', '{\"mode\": \"flaky\"}');
@@ -528,8 +528,6 @@ export class Retry extends WorkflowEntrypoint {
 /// instance fails with an error that says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_that_meets_another_step_fails_the_instance_clearly() {
-    let pg = Pg::start().await;
-    let mut c = connect(&pg.url).await;
     let v1 = r#"
 export class Change extends WorkflowEntrypoint {
   async run(event, step) {
@@ -538,7 +536,7 @@ export class Change extends WorkflowEntrypoint {
     return 'v1';
   }
 }"#;
-    deploy(&mut c, "change", v1, r#"{"CHANGE": "Change"}"#).await;
+    let (pg, mut c) = start("change", v1, r#"{"CHANGE": "Change"}"#).await;
     let _r = serve("wf-change", &pg);
     c.execute("SELECT runner.workflow_create('Change', 'c1')", &[])
         .await
@@ -559,9 +557,7 @@ export class Change extends WorkflowEntrypoint {
 /// `env.FLOW` in a worker's fetch handler: create (idempotent by id), sendEvent, get().status().
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_binding_creates_and_reads_instances() {
-    let pg = Pg::start().await;
-    let mut c = connect(&pg.url).await;
-    deploy(&mut c, "flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
+    let (pg, c) = start("flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
     let r = serve("wf-binding", &pg);
     let addr = r.listen_addr(Duration::from_secs(10));
     let body = tokio::task::spawn_blocking(move || raw_get(&addr, "flows.workers.test"))
@@ -581,9 +577,7 @@ async fn worker_binding_creates_and_reads_instances() {
 /// instance is started, sent its event, read with its steps, and a finished one refuses `pause`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_api_needs_its_token_then_starts_signals_and_reads_instances() {
-    let pg = Pg::start().await;
-    let mut c = connect(&pg.url).await;
-    deploy(&mut c, "flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
+    let (pg, c) = start("flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
     let r = serve_with(
         "wf-http",
         &pg,
@@ -700,8 +694,6 @@ fn request(
 /// terminated instance does not run again until restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_timeout_is_catchable_and_pause_resume_terminate_restart() {
-    let pg = Pg::start().await;
-    let mut c = connect(&pg.url).await;
     let src = r#"
 export class Ctl extends WorkflowEntrypoint {
   async run(event, step) {
@@ -717,7 +709,7 @@ export class Ctl extends WorkflowEntrypoint {
     return 'resumed';
   }
 }"#;
-    deploy(&mut c, "ctl", src, r#"{"CTL": "Ctl"}"#).await;
+    let (pg, c) = start("ctl", src, r#"{"CTL": "Ctl"}"#).await;
     let _r = serve("wf-ctl", &pg);
     let pool = runner::db::pool(&pg.url, 2).expect("pool");
     c.batch_execute(
@@ -772,11 +764,9 @@ export class Ctl extends WorkflowEntrypoint {
 
 /// Load with a fault, scaled for CI: 100 instances of 5 steps on two replicas, one SIGKILLed
 /// mid-run. All complete, none lost; a step body ran more than once only when it was in flight
-/// at the kill (its effects equal its recorded attempts); the test prints how many.
+/// at the kill (never more often than its recorded attempts); the test prints how many.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_instances_survive_a_replica_sigkill_and_none_runs_twice() {
-    let pg = Pg::start().await;
-    let mut c = connect(&pg.url).await;
     let src = r#"
 export class Five extends WorkflowEntrypoint {
   async run(event, step) {
@@ -791,7 +781,7 @@ export class Five extends WorkflowEntrypoint {
     return sum;
   }
 }"#;
-    deploy(&mut c, "five", src, r#"{"FIVE": "Five"}"#).await;
+    let (pg, c) = start("five", src, r#"{"FIVE": "Five"}"#).await;
     c.execute(
         "SELECT runner.workflow_create('Five', 'n' || g) FROM generate_series(1, 100) g",
         &[],
