@@ -466,7 +466,7 @@ export class Retry extends WorkflowEntrypoint {
   }
 }"#;
     let (pg, c) = start("retry", src, r#"{"RETRY": "Retry"}"#).await;
-    let _r = serve("wf-retry", &pg);
+    let r = serve("wf-retry", &pg);
     c.batch_execute(
         "SELECT runner.workflow_create('Retry', 'flaky', '{\"mode\": \"flaky\"}');
          SELECT runner.workflow_create('Retry', 'fatal', '{\"mode\": \"fatal\"}');
@@ -506,6 +506,32 @@ export class Retry extends WorkflowEntrypoint {
     assert!(fatal.contains("card declined"), "{fatal}");
     let big = outcome(&c, "toobig").await.1.unwrap_or_default();
     assert!(big.contains("byte limit"), "{big}");
+    // One JSON log line per ended attempt, naming workflow, instance, step and attempt.
+    let log = std::fs::read_to_string(&r.log).expect("runner log");
+    let ends: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["instance"] == "flaky" && v["step"] == "flaky")
+        .collect();
+    let seen: Vec<(String, i64)> = ends
+        .iter()
+        .map(|v| {
+            (
+                v["msg"].as_str().unwrap_or_default().to_string(),
+                v["attempt"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("workflow step failed, will retry".to_string(), 1),
+            ("workflow step failed, will retry".to_string(), 2),
+            ("workflow step complete".to_string(), 3)
+        ],
+        "{log}"
+    );
+    assert!(ends.iter().all(|v| v["workflow"] == "Retry"), "{ends:?}");
     // Linear backoff of 100 ms: the retries were 100 ms then 200 ms apart at least.
     let gaps: Vec<f64> = c
         .query(

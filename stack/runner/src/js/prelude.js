@@ -406,7 +406,7 @@
     const position = (name) => {
       if (typeof name !== 'string' || name === '') throw new TypeError('a step needs a name (a non-empty string)');
       const occ = (seen.get(name) || 0) + 1; seen.set(name, occ);
-      return { instance: input.instanceId, job: input.job, name, occ, seq: ++seq };
+      return { workflow: input.class, instance: input.instanceId, job: input.job, name, occ, seq: ++seq };
     };
     const call = (op, args) => JSON.parse(natives.wf(op, JSON.stringify(args)));
     // A halt from the store: a replay mismatch (fails the instance), a stale run, a storage error.
@@ -441,14 +441,14 @@
           if (!failed && text.length > MAX_JSON) { failed = true; err = new NonRetryableError(`step ${JSON.stringify(name)}: its result is ${text.length} bytes of JSON, over the ${MAX_JSON} byte limit`); }
         }
         if (!failed) {
-          const e = call('do_end', { ...pos, output: text });
+          const e = call('do_end', { ...pos, attempt: r.attempt, output: text });
           const h2 = stopped(e); if (h2) return h2;
           maybeStop();
           return JSON.parse(text);
         }
         const nonRetryable = err instanceof NonRetryableError || (err && err.nonRetryable === true);
         const retry = !nonRetryable && r.attempt <= Number(retries.limit);
-        const e = call('do_end', { ...pos, error: errText(err), retry_ms: retry ? backoffMs(retries, r.attempt) : null });
+        const e = call('do_end', { ...pos, attempt: r.attempt, error: errText(err), retry_ms: retry ? backoffMs(retries, r.attempt) : null });
         const h2 = stopped(e); if (h2) return h2;
         maybeStop();
         throw err;

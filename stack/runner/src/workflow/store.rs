@@ -16,11 +16,17 @@ pub const MAX_JSON: usize = 1 << 20;
 /// What a run asks the store (`__wf(op, args)` in the engine).
 #[derive(Debug, Deserialize)]
 pub struct StepArgs {
+    /// For log lines.
+    #[serde(default)]
+    pub workflow: String,
     pub instance: String,
     pub job: i64,
     pub name: String,
     pub occ: i32,
     pub seq: i32,
+    /// `do_end`: the attempt that ended (for log lines).
+    #[serde(default)]
+    pub attempt: Option<i32>,
     /// `do_end`: the step's result (JSON text) when it succeeded.
     #[serde(default)]
     pub output: Option<String>,
@@ -73,12 +79,38 @@ pub async fn op(pool: &Pool, op: &str, args: &str) -> Value {
     }
     .await;
     match r {
-        Ok(v) => v,
+        Ok(v) => {
+            if op == "do_end" && v["state"] != "halt" {
+                log_step_end(&args);
+            }
+            v
+        }
         Err(e) => {
             crate::log::error("workflow step storage failed", &e);
             json!({"state": "halt", "reason": "db", "error": "workflow storage failed"})
         }
     }
+}
+
+/// One JSON line per ended attempt of a `step.do`: workflow, instance, step, attempt, outcome.
+fn log_step_end(a: &StepArgs) {
+    let mut fields = json!({
+        "workflow": a.workflow, "instance": a.instance, "step": a.name,
+        "occurrence": a.occ, "attempt": a.attempt,
+    });
+    let (level, msg) = match (&a.output, a.retry_ms) {
+        (Some(_), _) => ("info", "workflow step complete"),
+        (None, Some(ms)) => {
+            fields["retry_in_ms"] = json!(ms);
+            fields["error"] = json!(a.error);
+            ("warn", "workflow step failed, will retry")
+        }
+        (None, None) => {
+            fields["error"] = json!(a.error);
+            ("warn", "workflow step failed")
+        }
+    };
+    crate::log::line(level, msg, fields);
 }
 
 fn db(what: &'static str) -> impl Fn(tokio_postgres::Error) -> DbError {
