@@ -885,3 +885,45 @@ export class Five extends WorkflowEntrypoint {
          (in flight at the kill), completed steps re-run: 0"
     );
 }
+
+/// A workflow longer than its worker's wall time: each run stops before its next step once it
+/// has used half of it, and the next run goes on at once; nothing is cut, every step runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_longer_than_the_wall_time_continues_in_new_runs() {
+    let src = r#"
+export class Long extends WorkflowEntrypoint {
+  async run(event, step) {
+    for (let i = 1; i <= 5; i++) {
+      await step.do('part', async () => {
+        await this.env.QUEUE.send({ i: event.instanceId, s: 'part' }, { queue: 'effects' });
+        await new Promise((r) => setTimeout(r, 300));
+        return i;
+      });
+    }
+    return 'all five';
+  }
+}"#;
+    let (pg, c) = start("long", src, r#"{"LONG": "Long"}"#).await;
+    c.execute(
+        "UPDATE runner.workers SET wall_ms = 1000 WHERE name = 'long'",
+        &[],
+    )
+    .await
+    .expect("a 1 s wall time");
+    let _r = serve("wf-long", &pg);
+    c.execute("SELECT runner.workflow_create('Long', 'l1')", &[])
+        .await
+        .expect("create");
+    wait_status(&c, "l1", "complete", Duration::from_secs(20)).await;
+    assert_eq!(outcome(&c, "l1").await.0, serde_json::json!("all five"));
+    assert_eq!(effects(&c, "l1", "part").await, 5);
+    let runs = one(
+        &c,
+        "SELECT runs::bigint FROM runner.workflow_instances WHERE id = 'l1'",
+    )
+    .await;
+    assert!(
+        runs >= 3,
+        "1.5 s of steps in runs of at most 0.5 s: {runs} runs"
+    );
+}

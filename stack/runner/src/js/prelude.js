@@ -403,8 +403,12 @@
     // Stop the run here: the step's promise never settles; the run ends once no step body runs.
     const halt = (why) => { if (!halted || why.reason !== 'suspend') halted = why; maybeStop(); return new Promise(() => {}); };
     let seq = 0; const seen = new Map();
+    const began = Date.now(); let progressed = false;
     const position = (name) => {
       if (typeof name !== 'string' || name === '') throw new TypeError('a step needs a name (a non-empty string)');
+      // Past the run's budget: stop before this step; the runner starts the next run at once.
+      // (Only once this run has run a step of its own: a replay alone always gets through.)
+      if (!halted && progressed && input.budget_ms > 0 && Date.now() - began > input.budget_ms) halted = { reason: 'suspend' };
       const occ = (seen.get(name) || 0) + 1; seen.set(name, occ);
       return { workflow: input.class, instance: input.instanceId, job: input.job, name, occ, seq: ++seq };
     };
@@ -421,6 +425,7 @@
         const h = stopped(r); if (h) return h;
         if (r.state === 'complete') return r.output;
         if (r.state === 'errored') { const e = new Error(r.error); e.name = 'WorkflowStepError'; throw e; }
+        progressed = true;
         const retries = { ...DEFAULT_RETRIES, ...((config && config.retries) || {}) };
         // A step timeout makes the attempt fail (and retry); its body is not stopped, its result
         // is ignored. Without one, the worker's wall time bounds the run.

@@ -59,6 +59,9 @@ async fn advance(
         ));
     };
     let input = json!({
+        // A run that has used half its worker's wall time ends before its next step and goes
+        // on in a new run at once, so a long workflow is never cut by the wall-time limit.
+        "budget_ms": u64::try_from(worker.def.wall.as_millis() / 2).unwrap_or(u64::MAX),
         "class": started.workflow,
         "instanceId": instance,
         "job": job.id,
