@@ -29,7 +29,8 @@ export default { async fetch(req, env) {
   const again = await env.FLOW.create({ id: 'from-binding', params: { n: 99 } });
   await i.sendEvent({ type: 'approved', payload: { k: 5 } });
   const s = await (await env.FLOW.get(again.id)).status();
-  return new Response(JSON.stringify({ id: i.id, same: again.id === i.id, status: s.status }));
+  return new Response(JSON.stringify({ id: i.id, same: again.id === i.id, status: s.status,
+    maker: typeof globalThis.__makeWorkflow }));
 } };
 "#;
 
@@ -580,7 +581,8 @@ export class Change extends WorkflowEntrypoint {
     );
 }
 
-/// `env.FLOW` in a worker's fetch handler: create (idempotent by id), sendEvent, get().status().
+/// `env.FLOW` in a worker's fetch handler: create (idempotent by id), sendEvent, get().status();
+/// the script cannot make bindings of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_binding_creates_and_reads_instances() {
     let (pg, c) = start("flows", FLOW, r#"{"FLOW": "Flow"}"#).await;
@@ -591,7 +593,9 @@ async fn worker_binding_creates_and_reads_instances() {
         .expect("join")
         .expect("request");
     assert!(
-        body.contains(r#""id":"from-binding""#) && body.contains(r#""same":true"#),
+        body.contains(r#""id":"from-binding""#)
+            && body.contains(r#""same":true"#)
+            && body.contains(r#""maker":"undefined""#),
         "{body}"
     );
     wait_status(&c, "from-binding", "complete", Duration::from_secs(20)).await;

@@ -144,13 +144,16 @@ pub(super) fn load(context: &Context, host: Host<'_>) -> Result<Entry, String> {
         g.set("__fetch", fetch).catch(&ctx).map_err(caught)?;
         // Workflows: `__wf` records a run's steps (crate::workflow::store), `__wfApi` serves
         // the worker's bindings (crate::workflow::binding).
+        let classes: Vec<String> = def.workflows.values().cloned().collect();
         if let Some(s) = host.services.clone() {
             let deadline = host.deadline.clone();
+            let allowed = classes.clone();
             let wf = Function::new(ctx.clone(), move |op: String, args: String| -> String {
                 let started = Instant::now();
                 let r = blocking(|| {
-                    s.handle
-                        .block_on(crate::workflow::store::op(&s.pool, &op, &args))
+                    s.handle.block_on(crate::workflow::store::op(
+                        &s.pool, &allowed, &op, &args,
+                    ))
                 });
                 extend(&deadline, started.elapsed());
                 r.to_string()
@@ -164,6 +167,11 @@ pub(super) fn load(context: &Context, host: Host<'_>) -> Result<Entry, String> {
             let api = Function::new(
                 ctx.clone(),
                 move |workflow: String, op: String, args: String| -> String {
+                    // Only the worker's own bindings (the prelude's maker is gone once they
+                    // are made; this holds even if a script reached it).
+                    if !classes.contains(&workflow) {
+                        return serde_json::json!({"error": format!("no binding of workflow {workflow} on this worker")}).to_string();
+                    }
                     let started = Instant::now();
                     let r = blocking(|| {
                         s.handle.block_on(crate::workflow::binding::call(
@@ -246,6 +254,7 @@ pub(super) fn load(context: &Context, host: Host<'_>) -> Result<Entry, String> {
                 .map_err(caught)?;
             env.set(binding.as_str(), b).catch(&ctx).map_err(caught)?;
         }
+        g.remove("__makeWorkflow").catch(&ctx).map_err(caught)?;
         g.set("__env", env).catch(&ctx).map_err(caught)?;
         let module = Module::declare(ctx.clone(), format!("{}.js", def.name), def.source.as_str())
             .catch(&ctx)

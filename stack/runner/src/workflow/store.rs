@@ -48,17 +48,23 @@ pub struct StepArgs {
     /// `event`: give up after this many milliseconds.
     #[serde(default)]
     pub timeout_ms: Option<f64>,
+    /// The workflows of the worker asking (set by the runner, never read from the script): an
+    /// instance of another workflow is out of its reach.
+    #[serde(skip)]
+    pub allowed: Vec<String>,
 }
 
-/// Run one operation; the answer the engine reads back (`{"state": ...}`). A database failure
-/// is `{"state": "halt", "reason": "db"}`: the run stops and its job is retried.
-pub async fn op(pool: &Pool, op: &str, args: &str) -> Value {
-    let args: StepArgs = match serde_json::from_str(args) {
+/// Run one operation for a worker whose workflows are `allowed`; the answer the engine reads
+/// back (`{"state": ...}`). A database failure is `{"state": "halt", "reason": "db"}`: the run
+/// stops and its job is retried.
+pub async fn op(pool: &Pool, allowed: &[String], op: &str, args: &str) -> Value {
+    let mut args: StepArgs = match serde_json::from_str(args) {
         Ok(a) => a,
         Err(e) => {
             return json!({"state": "halt", "reason": "db", "error": format!("bad step arguments: {e}")});
         }
     };
+    args.allowed = allowed.to_vec();
     let r = async {
         let mut c = conn(pool).await?;
         let tx = c
@@ -117,12 +123,14 @@ fn db(what: &'static str) -> impl Fn(tokio_postgres::Error) -> DbError {
     move |e| DbError::new(what, e)
 }
 
-/// Lock the instance; true when `job` still drives it and it is running.
+/// Lock the instance; true when `job` still drives it, it is running, and it is one of the
+/// asking worker's workflows.
 async fn current(tx: &Transaction<'_>, a: &StepArgs) -> Result<bool, DbError> {
     let row = tx
         .query_opt(
-            "SELECT status, job_id FROM runner.workflow_instances WHERE id = $1 FOR UPDATE",
-            &[&a.instance],
+            "SELECT status, job_id FROM runner.workflow_instances
+              WHERE id = $1 AND workflow = ANY($2) FOR UPDATE",
+            &[&a.instance, &a.allowed],
         )
         .await
         .map_err(db("locking the workflow instance"))?;
