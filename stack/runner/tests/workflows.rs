@@ -667,6 +667,21 @@ async fn http_api_needs_its_token_then_starts_signals_and_reads_instances() {
             .is_some_and(|d| d >= 900.0),
         "{v}"
     );
+    // ?wait: a finished instance answers at once with its outcome; one that waits for an
+    // event answers 202 when the wait is over.
+    let (s, b) = call("POST", "/workflows/Flow?wait=5", token, start).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b.contains(r#""status":"complete""#), "{b}");
+    let t = Instant::now();
+    let (s, b) = call(
+        "POST",
+        "/workflows/Flow?wait=1",
+        token,
+        r#"{"id": "h2", "params": {"n": 1}}"#,
+    )
+    .await;
+    assert_eq!((s, b.as_str()), (202, r#"{"id":"h2"}"#));
+    assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
     let (s, _) = call("GET", "/workflows/Flow/nope", token, "").await;
     assert_eq!(s, 404);
     let (s, b) = call(

@@ -1,7 +1,8 @@
 //! The workflows HTTP API, behind a bearer token compared in constant time (no token set: the
 //! API answers 404, it is never open):
 //!
-//! - `POST /workflows/NAME` body `{"id"?, "params"?}` (or `"payload"`): 202 `{"id"}`;
+//! - `POST /workflows/NAME[?wait=SECONDS]` body `{"id"?, "params"?}` (or `"payload"`): 202
+//!   `{"id"}`, or 200 with the status when the instance finished within `wait` (at most 60 s);
 //! - `GET /workflows/NAME/ID`: the status, output or error, and the steps with their timings;
 //! - `POST /workflows/NAME/ID/events/TYPE` body: the event's payload (JSON): 202;
 //! - `PATCH /workflows/NAME/ID/status` body `{"action": "pause"|"resume"|"terminate"|"restart"}`.
@@ -74,6 +75,14 @@ pub async fn handle(st: &AppState, req: Request) -> Response {
         )
             .into_response();
     }
+    // `?wait=SECONDS` (at most 60): answer with the outcome if the instance finishes by then.
+    let wait = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("wait=")))
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map(|v| std::time::Duration::from_secs_f64(v.min(60.0)));
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.trim_start_matches("/workflows/").split('/').collect();
@@ -106,7 +115,13 @@ pub async fn handle(st: &AppState, req: Request) -> Response {
                 };
                 let params = b.get("params").or_else(|| b.get("payload")).cloned();
                 let id = api::create(pool, name, id, &params.unwrap_or(Value::Null)).await?;
-                Ok((StatusCode::ACCEPTED, json!({"id": id})))
+                match wait {
+                    Some(within) => match finished(pool, name, &id, within).await? {
+                        Some(status) => Ok((StatusCode::OK, status)),
+                        None => Ok((StatusCode::ACCEPTED, json!({"id": id}))),
+                    },
+                    None => Ok((StatusCode::ACCEPTED, json!({"id": id}))),
+                }
             }
             (&Method::GET, [name, id]) => {
                 Ok((StatusCode::OK, api::status(pool, Some(name), id).await?))
@@ -150,5 +165,29 @@ pub async fn handle(st: &AppState, req: Request) -> Response {
                 "internal error",
             )
         }
+    }
+}
+
+/// The instance's status once it is complete, errored or terminated, polled every 100 ms until
+/// `within` has passed (then `None`).
+async fn finished(
+    pool: &deadpool_postgres::Pool,
+    name: &str,
+    id: &str,
+    within: std::time::Duration,
+) -> Result<Option<Value>, ApiError> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let status = api::status(pool, Some(name), id).await?;
+        if matches!(
+            status["status"].as_str(),
+            Some("complete" | "errored" | "terminated")
+        ) {
+            return Ok(Some(status));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
