@@ -12,6 +12,7 @@ use crate::workers::raw_get;
 /// Each step body records a side effect: a job in the queue `effects` (no consumer), payload
 /// `{"i": instance, "s": step}`.
 const FLOW: &str = r#"
+import { WorkflowEntrypoint } from 'cloudflare:workers';
 export class Flow extends WorkflowEntrypoint {
   async run(event, step) {
     const effect = (s) => this.env.QUEUE.send({ i: event.instanceId, s }, { queue: 'effects' });
@@ -436,6 +437,7 @@ export class Crashy extends WorkflowEntrypoint {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_retries_with_backoff_and_nonretryable_error_fails_the_instance() {
     let src = r#"
+import { NonRetryableError } from 'cloudflare:workflows';
 export class Retry extends WorkflowEntrypoint {
   async run(event, step) {
     const effect = (s) => this.env.QUEUE.send({ i: event.instanceId, s }, { queue: 'effects' });
