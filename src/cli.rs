@@ -370,6 +370,11 @@ pub struct DeployArgs {
     /// A plain variable on `env` (repeatable).
     #[arg(long, value_name = "K=V")]
     pub var: Vec<String>,
+    /// A durable workflow: `env.BINDING` starts and reads instances of the exported class
+    /// ClassName (`export class ClassName extends WorkflowEntrypoint`), which names the workflow
+    /// (repeatable; see docs/workflows.md).
+    #[arg(long, value_name = "BINDING=ClassName")]
+    pub workflow: Vec<String>,
     /// A secret on `env`: its value is read from the environment variable K, or else from a
     /// line of stdin; it is sealed at rest and never printed (repeatable).
     #[arg(long, value_name = "K")]

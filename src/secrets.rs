@@ -102,6 +102,13 @@ pub const SECRETS: &[SecretSpec] = &[
         pooled: false,
     },
     SecretSpec {
+        key: "RUNNER_WORKFLOWS_TOKEN",
+        kind: SecretKind::Hex32,
+        what: "bearer token of the runner's workflows HTTP API (/workflows/...)",
+        role: None,
+        pooled: false,
+    },
+    SecretSpec {
         key: "POOLER_ADMIN_PASSWORD",
         kind: SecretKind::Password,
         what: "pooler admin console (pooler_admin)",

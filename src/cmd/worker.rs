@@ -95,6 +95,26 @@ fn manifest(d: &DeployArgs, stdin: &mut dyn BufRead) -> Result<Vec<u8>> {
         };
         vars.insert(k.to_string(), v.to_string());
     }
+    let mut workflows = BTreeMap::new();
+    for kv in &d.workflow {
+        let ok = |s: &str, first: fn(char) -> bool| {
+            s.chars().next().is_some_and(first)
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && s.len() <= 128
+        };
+        match kv.split_once('=') {
+            Some((b, c))
+                if ok(b, |c| c.is_ascii_alphabetic() || c == '_')
+                    && ok(c, |c| c.is_ascii_alphabetic() || c == '_') =>
+            {
+                workflows.insert(b.to_string(), c.to_string());
+            }
+            _ => bail!(
+                UserError::new(format!("--workflow {kv:?} is not BINDING=ClassName"))
+                    .hint("write it as --workflow CHECKOUT=Checkout (letters, digits and '_')")
+            ),
+        }
+    }
     let mut secrets = BTreeMap::new();
     for k in &d.secret {
         let value = match std::env::var(k) {
@@ -146,6 +166,7 @@ fn manifest(d: &DeployArgs, stdin: &mut dyn BufRead) -> Result<Vec<u8>> {
             concurrency: limit("concurrency", d.concurrency)?,
         },
         db,
+        workflows,
     };
     Ok(m.to_line()?)
 }
@@ -205,6 +226,25 @@ mod tests {
         assert_eq!(v["limits"]["wall_ms"], Value::Null);
         assert_eq!(v["routes"], json!(["/api"]));
         assert_eq!(m.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+    }
+
+    #[test]
+    fn workflow_bindings_go_in_the_manifest_and_bad_ones_are_refused() {
+        let d = deploy_args(&["--workflow", "CHECKOUT=Checkout", "--workflow", "B=Other_1"]);
+        let m = manifest(&d, &mut std::io::Cursor::new(Vec::new())).unwrap();
+        let v: Value = serde_json::from_slice(&m).unwrap();
+        assert_eq!(
+            v["workflows"],
+            json!({"CHECKOUT": "Checkout", "B": "Other_1"})
+        );
+        let none = manifest(&deploy_args(&[]), &mut std::io::Cursor::new(Vec::new())).unwrap();
+        let v: Value = serde_json::from_slice(&none).unwrap();
+        assert!(v.get("workflows").is_none(), "left out when empty: {v}");
+        for bad in ["CHECKOUT", "=Checkout", "B=1Class", "B-X=C"] {
+            let d = deploy_args(&["--workflow", bad]);
+            let e = manifest(&d, &mut std::io::Cursor::new(Vec::new())).unwrap_err();
+            assert!(e.to_string().contains("BINDING=ClassName"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -137,5 +137,9 @@ BEGIN
     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA runner TO runner;
     GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA runner TO runner;
     GRANT EXECUTE ON FUNCTION runner.enqueue(text, jsonb, timestamptz, integer) TO app_user, runner;
+    -- Workflows (issue 18): start one and send it events from the application's transaction.
+    GRANT EXECUTE ON FUNCTION runner.workflow_create(text, text, jsonb),
+                              runner.workflow_send_event(text, text, jsonb) TO app_user, runner;
+    GRANT EXECUTE ON FUNCTION runner.workflow_wake(text, timestamptz) TO runner;
 END
 $bootstrap$;

@@ -32,6 +32,10 @@ pub struct Manifest {
     pub limits: Limits,
     #[serde(default)]
     pub db: Option<DbBinding>,
+    /// Workflow bindings: binding name on `env` -> the exported class (which names the
+    /// workflow). Left out when empty, so a runner that predates workflows takes the manifest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workflows: BTreeMap<String, String>,
 }
 
 /// Per-worker limits; `None` = the replica's default (stack.toml `[runner]`).

@@ -1,4 +1,5 @@
-//! The HTTP face of the runner: worker routing, `/health`, `/ready`, `/metrics`.
+//! The HTTP face of the runner: worker routing, `/health`, `/ready`, `/metrics`, and the
+//! workflows API (`/workflows/...`, in `crate::workflow::http`).
 //! A request whose host names a worker always goes to the worker, even for `/health`.
 //! [`serve`] hands each request from hyper straight to [`handle`] (no router in between: every
 //! path is ours to route); [`app`] wraps the same [`handle`] as an axum `Router` for tests.
@@ -34,6 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// False until start-up is done and again once shutdown begins.
     pub ready: Arc<AtomicBool>,
+    /// The workflows API's bearer token (`/workflows/...`); None: that API answers 404.
+    pub workflows_token: Option<crate::workflow::http::Token>,
 }
 
 /// The runner's HTTP service as a `Router` (one fallback: [`handle`]), for `oneshot` tests.
@@ -92,7 +95,7 @@ pub async fn serve(
     }
 }
 
-fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -116,6 +119,7 @@ pub async fn handle(st: &AppState, req: Request) -> Response {
             "/health" => (StatusCode::OK, "ok\n").into_response(),
             "/ready" => ready(st).await,
             "/metrics" => metrics(st).await,
+            p if p.starts_with("/workflows/") => crate::workflow::http::handle(st, req).await,
             _ => json_error(
                 StatusCode::NOT_FOUND,
                 "not_found",

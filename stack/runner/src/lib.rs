@@ -21,3 +21,4 @@ pub mod reseal;
 pub mod secrets;
 pub mod serve;
 pub mod sql;
+pub mod workflow;

@@ -131,6 +131,8 @@ enum WorkerCmd {
     },
 }
 
+// Parsed once at start-up: the size of the `serve` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve HTTP, run queue consumers and cron until SIGTERM.
@@ -153,6 +155,9 @@ enum Cmd {
         /// PEM file of CA certificates `fetch` trusts beside Mozilla's roots (an egress proxy's).
         #[arg(long, env = "RUNNER_FETCH_CA_FILE")]
         fetch_ca_file: Option<std::path::PathBuf>,
+        /// Bearer token of the workflows HTTP API (`/workflows/...`); unset: the API is off.
+        #[arg(long, env = "RUNNER_WORKFLOWS_TOKEN", hide_env_values = true)]
+        workflows_token: Option<String>,
         #[command(flatten)]
         defaults: Defaults,
         #[command(flatten)]
@@ -286,6 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fetch_allow,
             no_cron,
             fetch_ca_file,
+            workflows_token,
             defaults,
             keys,
         } => {
@@ -296,6 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             s.workers_domain = workers_domain.filter(|d| !d.is_empty());
             s.cron = !no_cron;
             s.fetch.allow = fetch_allow;
+            s.workflows_token = runner::workflow::http::Token::new(workflows_token.as_deref());
             if let Some(path) = fetch_ca_file.filter(|p| !p.as_os_str().is_empty()) {
                 let pem = std::fs::read(&path)
                     .with_context(|| format!("reading RUNNER_FETCH_CA_FILE {}", path.display()))?;

@@ -5,7 +5,7 @@ use serde::Serialize;
 use tokio_postgres::GenericClient;
 
 use crate::db::DbError;
-use crate::sql::CRON_QUEUE;
+use crate::sql::{CRON_QUEUE, WORKFLOW_QUEUE};
 
 /// Counts per queue and state, and the queue's consumers.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -54,8 +54,10 @@ pub async fn stats(client: &impl GenericClient) -> Result<Vec<QueueStats>, DbErr
                 consumers: r.get(6),
                 no_consumer: false,
             };
-            s.no_consumer =
-                s.queue != CRON_QUEUE && s.consumers.is_empty() && s.ready + s.scheduled > 0;
+            s.no_consumer = s.queue != CRON_QUEUE
+                && s.queue != WORKFLOW_QUEUE
+                && s.consumers.is_empty()
+                && s.ready + s.scheduled > 0;
             s
         })
         .collect())
@@ -79,6 +81,8 @@ pub fn render_stats(stats: &[QueueStats]) -> String {
             "NO CONSUMER".to_string()
         } else if s.queue == CRON_QUEUE {
             "(cron triggers)".to_string()
+        } else if s.queue == WORKFLOW_QUEUE {
+            "(workflow runs)".to_string()
         } else if s.consumers.is_empty() {
             "-".to_string()
         } else {
@@ -120,6 +124,7 @@ mod tests {
         };
         let out = render_stats(&[
             q("cron", 0, &[], false),
+            q("workflows", 2, &[], false),
             q("done-only", 0, &[], false),
             q("lonely", 3, &[], true),
             q("notesq", 1, &["api", "b"], false),
@@ -134,6 +139,7 @@ mod tests {
         assert!(line("notesq").ends_with("api, b"), "{out}");
         assert!(line("done-only").ends_with(" -"), "{out}");
         assert!(line("cron").ends_with("(cron triggers)"), "{out}");
+        assert!(line("workflows").ends_with("(workflow runs)"), "{out}");
         assert!(out.contains("note: no worker consumes lonely:"), "{out}");
         assert!(!render_stats(&[q("notesq", 1, &["api"], false)]).contains("note:"));
     }

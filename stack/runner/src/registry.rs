@@ -50,7 +50,9 @@ impl Default for Limits {
 
 const SELECT: &str = "
 SELECT w.name, w.active_version, v.source, w.routes, w.queues, w.vars, w.cpu_ms, w.memory_mb,
-       w.wall_ms, w.body_bytes, w.concurrency
+       w.wall_ms, w.body_bytes, w.concurrency,
+       (SELECT coalesce(jsonb_object_agg(wf.binding, wf.name), '{}'::jsonb)
+          FROM runner.workflows wf WHERE wf.worker = w.name)
   FROM runner.workers w
   JOIN runner.worker_versions v ON v.worker = w.name AND v.version = w.active_version";
 
@@ -115,6 +117,7 @@ impl Registry {
                 .filter(|v| *v >= 0)
                 .map_or(d.body_bytes, |v| v as usize),
             concurrency: pos(10).map_or(d.concurrency, |v| v as usize),
+            workflows: serde_json::from_value(r.get(11)).unwrap_or_default(),
             name,
         })
     }

@@ -42,6 +42,8 @@ pub struct Settings {
     pub postgate: Option<postgate::Settings>,
     /// Outbound fetch: addresses allowed despite the private/loopback block, timeout, size.
     pub fetch: crate::fetch::FetchPolicy,
+    /// The workflows HTTP API's bearer token; None: the API is off.
+    pub workflows_token: Option<crate::workflow::http::Token>,
 }
 
 impl Settings {
@@ -67,6 +69,7 @@ impl Settings {
                 max_response: 8 << 20,
                 tls: None,
             },
+            workflows_token: None,
         }
     }
 
@@ -88,6 +91,8 @@ impl Settings {
 /// for cron ticks.
 pub struct JsHandler {
     pub registry: Arc<Registry>,
+    /// For workflow runs (`crate::workflow`).
+    pub pool: deadpool_postgres::Pool,
 }
 
 impl JobHandler for JsHandler {
@@ -96,6 +101,9 @@ impl JobHandler for JsHandler {
             let Some(first) = jobs.first() else {
                 return Vec::new();
             };
+            if first.queue == crate::sql::WORKFLOW_QUEUE {
+                return crate::workflow::handle(&self.registry, &self.pool, jobs).await;
+            }
             if first.queue == CRON_QUEUE {
                 let mut out = Vec::with_capacity(jobs.len());
                 for job in jobs {
@@ -226,6 +234,7 @@ pub async fn run(
         tasks.spawn(async move {
             let handler: Arc<dyn JobHandler> = Arc::new(JsHandler {
                 registry: registry.clone(),
+                pool: pool.clone(),
             });
             let mut started: BTreeSet<String> = BTreeSet::new();
             let mut consumers = JoinSet::new();
@@ -233,11 +242,16 @@ pub async fn run(
             loop {
                 let mut want = queues.borrow_and_update().clone();
                 want.insert(CRON_QUEUE.to_string());
+                want.insert(crate::sql::WORKFLOW_QUEUE.to_string());
                 for q in want.difference(&started.clone()) {
                     started.insert(q.clone());
+                    let mut cfg = s.consumer(q);
+                    if q == crate::sql::WORKFLOW_QUEUE {
+                        cfg.batch = cfg.batch.min(crate::workflow::BATCH);
+                    }
                     consumers.spawn(crate::queue::run_consumer(
                         pool.clone(),
-                        s.consumer(q),
+                        cfg,
                         handler.clone(),
                         bus.jobs.for_queue(q),
                         metrics.clone(),
@@ -254,6 +268,7 @@ pub async fn run(
     }
 
     let state = AppState {
+        workflows_token: s.workflows_token.clone(),
         pool: pool.clone(),
         registry,
         metrics,

@@ -12,6 +12,7 @@
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("V2__runner", SCHEMA_SQL),
     ("V3__runner_limits_secrets", LIMITS_SECRETS_SQL),
+    ("V18__runner_workflows", WORKFLOWS_SQL),
 ];
 
 /// Jobs and `runner.enqueue(...)`, cron schedules and ticks, workers and `runner.deploy(...)`.
@@ -20,6 +21,13 @@ pub const SCHEMA_SQL: &str = include_str!("../../../migrations/V2__runner.sql");
 /// Per-worker limits, the env.DB binding and sealed secrets.
 pub const LIMITS_SECRETS_SQL: &str =
     include_str!("../../../migrations/V3__runner_limits_secrets.sql");
+
+/// Durable workflows: instances, steps, events, hooks, history, `runner.workflow_create(...)`.
+pub const WORKFLOWS_SQL: &str = include_str!("../../../migrations/V18__runner_workflows.sql");
+
+/// Jobs that advance workflow instances (payload `{"instance": ID}`): the queue the workflow
+/// schema's `runner.workflow_wake(...)` fills.
+pub const WORKFLOW_QUEUE: &str = "workflows";
 
 /// Cron ticks of schedules bound to a worker land in this queue (payload has `worker`): the
 /// schema's default queue of `runner.schedules`, the one `runner.deploy(...)` names.

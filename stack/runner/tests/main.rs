@@ -7,3 +7,4 @@ mod queue;
 mod queue_default;
 mod support;
 mod workers;
+mod workflows;

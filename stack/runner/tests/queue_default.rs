@@ -90,6 +90,7 @@ async fn send_defaults_to_the_one_consumed_queue_and_stats_mark_unconsumed_queue
         .await
         .expect("load");
     let router = app(AppState {
+        workflows_token: None,
         pool: pool.clone(),
         registry,
         metrics: Arc::new(runner::metrics::Metrics::default()),

@@ -133,6 +133,13 @@ async fn store(
         .await
         .map_err(db("storing the worker version"))?;
     let version: i32 = row.get(0);
+    let workflows = serde_json::to_value(&m.workflows).unwrap_or_default();
+    tx.execute(
+        "SELECT runner.deploy_workflows($1, $2)",
+        &[&m.name, &workflows],
+    )
+    .await
+    .map_err(db("binding the worker's workflows"))?;
     let l = &m.limits;
     let (tenant, perms) = match &m.db {
         Some(b) => (Some(b.tenant.clone()), Some(b.permissions.clone())),
@@ -218,7 +225,9 @@ async fn deployed_as(
     let Some(r) = client
         .query_opt(
             "SELECT w.active_version, v.source, w.routes, w.queues, w.vars, s.cron, s.timezone,
-                    w.cpu_ms, w.memory_mb, w.wall_ms, w.body_bytes, w.concurrency, w.db_tenant
+                    w.cpu_ms, w.memory_mb, w.wall_ms, w.body_bytes, w.concurrency, w.db_tenant,
+                    (SELECT coalesce(jsonb_object_agg(wf.binding, wf.name), '{}'::jsonb)
+                       FROM runner.workflows wf WHERE wf.worker = w.name)
                FROM runner.workers w
                JOIN runner.worker_versions v ON v.worker = w.name AND v.version = w.active_version
                LEFT JOIN runner.schedules s ON s.name = 'worker:' || w.name
@@ -246,7 +255,9 @@ async fn deployed_as(
             l.wall_ms,
             l.body_bytes,
             l.concurrency,
-        ] == [7, 8, 9, 10, 11].map(|i| r.get::<_, Option<i32>>(i));
+        ] == [7, 8, 9, 10, 11].map(|i| r.get::<_, Option<i32>>(i))
+        && r.get::<_, serde_json::Value>(13)
+            == serde_json::to_value(&m.workflows).unwrap_or_default();
     let binding_same = match token_ok {
         None => r.get::<_, Option<String>>(12).is_none(),
         Some(ok) => ok,

@@ -15,6 +15,19 @@ use super::blocking::{blocking, extend};
 use super::host::{self, Entry, Host};
 use super::{HttpRequest, HttpResponse, InvokeError, Services, WorkerDef, caught};
 
+/// Modules a worker may import by name: Cloudflare's, re-exporting the prelude's globals.
+const BUILTIN_MODULES: &[(&str, &str)] = &[
+    (
+        "cloudflare:workers",
+        "export const WorkflowEntrypoint = globalThis.WorkflowEntrypoint;\n\
+         export const NonRetryableError = globalThis.NonRetryableError;\n",
+    ),
+    (
+        "cloudflare:workflows",
+        "export const NonRetryableError = globalThis.NonRetryableError;\n",
+    ),
+];
+
 /// One worker's QuickJS runtime and context.
 pub(super) struct Engine {
     /// `__dispatch` and `__timers`, looked up once after the module loaded. Declared first:
@@ -44,6 +57,15 @@ impl Engine {
         };
         let rt = Runtime::new().map_err(|e| script(format!("creating the runtime: {e}")))?;
         rt.set_memory_limit((def.memory_mb as usize) << 20);
+        // `import { WorkflowEntrypoint } from 'cloudflare:workers'` (and `NonRetryableError` from
+        // 'cloudflare:workflows'), as code written for Cloudflare has it: the prelude's globals.
+        let mut resolver = rquickjs::loader::BuiltinResolver::default();
+        let mut loader = rquickjs::loader::BuiltinLoader::default();
+        for (name, source) in BUILTIN_MODULES {
+            resolver.add_module(*name);
+            loader.add_module(*name, *source);
+        }
+        rt.set_loader(resolver, loader);
         rt.set_max_stack_size(1 << 20);
         let deadline: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
         let interrupted = Arc::new(AtomicBool::new(false));

@@ -26,6 +26,8 @@ enum Task {
         Vec<QueueMessage>,
         oneshot::Sender<Result<Vec<String>, InvokeError>>,
     ),
+    /// One run of a workflow instance (input and outcome as JSON text; see `crate::workflow`).
+    Workflow(String, oneshot::Sender<Result<String, InvokeError>>),
 }
 
 /// A running worker version: a thread with its engine, fed through a channel.
@@ -144,6 +146,15 @@ impl WorkerHandle {
         self.wait(rx).await
     }
 
+    /// One run of a workflow instance on the worker's thread: `input` and the outcome are the
+    /// JSON text `crate::workflow` reads and writes.
+    pub async fn workflow(&self, input: String) -> Result<String, InvokeError> {
+        let _slot = self.admit()?;
+        let (tx, rx) = oneshot::channel();
+        self.send(Task::Workflow(input, tx))?;
+        self.wait(rx).await
+    }
+
     pub async fn queue(
         &self,
         queue: &str,
@@ -182,6 +193,17 @@ fn worker_thread(
             }
             Task::Scheduled(event, reply) => {
                 let r = e.dispatch(("scheduled", event.to_string()), "", |_| Ok(()));
+                let p = matches!(r, Err(InvokeError::Limit { .. }));
+                let _ = reply.send(r);
+                p
+            }
+            Task::Workflow(input, reply) => {
+                let r = e.dispatch(("workflow", input), "", |out| {
+                    Ok(out
+                        .as_string()
+                        .and_then(|s| s.to_string().ok())
+                        .unwrap_or_default())
+                });
                 let p = matches!(r, Err(InvokeError::Limit { .. }));
                 let _ = reply.send(r);
                 p
@@ -232,6 +254,9 @@ fn reply_err(task: Task, err: InvokeError) {
             let _ = r.send(Err(err));
         }
         Task::Queue(_, _, r) => {
+            let _ = r.send(Err(err));
+        }
+        Task::Workflow(_, r) => {
             let _ = r.send(Err(err));
         }
     }

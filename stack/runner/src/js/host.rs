@@ -1,6 +1,6 @@
 //! What a worker's script sees of the host: `console` (`__log`), `crypto` (`__uuid`,
 //! `__random`), `URL` (`__url`), `env.QUEUE` (`__enqueue`), `fetch` (`__fetch`) and `env.DB`
-//! (`__db`, only with the worker's own token), then the prelude, the worker's `env` (vars and
+//! (`__db`, only with the worker's own token), workflows (`__wf`, `__wfApi`), then the prelude, the worker's `env` (vars and
 //! secrets) and its module, loaded into an engine's context. Blocking calls give their time back to
 //! the CPU deadline.
 
@@ -142,6 +142,50 @@ pub(super) fn load(context: &Context, host: Host<'_>) -> Result<Entry, String> {
         .catch(&ctx)
         .map_err(caught)?;
         g.set("__fetch", fetch).catch(&ctx).map_err(caught)?;
+        // Workflows: `__wf` records a run's steps (crate::workflow::store), `__wfApi` serves
+        // the worker's bindings (crate::workflow::binding).
+        let classes: Vec<String> = def.workflows.values().cloned().collect();
+        if let Some(s) = host.services.clone() {
+            let deadline = host.deadline.clone();
+            let allowed = classes.clone();
+            let wf = Function::new(ctx.clone(), move |op: String, args: String| -> String {
+                let started = Instant::now();
+                let r = blocking(|| {
+                    s.handle.block_on(crate::workflow::store::op(
+                        &s.pool, &allowed, &op, &args,
+                    ))
+                });
+                extend(&deadline, started.elapsed());
+                r.to_string()
+            })
+            .catch(&ctx)
+            .map_err(caught)?;
+            g.set("__wf", wf).catch(&ctx).map_err(caught)?;
+        }
+        if let Some(s) = host.services.clone() {
+            let deadline = host.deadline.clone();
+            let api = Function::new(
+                ctx.clone(),
+                move |workflow: String, op: String, args: String| -> String {
+                    // Only the worker's own bindings (the prelude's maker is gone once they
+                    // are made; this holds even if a script reached it).
+                    if !classes.contains(&workflow) {
+                        return serde_json::json!({"error": format!("no binding of workflow {workflow} on this worker")}).to_string();
+                    }
+                    let started = Instant::now();
+                    let r = blocking(|| {
+                        s.handle.block_on(crate::workflow::binding::call(
+                            &s.pool, &workflow, &op, &args,
+                        ))
+                    });
+                    extend(&deadline, started.elapsed());
+                    r
+                },
+            )
+            .catch(&ctx)
+            .map_err(caught)?;
+            g.set("__wfApi", api).catch(&ctx).map_err(caught)?;
+        }
         // env.DB: only for a worker that has its own token; the token stays in Rust.
         let gateway = host.services.as_ref().and_then(|s| s.gateway.clone());
         if let (Some(token), Some(gateway), Some(s)) =
@@ -202,17 +246,38 @@ pub(super) fn load(context: &Context, host: Host<'_>) -> Result<Entry, String> {
         if !db.is_undefined() {
             env.set("DB", db).catch(&ctx).map_err(caught)?;
         }
+        let make_workflow: Function = g.get("__makeWorkflow").catch(&ctx).map_err(caught)?;
+        for (binding, class) in &def.workflows {
+            let b: rquickjs::Value = make_workflow
+                .call((class.as_str(),))
+                .catch(&ctx)
+                .map_err(caught)?;
+            env.set(binding.as_str(), b).catch(&ctx).map_err(caught)?;
+        }
+        g.remove("__makeWorkflow").catch(&ctx).map_err(caught)?;
         g.set("__env", env).catch(&ctx).map_err(caught)?;
         let module = Module::declare(ctx.clone(), format!("{}.js", def.name), def.source.as_str())
             .catch(&ctx)
             .map_err(caught)?;
         let (module, done) = module.eval().catch(&ctx).map_err(caught)?;
         done.finish::<()>().catch(&ctx).map_err(caught)?;
-        let default: Object = module
-            .get("default")
-            .catch(&ctx)
-            .map_err(|e| format!("the module has no default export: {}", caught(e)))?;
+        // A worker that only defines workflows may have no default export.
+        let default: rquickjs::Value = module.get("default").catch(&ctx).map_err(caught)?;
+        if default.is_undefined() && def.workflows.is_empty() {
+            return Err("the module has no default export".to_string());
+        }
         g.set("__worker", default).catch(&ctx).map_err(caught)?;
+        let classes = Object::new(ctx.clone()).catch(&ctx).map_err(caught)?;
+        for class in def.workflows.values() {
+            let c: rquickjs::Value = module.get(class.as_str()).catch(&ctx).map_err(caught)?;
+            if !c.is_function() {
+                return Err(format!(
+                    "the module exports no class {class} (a workflow binding names it)"
+                ));
+            }
+            classes.set(class.as_str(), c).catch(&ctx).map_err(caught)?;
+        }
+        g.set("__wfClasses", classes).catch(&ctx).map_err(caught)?;
         let dispatch: Function = g.get("__dispatch").catch(&ctx).map_err(caught)?;
         let timers: Function = g.get("__timers").catch(&ctx).map_err(caught)?;
         Ok((

@@ -63,6 +63,8 @@ pub struct WorkerDef {
     pub body_bytes: usize,
     /// Invocations admitted at once on this replica (queued or running); more get a 503.
     pub concurrency: usize,
+    /// Workflow bindings on `env`: binding name -> the exported class (also the workflow's name).
+    pub workflows: std::collections::BTreeMap<String, String>,
 }
 
 impl WorkerDef {

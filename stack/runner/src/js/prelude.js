@@ -2,8 +2,9 @@
 // worker module. Natives from Rust: __log(level, msg), __uuid(), __random(n), __url(href, base).
 (() => {
   const G = globalThis;
-  const natives = { log: G.__log, uuid: G.__uuid, random: G.__random, url: G.__url, enqueue: G.__enqueue, fetch: G.__fetch, db: G.__db };
+  const natives = { log: G.__log, uuid: G.__uuid, random: G.__random, url: G.__url, enqueue: G.__enqueue, fetch: G.__fetch, db: G.__db, wf: G.__wf, wfApi: G.__wfApi };
   delete G.__log; delete G.__uuid; delete G.__random; delete G.__url; delete G.__enqueue; delete G.__fetch; delete G.__db;
+  delete G.__wf; delete G.__wfApi;
 
   // ---- timers: run by the runner between promise jobs, cleared after each invocation
   let timerSeq = 0;
@@ -362,6 +363,174 @@
     return res;
   };
 
+
+  // ---- durable workflows (Cloudflare's shape): `export class X extends WorkflowEntrypoint`,
+  // `env.BINDING` for each `--workflow BINDING=X`. A run replays recorded steps from the
+  // database (natives.wf) and stops ("suspends") at the first sleep or wait not yet over.
+  class WorkflowEntrypoint {
+    constructor(ctx, env) { this.ctx = ctx; this.env = env; }
+  }
+  class NonRetryableError extends Error {
+    constructor(message, name) { super(message); this.name = name || 'NonRetryableError'; this.nonRetryable = true; }
+  }
+  G.WorkflowEntrypoint = WorkflowEntrypoint;
+  G.NonRetryableError = NonRetryableError;
+  const UNITS = { millisecond: 1, second: 1000, minute: 60000, hour: 3600000, day: 86400000, week: 604800000, month: 2592000000, year: 31536000000 };
+  // A number (milliseconds) or "N unit(s)" (second, minute, hour, day, week, month, year).
+  const durationMs = (d, what) => {
+    if (typeof d === 'number' && Number.isFinite(d) && d >= 0) return d;
+    const m = typeof d === 'string' && /^\s*(\d+(?:\.\d+)?)\s*([a-z]+?)s?\s*$/i.exec(d);
+    const unit = m && (UNITS[m[2].toLowerCase()] || { ms: 1, sec: 1000, s: 1000, min: 60000, m: 60000, h: 3600000, hr: 3600000, d: 86400000 }[m[2].toLowerCase()]);
+    if (!unit) throw new TypeError(`${what}: cannot parse duration ${JSON.stringify(d)} (a number of milliseconds, or "N second|minute|hour|day|week|month|year")`);
+    return Number(m[1]) * unit;
+  };
+  const MAX_JSON = 1 << 20;
+  const DEFAULT_RETRIES = { limit: 5, delay: 10000, backoff: 'exponential' };
+  const backoffMs = (r, attempt) => {
+    const base = durationMs(r.delay, 'retries.delay');
+    if (r.backoff === 'constant') return base;
+    if (r.backoff === 'linear') return base * attempt;
+    if (r.backoff === undefined || r.backoff === 'exponential') return base * 2 ** (attempt - 1);
+    throw new TypeError(`retries.backoff must be "constant", "linear" or "exponential", not ${JSON.stringify(r.backoff)}`);
+  };
+  const errText = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+  const runWorkflow = async (input, env, ctx) => {
+    const C = G.__wfClasses && G.__wfClasses[input.class];
+    if (typeof C !== 'function') throw new Error(`the worker exports no workflow class ${input.class}`);
+    let halted = null; let inflight = 0; let suspend;
+    const suspended = new Promise((r) => { suspend = r; });
+    const maybeStop = () => { if (halted && inflight === 0) suspend(); };
+    // Stop the run here: the step's promise never settles; the run ends once no step body runs.
+    const halt = (why) => { if (!halted || why.reason !== 'suspend') halted = why; maybeStop(); return new Promise(() => {}); };
+    let seq = 0; const seen = new Map();
+    const began = Date.now(); let progressed = false;
+    const position = (name) => {
+      if (typeof name !== 'string' || name === '') throw new TypeError('a step needs a name (a non-empty string)');
+      // Past the run's budget: stop before this step; the runner starts the next run at once.
+      // (Only once this run has run a step of its own: a replay alone always gets through.)
+      if (!halted && progressed && input.budget_ms > 0 && Date.now() - began > input.budget_ms) halted = { reason: 'suspend' };
+      const occ = (seen.get(name) || 0) + 1; seen.set(name, occ);
+      return { workflow: input.class, instance: input.instanceId, job: input.job, name, occ, seq: ++seq };
+    };
+    const call = (op, args) => JSON.parse(natives.wf(op, JSON.stringify(args)));
+    // A halt from the store: a replay mismatch (fails the instance), a stale run, a storage error.
+    const stopped = (r) => (r.state === 'halt' ? halt({ reason: r.reason, error: r.error }) : r.state === 'suspend' ? halt({ reason: 'suspend' }) : null);
+    const step = {
+      async do(name, config, fn) {
+        if (typeof config === 'function') { fn = config; config = {}; }
+        if (typeof fn !== 'function') throw new TypeError(`step.do(${JSON.stringify(name)}): needs a function`);
+        const pos = position(name);
+        if (halted) return halt({ reason: 'suspend' });
+        const r = call('do_begin', pos);
+        const h = stopped(r); if (h) return h;
+        if (r.state === 'complete') return r.output;
+        if (r.state === 'errored') { const e = new Error(r.error); e.name = 'WorkflowStepError'; throw e; }
+        progressed = true;
+        const retries = { ...DEFAULT_RETRIES, ...((config && config.retries) || {}) };
+        // A step timeout makes the attempt fail (and retry); its body is not stopped, its result
+        // is ignored. Without one, the worker's wall time bounds the run.
+        const timeoutMs = config && config.timeout !== undefined ? durationMs(config.timeout, `step.do(${JSON.stringify(name)}) timeout`) : null;
+        inflight++;
+        let out, err, failed = false, timer;
+        try {
+          const body = fn({ attempt: r.attempt });
+          out = await (timeoutMs === null ? body : Promise.race([body, new Promise((_, rej) => {
+            timer = setTimeout(() => rej(new Error(`step ${JSON.stringify(name)} timed out after ${timeoutMs} ms`)), timeoutMs);
+          })]));
+        } catch (e) { failed = true; err = e; }
+        if (timer !== undefined) clearTimeout(timer);
+        inflight--;
+        let text;
+        if (!failed) {
+          try { text = JSON.stringify(out === undefined ? null : out); } catch (e) { failed = true; err = new NonRetryableError(`step ${JSON.stringify(name)}: its result is not JSON-serialisable: ${e.message}`); }
+          if (!failed && text.length > MAX_JSON) { failed = true; err = new NonRetryableError(`step ${JSON.stringify(name)}: its result is ${text.length} bytes of JSON, over the ${MAX_JSON} byte limit`); }
+        }
+        if (!failed) {
+          const e = call('do_end', { ...pos, attempt: r.attempt, output: text });
+          const h2 = stopped(e); if (h2) return h2;
+          maybeStop();
+          return JSON.parse(text);
+        }
+        const nonRetryable = err instanceof NonRetryableError || (err && err.nonRetryable === true);
+        const retry = !nonRetryable && r.attempt <= Number(retries.limit);
+        const e = call('do_end', { ...pos, attempt: r.attempt, error: errText(err), retry_ms: retry ? backoffMs(retries, r.attempt) : null });
+        const h2 = stopped(e); if (h2) return h2;
+        maybeStop();
+        throw err;
+      },
+      async sleep(name, duration) {
+        const ms = durationMs(duration, `step.sleep(${JSON.stringify(name)})`);
+        const pos = position(name);
+        if (halted) return halt({ reason: 'suspend' });
+        const h = stopped(call('sleep', { ...pos, ms })); if (h) return h;
+      },
+      async sleepUntil(name, when) {
+        const t = when instanceof Date ? when.getTime() : typeof when === 'number' ? when : Date.parse(String(when));
+        if (!Number.isFinite(t)) throw new TypeError(`step.sleepUntil(${JSON.stringify(name)}): not a date: ${String(when)}`);
+        const pos = position(name);
+        if (halted) return halt({ reason: 'suspend' });
+        const h = stopped(call('sleep', { ...pos, until: t })); if (h) return h;
+      },
+      async waitForEvent(name, opts = {}) {
+        const type = opts && opts.type;
+        if (typeof type !== 'string' || !/^[A-Za-z0-9_.:-]{1,100}$/.test(type)) throw new TypeError(`step.waitForEvent(${JSON.stringify(name)}): type must match ^[A-Za-z0-9_.:-]{1,100}$`);
+        const timeout_ms = opts.timeout === undefined ? 86400000 : durationMs(opts.timeout, `step.waitForEvent(${JSON.stringify(name)}) timeout`);
+        const pos = position(name);
+        if (halted) return halt({ reason: 'suspend' });
+        const r = call('event', { ...pos, type, timeout_ms });
+        const h = stopped(r); if (h) return h;
+        if (r.state === 'errored') { const e = new Error(r.error); e.name = 'WorkflowTimeoutError'; throw e; }
+        const ev = r.output;
+        return { payload: ev.payload, type: ev.type, timestamp: new Date(ev.timestamp) };
+      },
+    };
+    const inst = new C(ctx, env);
+    if (typeof inst.run !== 'function') throw new Error(`workflow class ${input.class} has no run() method`);
+    const event = { payload: input.payload, timestamp: new Date(input.timestamp), instanceId: input.instanceId };
+    const out = await Promise.race([
+      (async () => inst.run(event, step))().then((v) => ({ ok: v }), (e) => ({ err: e })),
+      suspended.then(() => ({ halted: true })),
+    ]);
+    if (halted) {
+      if (halted.reason === 'suspend') return JSON.stringify({ state: 'suspended' });
+      if (halted.reason === 'stale') return JSON.stringify({ state: 'stale' });
+      if (halted.reason === 'mismatch') return JSON.stringify({ state: 'errored', error: halted.error });
+      return JSON.stringify({ state: 'retry', error: halted.error || 'workflow storage failed' });
+    }
+    if ('err' in out) return JSON.stringify({ state: 'errored', error: errText(out.err) });
+    let text;
+    try { text = JSON.stringify(out.ok === undefined ? null : out.ok); } catch (e) { return JSON.stringify({ state: 'errored', error: `the workflow's result is not JSON-serialisable: ${e.message}` }); }
+    return JSON.stringify({ state: 'complete', output: text });
+  };
+  // env.BINDING for a workflow (its name is its class's).
+  G.__makeWorkflow = (workflow) => {
+    const api = (op, args) => {
+      const r = JSON.parse(natives.wfApi(workflow, op, JSON.stringify(args)));
+      if ('error' in r) throw new Error(r.error);
+      return r.ok;
+    };
+    const instance = (id) => Object.freeze({
+      id,
+      async status() {
+        const s = api('status', { id });
+        return { status: s.status, output: s.output === null ? undefined : s.output, error: s.error === null ? undefined : { name: 'Error', message: s.error }, steps: s.steps };
+      },
+      async sendEvent({ type, payload } = {}) { api('sendEvent', { id, type, payload: payload === undefined ? null : payload }); },
+      async pause() { api('pause', { id }); },
+      async resume() { api('resume', { id }); },
+      async terminate() { api('terminate', { id }); },
+      async restart() { api('restart', { id }); },
+    });
+    return Object.freeze({
+      async create(opts = {}) {
+        const id = api('create', { id: opts.id === undefined ? null : String(opts.id), params: opts.params === undefined ? null : opts.params });
+        return instance(id);
+      },
+      async createBatch(list) { const out = []; for (const o of list) out.push(await this.create(o)); return out; },
+      async get(id) { api('status', { id: String(id) }); return instance(String(id)); },
+    });
+  };
+
   // ---- dispatch, called by the runner
   // `ctx` of an invocation; waitUntil's promises are awaited before the invocation ends.
   class Ctx {
@@ -392,7 +561,7 @@
       const w = G.__worker;
       const env = G.__env;
       const ctx = new Ctx();
-      const handler = w && w[kind];
+      const handler = kind === 'workflow' ? runWorkflow : w && w[kind];
       if (typeof handler !== 'function') throw new Error(`worker has no ${kind} handler`);
       if (kind === 'fetch') {
         // The runner built this URL itself (valid, absolute): no second parse per request.
@@ -427,6 +596,7 @@
       if (ctx._waits) await Promise.allSettled(ctx._waits);
       return '{}';
     }
+    if (kind === 'workflow') return runWorkflow(input, env, ctx);
     if (kind === 'queue') {
       const retried = new Set();
       const messages = input.messages.map((m) => ({

@@ -11,7 +11,7 @@ mod shutdown;
 use std::time::Duration;
 
 /// One HTTP/1.1 request over a fresh connection (closed after the answer); the raw response.
-fn raw_get(addr: &str, host: &str) -> std::io::Result<String> {
+pub(crate) fn raw_get(addr: &str, host: &str) -> std::io::Result<String> {
     raw_get_with(addr, host, "")
 }
 

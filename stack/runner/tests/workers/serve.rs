@@ -109,6 +109,7 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
         shutdown.clone(),
     ));
     let router = app(AppState {
+        workflows_token: None,
         pool: pool.clone(),
         registry: registry.clone(),
         metrics: Arc::new(runner::metrics::Metrics::default()),
@@ -348,6 +349,7 @@ async fn workers_serve_http_with_limits_and_hot_redeploy() {
     // Queue and cron triggers through the same workers.
     let handler = JsHandler {
         registry: registry.clone(),
+        pool: pool.clone(),
     };
     c.execute(
         "UPDATE runner.workers SET queues = '{jobs}' WHERE name = 'api'",
