@@ -6,6 +6,7 @@ mod cli;
 mod cmd;
 mod compose;
 mod config;
+mod cron;
 mod ctx;
 mod db;
 mod engine;

@@ -195,7 +195,7 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
         },
     ];
     let mut bctx = tera::Context::new();
-    bctx.insert("stanza", crate::backup::STANZA);
+    bctx.insert("stanza", crate::config::STANZA);
     bctx.insert("retention_full", &stack.file.backup.retention_full);
     out.push(ConfigFile {
         name: "pgbackrest_conf",
@@ -344,7 +344,7 @@ pub fn compose(
     ctx.insert("metrics_on", &stack.metrics_enabled());
     ctx.insert("metrics", &f.metrics);
     ctx.insert("backup", &f.backup);
-    ctx.insert("stanza", crate::backup::STANZA);
+    ctx.insert("stanza", crate::config::STANZA);
     ctx.insert(
         "migrations_dir",
         f.migrations.directory.trim_end_matches('/'),

@@ -16,7 +16,7 @@ mod verify;
 
 pub use info::{SetRow, WalRange, Window, human_bytes};
 pub use restore::{RestoreOptions, RestoreTarget, parse_time, restore};
-pub use schedule::{health as schedule_health, parse_cron, run as run_schedule};
+pub use schedule::{health as schedule_health, run as run_schedule};
 pub use verify::verify;
 
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ use crate::engine::{self, Docker};
 use crate::error::UserError;
 
 /// The one stanza of a stack (pgBackRest's name for a cluster and its repository contents).
-pub const STANZA: &str = "main";
+pub use crate::config::STANZA;
 
 /// The Compose volume that holds the repository: `down --volumes` keeps it (only
 /// `--include-backups --yes` removes it), so a wrong `down` never takes the backups with the data.
@@ -286,7 +286,7 @@ pub async fn freshness(docker: &Docker, stack: &Stack) -> Result<Option<Freshnes
     let b = &stack.file.backup;
     let due = [&b.full_schedule, &b.diff_schedule]
         .into_iter()
-        .filter_map(|expr| parse_cron("", expr).ok())
+        .filter_map(|expr| crate::cron::parse("", expr).ok())
         .filter_map(|cron| cron.find_previous_occurrence(&Utc::now(), false).ok())
         .max();
     Ok(Some(Freshness {

@@ -16,25 +16,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use chrono::{DateTime, SubsecRound, Utc};
 use croner::Cron;
-use croner::parser::{CronParser, Seconds};
 use serde_json::json;
 
 use super::{Kind, STANZA};
-use crate::error::UserError;
-
-/// Parses a 5-field cron expression (UTC), naming `field` in the error.
-pub fn parse_cron(field: &str, expr: &str) -> std::result::Result<Cron, UserError> {
-    CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .build()
-        .parse(expr)
-        .map_err(|e| {
-            UserError::new(format!("{field} = {expr:?} is not a cron expression: {e}")).hint(
-                "five fields, minute hour day-of-month month day-of-week, in UTC: \
-                 e.g. \"0 3 * * 0\" (Sundays at 03:00)",
-            )
-        })
-}
+use crate::cron::parse as parse_cron;
 
 /// The next time after `now` that `cron` falls due.
 fn next_after(cron: &Cron, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
@@ -173,15 +158,5 @@ mod tests {
         assert_eq!((k, t), (Kind::Diff, at("2026-12-05T03:00:00Z")));
         let (k, t) = next_backup(&full, &diff, at("2026-12-05T03:00:00Z")).unwrap();
         assert_eq!((k, t), (Kind::Full, at("2026-12-06T03:00:00Z")));
-    }
-
-    #[test]
-    fn a_bad_expression_names_its_field() {
-        let e = parse_cron("backup.full_schedule", "every sunday").unwrap_err();
-        assert!(e.to_string().contains("backup.full_schedule"), "{e}");
-        assert!(
-            parse_cron("x", "* * * * * *").is_err(),
-            "seconds are not ours"
-        );
     }
 }

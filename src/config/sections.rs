@@ -232,6 +232,10 @@ impl Default for MetricsSection {
     }
 }
 
+/// The one pgBackRest stanza of a stack (its name for a cluster and its repository contents):
+/// the rendered pgbackrest.conf and Compose file and the `backup` module all use it.
+pub const STANZA: &str = "main";
+
 /// Continuous archiving and backups with pgBackRest (repository: the `backups` volume).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -172,7 +172,7 @@ pub(super) fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
         ("backup.full_schedule", &b.full_schedule),
         ("backup.diff_schedule", &b.diff_schedule),
     ] {
-        if let Err(e) = crate::backup::parse_cron(field, expr) {
+        if let Err(e) = crate::cron::parse(field, expr) {
             return Err(at(field)(e));
         }
     }
