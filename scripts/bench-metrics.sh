@@ -11,21 +11,8 @@ set -euo pipefail
 SECS="${1:-10}"
 ROUNDS="${ROUNDS:-3}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BIN="${STACKCTL:-$ROOT/target/release/stackctl}"
-[ -x "$BIN" ] || { echo "bench: $BIN missing: cargo build --release --workspace" >&2; exit 1; }
-[ -x "$(dirname "$BIN")/postgate" ] || { echo "bench: postgate missing beside stackctl: cargo build --release --workspace" >&2; exit 1; }
-command -v wrk >/dev/null || { echo "bench: wrk missing: apt-get install -y wrk" >&2; exit 1; }
-
-DIR="$(mktemp -d /tmp/metrics-bench.XXXXXX)"
-NAME="mbench$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
-cleanup() {
-  "$BIN" --dir "$DIR" down --volumes --include-backups --yes >/dev/null 2>&1 || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-st() { "$BIN" --dir "$DIR" "$@"; }
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh" mbench
 st init --pooler pgbouncer --project "$NAME" >/dev/null
 for key in postgres pooler postgate grafana prometheus; do
   sed -i "/^\[ports\]/,/^\[/ s/^$key = .*/$key = $(free_port)/" "$DIR/stack.toml"

@@ -20,23 +20,11 @@ ROUNDS="${ROUNDS:-3}"
 CLIENTS=16
 ROWS=10000
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-BIN="${STACKCTL:-$ROOT/target/release/stackctl}"
-[ -x "$BIN" ] || { echo "bench: $BIN missing: cargo build --release --workspace" >&2; exit 1; }
-[ -x "$(dirname "$BIN")/postgate" ] || { echo "bench: postgate binary missing beside stackctl: cargo build --release --workspace" >&2; exit 1; }
-command -v wrk >/dev/null || { echo "bench: wrk missing: apt-get install -y wrk" >&2; exit 1; }
+# shellcheck source=../../scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh" pgbench
 
-DIR="$(mktemp -d /tmp/postgate-bench.XXXXXX)"
-NAME="pgbench$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
-cleanup() {
-  "$BIN" --dir "$DIR" down --volumes >/dev/null 2>&1 || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PG_PORT=$(free_port); POOL_PORT=$(free_port); GATE_PORT=$(free_port); GRAFANA_PORT=$(free_port)
 
-st() { "$BIN" --dir "$DIR" "$@"; }
 st init --pooler pgbouncer --project "$NAME" >/dev/null
 sed -i -e "s/^postgres = 5432/postgres = $PG_PORT/" -e "s/^pooler = 6432/pooler = $POOL_PORT/" \
   -e "s/^postgate = 8080/postgate = $GATE_PORT/" -e "s/^grafana = 3000/grafana = $GRAFANA_PORT/" \
