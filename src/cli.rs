@@ -53,6 +53,8 @@ pub enum Command {
     Worker(WorkerArgs),
     /// The runner's durable queue: job counts and dead-letter retries.
     Queue(QueueArgs),
+    /// Durable workflows' instances: list, status, start, pause, resume, terminate, restart, events.
+    Workflow(WorkflowArgs),
     /// Copy a Supabase project's database (data, RLS policies, users) into the stack, verified.
     ImportSupabase(ImportSupabaseArgs),
     /// Manage postgate's tenants (runs `postgate tenant ...` in the stack).
@@ -426,6 +428,66 @@ pub enum QueueAction {
         /// Only this queue.
         #[arg(long)]
         queue: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WorkflowArgs {
+    #[command(subcommand)]
+    pub action: WorkflowAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowAction {
+    /// Instances, newest first.
+    List {
+        /// Only instances with this status (queued, running, paused, waiting, errored,
+        /// terminated, complete).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only instances of this workflow (its class name).
+        #[arg(long)]
+        workflow: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One instance: status, params, output or error, and every step with its timings.
+    Status {
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start an instance of workflow NAME (its class name); prints the instance id.
+    Start {
+        name: String,
+        /// The instance's params, as JSON.
+        #[arg(long, value_name = "JSON")]
+        params: Option<String>,
+        /// The instance id: an idempotency key (the same id again starts nothing).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Pause an instance (it stops at its next step; `resume` continues it).
+    Pause { id: String },
+    /// Resume a paused instance.
+    Resume { id: String },
+    /// Stop an instance for good.
+    Terminate { id: String },
+    /// Run an instance again from the start with the same params.
+    Restart { id: String },
+    /// Send an instance an event of TYPE (what `step.waitForEvent` waits for).
+    SendEvent {
+        id: String,
+        #[arg(value_name = "TYPE")]
+        event_type: String,
+        /// The event's payload, as JSON.
+        #[arg(long, value_name = "JSON")]
+        payload: Option<String>,
     },
 }
 

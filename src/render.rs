@@ -70,6 +70,10 @@ const GRAFANA_DASHBOARDS: &str = include_str!("../observability/grafana/dashboar
 const GRAFANA_DASHBOARD_LOGS: &str = include_str!("../observability/grafana/stack-logs.json");
 const PROMETHEUS_TEMPLATE: &str = include_str!("../observability/prometheus/prometheus.yml.tera");
 const PROMETHEUS_ALERTS: &str = include_str!("../observability/prometheus/alerts.yml");
+const PROMETHEUS_POOLER_ALERTS_PGBOUNCER: &str =
+    include_str!("../observability/prometheus/pooler-alerts-pgbouncer.yml");
+const PROMETHEUS_POOLER_ALERTS_PGCAT: &str =
+    include_str!("../observability/prometheus/pooler-alerts-pgcat.yml");
 
 /// A metric dashboard Grafana provisions from `observability/grafana/`.
 pub struct Dashboard {
@@ -79,7 +83,27 @@ pub struct Dashboard {
     /// `/etc/grafana/dashboards/`.
     pub file: &'static str,
     pub path: &'static str,
-    pub json: &'static str,
+    /// Its JSON, one per pooler where the panels read the pooler's own metrics.
+    json: Json,
+}
+
+enum Json {
+    Any(&'static str),
+    PerPooler {
+        pgbouncer: &'static str,
+        pgcat: &'static str,
+    },
+}
+
+impl Dashboard {
+    /// The dashboard's JSON for a stack whose pooler is `pooler`.
+    pub fn json(&self, pooler: PoolerKind) -> &'static str {
+        match (&self.json, pooler) {
+            (Json::Any(j), _) => j,
+            (Json::PerPooler { pgbouncer, .. }, PoolerKind::Pgbouncer) => pgbouncer,
+            (Json::PerPooler { pgcat, .. }, PoolerKind::Pgcat) => pgcat,
+        }
+    }
 }
 
 macro_rules! dashboard {
@@ -88,16 +112,26 @@ macro_rules! dashboard {
             config: $config,
             file: $file,
             path: concat!("observability/grafana/", $file),
-            json: include_str!(concat!("../observability/grafana/", $file)),
+            json: Json::Any(include_str!(concat!("../observability/grafana/", $file))),
         }
     };
 }
 
-/// The metric dashboards (the logs dashboard, `stack-logs.json`, is mounted on its own).
+/// The metric dashboards (the logs dashboard, `stack-logs.json`, is mounted on its own). The
+/// pooler's comes in two sources, `pooler-pgbouncer.json` and `pooler-pgcat.json`, and is written
+/// as `pooler.json` for the pooler stack.toml chose.
 pub const METRIC_DASHBOARDS: &[Dashboard] = &[
     dashboard!("grafana_dashboard_overview", "stack-overview.json"),
     dashboard!("grafana_dashboard_postgresql", "postgresql.json"),
-    dashboard!("grafana_dashboard_pooler", "pooler.json"),
+    Dashboard {
+        config: "grafana_dashboard_pooler",
+        file: "pooler.json",
+        path: "observability/grafana/pooler.json",
+        json: Json::PerPooler {
+            pgbouncer: include_str!("../observability/grafana/pooler-pgbouncer.json"),
+            pgcat: include_str!("../observability/grafana/pooler-pgcat.json"),
+        },
+    },
     dashboard!("grafana_dashboard_postgate", "postgate.json"),
     dashboard!("grafana_dashboard_runner", "runner.json"),
 ];
@@ -291,7 +325,7 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
             GRAFANA_DASHBOARD_LOGS,
         ));
         for d in METRIC_DASHBOARDS {
-            out.push(stat(d.config, d.path, d.json));
+            out.push(stat(d.config, d.path, d.json(stack.pooler())));
         }
     }
     if stack.metrics_enabled() {
@@ -308,6 +342,16 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
             name: "prometheus_alerts",
             path: "observability/prometheus/alerts.yml",
             contents: Some(PROMETHEUS_ALERTS.as_bytes().to_vec()),
+            mode: files::PUBLIC,
+        });
+        let pooler_alerts = match stack.pooler() {
+            PoolerKind::Pgbouncer => PROMETHEUS_POOLER_ALERTS_PGBOUNCER,
+            PoolerKind::Pgcat => PROMETHEUS_POOLER_ALERTS_PGCAT,
+        };
+        out.push(ConfigFile {
+            name: "prometheus_pooler_alerts",
+            path: "observability/prometheus/pooler-alerts.yml",
+            contents: Some(pooler_alerts.as_bytes().to_vec()),
             mode: files::PUBLIC,
         });
     }

@@ -22,6 +22,7 @@ pub mod tenant;
 pub mod token;
 pub mod up;
 pub mod worker;
+pub mod workflow;
 
 use anyhow::Result;
 
@@ -45,6 +46,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Db(a) => db::run(ctx, a),
         Command::Worker(a) => worker::run(ctx, a),
         Command::Queue(a) => queue::run(ctx, a),
+        Command::Workflow(a) => workflow::run(ctx, a),
         Command::ImportSupabase(a) => import::run(ctx, a),
         Command::Tenant(a) => tenant::run(ctx, a),
         Command::Token(a) => token::run(ctx, a),

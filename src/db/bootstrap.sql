@@ -21,7 +21,8 @@
 --                     (src/db/pooler_auth.sql), which returns the verifiers of postgate's
 --                     tenant logins and of no other role
 --   monitor           LOGIN, member of pg_monitor (INHERIT, no SET): the metrics exporters'
---                     login; reads statistics and settings, no table data
+--                     login; reads statistics and settings (pg_stat_statements too, which
+--                     only pg_read_all_stats may read), no table data
 --   postgate_admin    (made by V1__postgate.sql) granted to db_migrator WITH SET, without INHERIT:
 --                     the operator's admin path (`stackctl tenant|token`) does SET ROLE to it
 --   anon, authenticated, service_role
@@ -141,5 +142,28 @@ BEGIN
     GRANT EXECUTE ON FUNCTION runner.workflow_create(text, text, jsonb),
                               runner.workflow_send_event(text, text, jsonb) TO app_user, runner;
     GRANT EXECUTE ON FUNCTION runner.workflow_wake(text, timestamptz) TO runner;
+
+    -- pg_stat_statements (our image preloads it) in schema `extensions`, where Supabase keeps it:
+    -- the PostgreSQL dashboard's slowest statements. Only statistics readers (pg_read_all_stats,
+    -- so monitor) may read it: other roles that use `extensions` see no one's statements.
+    IF EXISTS (SELECT FROM pg_available_extensions WHERE name = 'pg_stat_statements') THEN
+        CREATE SCHEMA IF NOT EXISTS extensions;
+        IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements') THEN
+            CREATE EXTENSION pg_stat_statements WITH SCHEMA extensions;
+            RETURN NEXT 'created extension pg_stat_statements';
+        END IF;
+        SELECT n.nspname INTO v FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+         WHERE e.extname = 'pg_stat_statements';
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO monitor', v);
+        EXECUTE format('REVOKE ALL ON %I.pg_stat_statements, %I.pg_stat_statements_info FROM PUBLIC', v, v);
+        EXECUTE format('GRANT SELECT ON %I.pg_stat_statements, %I.pg_stat_statements_info TO pg_read_all_stats', v, v);
+        FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p
+                  WHERE p.pronamespace = v::regnamespace AND p.proname = 'pg_stat_statements' LOOP
+            EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', r.f);
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pg_read_all_stats', r.f);
+        END LOOP;
+        -- The exporter names the view without a schema.
+        EXECUTE format('ALTER ROLE monitor SET search_path = pg_catalog, %I', v);
+    END IF;
 END
 $bootstrap$;

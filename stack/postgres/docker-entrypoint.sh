@@ -9,6 +9,8 @@ POSTGRES_USER="${POSTGRES_USER:-postgres}"
 POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
 TLS_SRC=/etc/postgresql/tls
 TLS_DIR=/var/lib/postgresql/tls
+# Preloaded libraries: pg_cron, pgaudit, and pg_stat_statements for the slowest-statements panel.
+PRELOAD=pg_cron,pgaudit,pg_stat_statements
 
 log() { echo "entrypoint: $*" >&2; }
 
@@ -49,7 +51,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "# added by stackctl's entrypoint"
     echo "listen_addresses = '*'"
     echo "password_encryption = scram-sha-256"
-    echo "shared_preload_libraries = 'pg_cron,pgaudit'"
+    echo "shared_preload_libraries = '$PRELOAD'"
     echo "cron.database_name = '$POSTGRES_DB'"
     echo "pgaudit.log = 'role, ddl'"
     echo "log_line_prefix = '%m [%p] %q%u@%d '"
@@ -71,6 +73,15 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   done
   pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
   log "initialised; starting"
+fi
+
+# A data directory an earlier image initialised preloads less; upgrade the line that image wrote
+# (a later line wins), and leave a setting the operator changed alone.
+conf="$PGDATA/postgresql.conf"
+if ! grep -qx "shared_preload_libraries = '$PRELOAD'" "$conf" \
+  && grep -qx "shared_preload_libraries = 'pg_cron,pgaudit'" "$conf"; then
+  echo "shared_preload_libraries = '$PRELOAD'" >> "$conf"
+  log "added pg_stat_statements to shared_preload_libraries"
 fi
 
 # pgBackRest's stanza (PGBACKREST_STANZA, set by the rendered Compose file) is created once the

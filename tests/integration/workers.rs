@@ -58,6 +58,18 @@ fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>)
     }
 }
 
+/// A workflow: a step, then a wait for a `paid` event.
+const ORDERS: &str = r#"
+export class Order extends WorkflowEntrypoint {
+  async run(event, step) {
+    const n = await step.do('reserve', async () => event.payload.n * 2);
+    const ev = await step.waitForEvent('paid', { type: 'paid', timeout: '1 minute' });
+    return { n, by: ev.payload.by };
+  }
+}
+export default { async fetch() { return new Response('orders'); } };
+"#;
+
 const HELLO_V1: &str = r#"export default {
   fetch(req, env) {
     console.log('hello served', new URL(req.url).pathname);
@@ -357,6 +369,80 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
         assert_eq!(code, 200, "api's token opens: {body}");
         assert!(body.contains("\"count\":2"), "{body}");
     }
+
+    // Durable workflows through stackctl on the real engine (issue 18): a worker with a
+    // workflow binding, then `stackctl workflow start|status|send-event|list` in the runner.
+    s.write("orders.js", ORDERS);
+    s.cmd([
+        "worker",
+        "deploy",
+        "orders",
+        "orders.js",
+        "--workflow",
+        "ORDER=Order",
+    ])
+    .run()
+    .success();
+    let started_id = s
+        .cmd([
+            "workflow",
+            "start",
+            "Order",
+            "--id",
+            "o-1",
+            "--params",
+            r#"{"n": 21}"#,
+        ])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(started_id, "o-1\n");
+    let status = eventually(Duration::from_secs(30), "o-1 waiting for its event", || {
+        let out = s
+            .cmd(["workflow", "status", "o-1"])
+            .run()
+            .success()
+            .stdout();
+        out.contains("status    waiting").then_some(out)
+    });
+    assert!(status.contains("reserve#1"), "{status}");
+    s.cmd([
+        "workflow",
+        "send-event",
+        "o-1",
+        "paid",
+        "--payload",
+        r#"{"by": "ann"}"#,
+    ])
+    .run()
+    .success()
+    .stdout_contains("sent to workflow instance o-1");
+    let done = eventually(Duration::from_secs(30), "o-1 complete", || {
+        let out = s
+            .cmd(["workflow", "status", "o-1", "--json"])
+            .run()
+            .success()
+            .stdout();
+        let v: serde_json::Value = serde_json::from_str(&out).expect("status --json");
+        (v["status"] == "complete").then_some(v)
+    });
+    assert_eq!(done["output"], serde_json::json!({"n": 42, "by": "ann"}));
+    s.cmd(["workflow", "list", "--status", "complete"])
+        .run()
+        .success()
+        .stdout_contains("o-1");
+    s.cmd(["workflow", "pause", "o-1"])
+        .run()
+        .failure()
+        .stderr_contains("o-1 is complete: it cannot pause");
+    s.cmd(["workflow", "status", "nope"])
+        .run()
+        .failure()
+        .stderr_contains("unknown workflow instance nope");
+    s.cmd(["workflow", "start", "Order", "--params", "{n:"])
+        .run()
+        .failure()
+        .stderr_contains("--params is not JSON");
 
     s.cmd(["worker", "rm", "hello"]).run().success();
     eventually(Duration::from_secs(2), "hello gone", || {

@@ -183,6 +183,69 @@ enum Cmd {
         #[command(subcommand)]
         cmd: QueueCmd,
     },
+    /// Workflow instances: list, status, start, pause, resume, terminate, restart, send-event.
+    Workflow {
+        #[command(flatten)]
+        db: Db,
+        #[command(subcommand)]
+        cmd: WorkflowCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkflowCmd {
+    /// Instances, newest first.
+    List {
+        /// Only instances with this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only instances of this workflow (class name).
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One instance with its steps.
+    Status {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start an instance of workflow NAME (the class); prints its id.
+    Start {
+        name: String,
+        /// The instance's params (JSON).
+        #[arg(long)]
+        params: Option<String>,
+        /// The instance id (an idempotency key: the same id again starts nothing).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    Terminate {
+        id: String,
+    },
+    /// Run the instance again from the start with the same params.
+    Restart {
+        id: String,
+    },
+    /// Send the instance an event of TYPE.
+    SendEvent {
+        id: String,
+        #[arg(name = "TYPE")]
+        ty: String,
+        /// The event's payload (JSON).
+        #[arg(long)]
+        payload: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -344,6 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
         Cmd::Worker { cmd } => return worker(cmd).await,
+        Cmd::Workflow { db, cmd } => return workflow(db, cmd).await,
         Cmd::Migrate { db } => {
             let mut c = connect(&db.database_url).await?;
             runner::sql::apply(&mut c).await?;
@@ -444,6 +508,81 @@ async fn worker(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn workflow(db: Db, cmd: WorkflowCmd) -> anyhow::Result<ExitCode> {
+    use runner::workflow::admin;
+    use runner::workflow::api::{self, ApiError};
+    let pool = runner::db::pool(&db.database_url, 1)?;
+    let pool = &pool;
+    let done: Result<String, ApiError> = async {
+        Ok(match cmd {
+            WorkflowCmd::List {
+                status,
+                workflow,
+                limit,
+                json,
+            } => {
+                let rows = admin::list(pool, status.as_deref(), workflow.as_deref(), limit).await?;
+                if json {
+                    format!("{}\n", serde_json::Value::Array(rows))
+                } else {
+                    admin::render_list(&rows)
+                }
+            }
+            WorkflowCmd::Status { id, json } => {
+                let v = api::status(pool, None, &id).await?;
+                if json {
+                    format!("{v:#}\n")
+                } else {
+                    admin::render_status(&v)
+                }
+            }
+            WorkflowCmd::Start { name, params, id } => {
+                let params = admin::json_arg("--params", params.as_deref())?;
+                format!(
+                    "{}\n",
+                    api::create(pool, &name, id.as_deref(), &params).await?
+                )
+            }
+            WorkflowCmd::Pause { id } => control(pool, &id, "pause").await?,
+            WorkflowCmd::Resume { id } => control(pool, &id, "resume").await?,
+            WorkflowCmd::Terminate { id } => control(pool, &id, "terminate").await?,
+            WorkflowCmd::Restart { id } => control(pool, &id, "restart").await?,
+            WorkflowCmd::SendEvent { id, ty, payload } => {
+                let payload = admin::json_arg("--payload", payload.as_deref())?;
+                let event = api::send_event(pool, &id, &ty, &payload).await?;
+                format!("event {event} ({ty}) sent to workflow instance {id}\n")
+            }
+        })
+    }
+    .await;
+    async fn control(
+        pool: &deadpool_postgres::Pool,
+        id: &str,
+        action: &str,
+    ) -> Result<String, ApiError> {
+        let v = api::control(pool, id, action).await?;
+        Ok(format!(
+            "workflow instance {id} is {}\n",
+            v["status"].as_str().unwrap_or("?")
+        ))
+    }
+    match done {
+        Ok(out) => {
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ApiError::Bad(msg)) => {
+            eprintln!("error: {msg}");
+            Ok(ExitCode::from(AdminExit::Refused.code()))
+        }
+        Err(e @ ApiError::NotFound(_)) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(AdminExit::NotFound.code()))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {

@@ -948,3 +948,134 @@ export class Long extends WorkflowEntrypoint {
         "1.5 s of steps in runs of at most 0.5 s: {runs} runs"
     );
 }
+
+/// `runner workflow ARGS` (what `stackctl workflow` runs in a runner container): exit code,
+/// stdout, stderr.
+fn admin(pg: &Pg, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("workflow")
+        .args(args)
+        .env("RUNNER_DATABASE_URL", &pg.url)
+        .output()
+        .expect("runner workflow");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The operator's CLI: start (idempotent by id, params checked), status with every step, list
+/// filtered by status, send-event resumes a waiting instance, pause/resume/terminate/restart, and
+/// each refusal exits 2 (bad input, a finished instance) or 3 (no such instance) with a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_starts_reads_lists_signals_and_controls_instances() {
+    let src = r#"
+export class Order extends WorkflowEntrypoint {
+  async run(event, step) {
+    const n = await step.do('reserve', async () => event.payload.n * 2);
+    const ev = await step.waitForEvent('paid', { type: 'paid', timeout: '1 minute' });
+    return { n, by: ev.payload.by };
+  }
+}"#;
+    let (pg, c) = start("orders", src, r#"{"ORDER": "Order"}"#).await;
+    let _r = serve("wf-admin", &pg);
+
+    let (code, out, err) = admin(
+        &pg,
+        &["start", "Order", "--id", "o-1", "--params", r#"{"n": 21}"#],
+    );
+    assert_eq!((code, out.as_str()), (0, "o-1\n"), "{err}");
+    let (code, out, _) = admin(
+        &pg,
+        &["start", "Order", "--id", "o-1", "--params", r#"{"n": 99}"#],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "o-1\n"),
+        "the same id starts nothing"
+    );
+    let (code, out, err) = admin(&pg, &["start", "Order"]);
+    assert_eq!(code, 0, "{err}");
+    let random = out.trim().to_string();
+    assert_eq!(random.len(), 32, "{out}");
+    wait_status(&c, "o-1", "waiting", Duration::from_secs(20)).await;
+
+    let (code, out, _) = admin(&pg, &["status", "o-1"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("status    waiting"), "{out}");
+    assert!(out.contains("params    {\"n\":21}"), "{out}");
+    assert!(out.contains("reserve#1"), "{out}");
+    assert!(out.contains("paid#1"), "{out}");
+    let (_, out, _) = admin(&pg, &["status", "o-1", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status --json");
+    assert_eq!(v["steps"][0]["output"], 42);
+
+    let (code, out, _) = admin(&pg, &["list", "--status", "waiting", "--json"]);
+    assert_eq!(code, 0);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).expect("list --json");
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort();
+    let mut want = vec!["o-1", random.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    let (_, out, _) = admin(&pg, &["list"]);
+    assert!(out.starts_with("ID "), "{out}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+
+    let (code, out, err) = admin(
+        &pg,
+        &["send-event", "o-1", "paid", "--payload", r#"{"by": "ann"}"#],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("sent to workflow instance o-1"), "{out}");
+    wait_status(&c, "o-1", "complete", Duration::from_secs(20)).await;
+    assert_eq!(
+        outcome(&c, "o-1").await.0,
+        serde_json::json!({"n": 42, "by": "ann"})
+    );
+
+    // Control: pause, resume, terminate, then restart runs it from the start.
+    let (code, out, _) = admin(&pg, &["pause", &random]);
+    assert_eq!(
+        (code, out),
+        (0, format!("workflow instance {random} is paused\n"))
+    );
+    let (code, out, _) = admin(&pg, &["resume", &random]);
+    assert_eq!(
+        (code, out),
+        (0, format!("workflow instance {random} is queued\n"))
+    );
+    wait_status(&c, &random, "waiting", Duration::from_secs(20)).await;
+    let (code, _, _) = admin(&pg, &["terminate", &random]);
+    assert_eq!(code, 0);
+    assert_eq!(status(&c, &random).await, "terminated");
+    let (code, _, _) = admin(&pg, &["restart", &random]);
+    assert_eq!(code, 0);
+    wait_status(&c, &random, "waiting", Duration::from_secs(20)).await;
+
+    // Refusals: what was wrong, and the exit code stackctl reads as the user's to fix.
+    let (code, _, err) = admin(&pg, &["pause", "o-1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("o-1 is complete: it cannot pause"), "{err}");
+    let (code, _, err) = admin(&pg, &["status", "nope"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("unknown workflow instance nope"), "{err}");
+    let (code, _, err) = admin(&pg, &["start", "Nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown workflow Nope"), "{err}");
+    let (code, _, err) = admin(&pg, &["start", "Order", "--id", "bad id!"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("malformed workflow instance id"), "{err}");
+    let (code, _, err) = admin(&pg, &["start", "Order", "--params", "{n:"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--params is not JSON"), "{err}");
+    let (code, _, err) = admin(&pg, &["list", "--status", "sleeping"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown status \"sleeping\""), "{err}");
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM runner.workflow_instances").await,
+        2,
+        "no refused command started anything"
+    );
+}

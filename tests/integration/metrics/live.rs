@@ -334,10 +334,12 @@ fn prometheus_scrapes_every_replica_and_exporter_and_every_dashboard_metric_exis
             &s.read(&format!("observability/grafana/{f}")),
         ));
     }
-    queries.extend(rule_queries(
-        "alerts.yml",
-        &s.read("observability/prometheus/alerts.yml"),
-    ));
+    for f in ["alerts.yml", "pooler-alerts.yml"] {
+        queries.extend(rule_queries(
+            f,
+            &s.read(&format!("observability/prometheus/{f}")),
+        ));
+    }
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for q in &queries {
         for name in metric_names(q).unwrap_or_else(|e| panic!("{e}")) {

@@ -105,9 +105,13 @@ fn grafana_and_prometheus_provisioning_hold_what_the_dashboards_need() {
         );
     }
 
-    // Alert rules: the five the issue asks for, each a valid expression.
-    let rules = s.read("observability/prometheus/alerts.yml");
-    let queries = rule_queries("alerts.yml", &rules);
+    // Alert rules: the five the issue asks for, each a valid expression; the pooler's in its
+    // own file.
+    let mut queries = rule_queries("alerts.yml", &s.read("observability/prometheus/alerts.yml"));
+    queries.extend(rule_queries(
+        "pooler-alerts.yml",
+        &s.read("observability/prometheus/pooler-alerts.yml"),
+    ));
     let names: Vec<String> = queries
         .iter()
         .map(|q| q.from.rsplit(' ').next().unwrap().to_string())
@@ -118,8 +122,8 @@ fn grafana_and_prometheus_provisioning_hold_what_the_dashboards_need() {
             "ServiceDown",
             "ReplicaRestartingInALoop",
             "DeadLetterJobs",
-            "PoolerClientsWaiting",
-            "PostgresConnectionsNearMax"
+            "PostgresConnectionsNearMax",
+            "PoolerClientsWaiting"
         ]
     );
     for q in &queries {
@@ -130,7 +134,13 @@ fn grafana_and_prometheus_provisioning_hold_what_the_dashboards_need() {
     // service names, the exporters, the rules file, and stack.toml's interval and retention.
     let p = s.yaml("observability/prometheus/prometheus.yml");
     assert_eq!(ystr(&p["global"]["scrape_interval"]), "15s");
-    assert_eq!(strings(&p["rule_files"]), ["/etc/prometheus/alerts.yml"]);
+    assert_eq!(
+        strings(&p["rule_files"]),
+        [
+            "/etc/prometheus/alerts.yml",
+            "/etc/prometheus/pooler-alerts.yml"
+        ]
+    );
     let jobs = p["scrape_configs"].as_sequence().unwrap();
     let job = |name: &str| {
         jobs.iter()
@@ -166,7 +176,8 @@ fn grafana_and_prometheus_provisioning_hold_what_the_dashboards_need() {
         mounts,
         [
             "/etc/prometheus/prometheus.yml",
-            "/etc/prometheus/alerts.yml"
+            "/etc/prometheus/alerts.yml",
+            "/etc/prometheus/pooler-alerts.yml"
         ]
     );
 
@@ -271,4 +282,87 @@ fn dokploy_exposes_only_grafana_of_the_observability_group() {
             assert!(pgcat.contains("prometheus_exporter_port = 9930"), "{pgcat}");
         }
     }
+}
+
+/// The metric names pgCat's exporter writes (`pgcat_` + the keys of METRIC_HELP_AND_TYPES_LOOKUP
+/// in pgCat's `src/prometheus.rs`). pgCat cannot run here (no image can be pulled), so its
+/// dashboard and alert rule are checked against this list instead of a live scrape.
+const PGCAT_METRICS: &[&str] = &[
+    "stats_total_query_count",
+    "stats_total_query_time",
+    "stats_total_received",
+    "stats_total_sent",
+    "stats_total_xact_count",
+    "stats_total_xact_time",
+    "stats_total_wait_time",
+    "stats_avg_query_count",
+    "stats_avg_query_time",
+    "stats_avg_recv",
+    "stats_avg_sent",
+    "stats_avg_errors",
+    "stats_avg_xact_count",
+    "stats_avg_xact_time",
+    "stats_avg_wait_time",
+    "pools_maxwait_us",
+    "pools_maxwait",
+    "pools_cl_waiting",
+    "pools_cl_active",
+    "pools_cl_idle",
+    "pools_sv_idle",
+    "pools_sv_active",
+    "pools_sv_login",
+    "pools_sv_tested",
+    "servers_bytes_received",
+    "servers_bytes_sent",
+    "servers_transaction_count",
+    "servers_query_count",
+    "servers_error_count",
+    "servers_idle_count",
+    "servers_active_count",
+    "servers_tested_count",
+    "servers_login_count",
+    "servers_is_banned",
+    "servers_is_paused",
+    "databases_pool_size",
+    "databases_current_connections",
+];
+
+#[test]
+fn with_pgcat_the_pooler_dashboard_and_rule_read_pgcats_own_metrics() {
+    let s = stack("pgcat");
+    let mut queries =
+        dashboard_queries("pooler.json", &s.read("observability/grafana/pooler.json"));
+    assert!(queries.len() >= 7, "{} pooler queries", queries.len());
+    queries.extend(rule_queries(
+        "pooler-alerts.yml",
+        &s.read("observability/prometheus/pooler-alerts.yml"),
+    ));
+    let mut names = BTreeSet::new();
+    for q in &queries {
+        names.extend(metric_names(q).unwrap_or_else(|e| panic!("{e}")));
+    }
+    let unknown: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            n.as_str() != "up"
+                && !n
+                    .strip_prefix("pgcat_")
+                    .is_some_and(|k| PGCAT_METRICS.contains(&k))
+        })
+        .collect();
+    assert!(unknown.is_empty(), "not pgCat metrics: {unknown:?}");
+    assert!(names.contains("pgcat_pools_cl_waiting"), "{names:?}");
+    // The PgBouncer stack gets the PgBouncer dashboard under the same name and uid.
+    let b = stack("pgbouncer");
+    let pgcat: serde_json::Value =
+        serde_json::from_str(&s.read("observability/grafana/pooler.json")).unwrap();
+    let pgbouncer: serde_json::Value =
+        serde_json::from_str(&b.read("observability/grafana/pooler.json")).unwrap();
+    assert_eq!(pgcat["uid"], pgbouncer["uid"]);
+    assert_eq!(pgcat["title"], "Pooler (pgCat)");
+    assert_eq!(pgbouncer["title"], "Pooler (PgBouncer)");
+    assert!(
+        b.read("observability/prometheus/pooler-alerts.yml")
+            .contains("pgbouncer_pools_client_waiting_connections")
+    );
 }

@@ -284,6 +284,26 @@ fn privilege_matrix() {
     std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
     std::fs::write(&docs, &md).unwrap();
 
+    // pg_stat_statements (preloaded by our image, made by the bootstrap): only statistics
+    // readers (pg_read_all_stats, so monitor) read it, through the view or the function; the
+    // exporter names it without a schema, so monitor's own search_path finds it.
+    for role in ROLES {
+        let want = *role == "monitor";
+        for sql in [
+            "SELECT count(*) FROM extensions.pg_stat_statements",
+            "SELECT count(*) FROM extensions.pg_stat_statements(true)",
+        ] {
+            assert_eq!(allowed(&db, role, sql), want, "{role}: {sql}");
+        }
+    }
+    let monitor = Db::connect(&pg.url_as("monitor", &env_value(&s, "MONITOR_DB_PASSWORD")))
+        .expect("monitor logs in");
+    let seen = monitor.strings("SELECT count(*)::text FROM pg_stat_statements");
+    assert!(
+        seen[0].parse::<u64>().unwrap() > 0,
+        "monitor sees no statement: {seen:?}"
+    );
+
     for role in ROLES {
         let (e_ops, e_set, e_login) = &expected[role];
         let (o_ops, o_set, o_login) = &observed[role];

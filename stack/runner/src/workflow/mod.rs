@@ -3,9 +3,10 @@
 //! from the database ([`store`]) and running the first new one(s); the run ends complete,
 //! errored, or suspended on a timer or an event, in which case a new job is enqueued for the
 //! wake-up time and the engine is free meanwhile (a waiting instance costs only its rows).
-//! [`api`] is what callers do with instances; [`binding`] serves a worker's `env.BINDING` calls
+//! [`api`] is what callers do with instances ([`admin`]: the operator's CLI over it); [`binding`] serves a worker's `env.BINDING` calls
 //! and [`http`] the token-guarded HTTP API.
 
+pub mod admin;
 pub mod api;
 pub mod binding;
 pub mod http;
