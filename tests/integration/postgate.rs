@@ -25,7 +25,7 @@ fn build_postgate_binary() {
 }
 
 /// One HTTP/1.0 request to 127.0.0.1:`port`; returns (status, body).
-fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+pub(crate) fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to postgate");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
@@ -48,7 +48,7 @@ fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, S
     (status, body)
 }
 
-fn query(port: u16, token: &str, sql: &str) -> (u16, serde_json::Value) {
+pub(crate) fn query(port: u16, token: &str, sql: &str) -> (u16, serde_json::Value) {
     let (status, body) = http(
         port,
         "POST",
@@ -61,7 +61,7 @@ fn query(port: u16, token: &str, sql: &str) -> (u16, serde_json::Value) {
 }
 
 /// The token a `token create` / `gen-token` run printed (the one line that starts with `pg_`).
-fn token_of(stdout: &str) -> String {
+pub(crate) fn token_of(stdout: &str) -> String {
     stdout
         .lines()
         .map(str::trim)
