@@ -206,15 +206,25 @@ pub async fn down(
     let label = format!("{LABEL_STACK}={stack}");
     let started = Instant::now();
     loop {
+        use bollard::models::ContainerSummaryStateEnum as S;
         let containers = docker.list_containers(std::slice::from_ref(&label)).await?;
+        // A completed job's task container (migrate) stays behind, exited: removed here.
+        let (stopped, live): (Vec<_>, Vec<_>) = containers
+            .iter()
+            .partition(|c| matches!(c.state, Some(S::EXITED) | Some(S::DEAD) | Some(S::CREATED)));
         let networks = docker.list_networks(&label).await?;
-        if containers.is_empty() && networks.is_empty() {
+        if live.is_empty() && networks.is_empty() {
+            for c in stopped {
+                if let Some(id) = &c.id {
+                    docker.remove_container(id).await?;
+                }
+            }
             break;
         }
         if started.elapsed() >= within {
             bail!(UserError::new(format!(
                 "stack {stack} was removed but {} containers and {} networks were still there after {} s",
-                containers.len(),
+                live.len(),
                 networks.len(),
                 within.as_secs()
             ))

@@ -36,6 +36,11 @@ pub(crate) fn http(port: u16, method: &str, path: &str, token: &str, body: &str)
     .unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
+    http_answer(&answer)
+}
+
+/// An HTTP/1.x answer as (status, body).
+pub(crate) fn http_answer(answer: &str) -> (u16, String) {
     let status = answer
         .split(' ')
         .nth(1)

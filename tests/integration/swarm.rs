@@ -11,7 +11,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::postgate::token_of;
+use crate::postgate::{http_answer, token_of};
 use crate::support::{Stackctl, require_docker};
 use crate::workers::eventually;
 
@@ -86,16 +86,7 @@ fn http_inside(container: &str, ip: &str, port: u16, request: &str) -> (u16, Str
         &port.to_string(),
         request,
     ]);
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    http_answer(&answer)
 }
 
 /// `POST /query` to postgate at `ip`, from inside `container`.
@@ -246,12 +237,17 @@ fn the_stack_on_a_single_node_swarm_converges_serves_and_keeps_its_data() {
     let report = up.stdout();
     println!("{report}\nup --swarm after {:?}", started.elapsed());
     for line in [
-        "runner    replicated  3/3 running",
-        "postgate  replicated  2/2 running",
-        "migrate   job         1/1 completed",
-        "postgres  replicated  1/1 running",
+        "runner replicated 3/3 running",
+        "postgate replicated 2/2 running",
+        "migrate job 1/1 completed",
+        "postgres replicated 1/1 running",
+        "pgbouncer replicated 1/1 running",
+        "backup replicated 1/1 running",
     ] {
-        assert!(report.contains(line), "no `{line}` in:\n{report}");
+        let found = report
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == line);
+        assert!(found, "no `{line}` in:\n{report}");
     }
     s.cmd(["status", "--swarm"])
         .run()
