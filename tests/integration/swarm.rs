@@ -175,6 +175,8 @@ fn the_stack_on_a_single_node_swarm_converges_serves_and_keeps_its_data() {
         "{toml}"
     );
     s.write("stack.toml", &toml);
+    // `stackctl build` copies postgate's and the runner's binaries from beside stackctl.
+    crate::metrics::live::build_service_binaries();
     s.cmd([
         "build",
         "postgres",
