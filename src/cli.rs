@@ -215,6 +215,10 @@ pub struct UpArgs {
     /// Run this Compose file instead of rendering the local target from stack.toml.
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// Deploy the swarm target to the engine's Swarm (`docker stack deploy`) and wait until
+    /// every service has converged; see docs/swarm.md.
+    #[arg(long, conflicts_with_all = ["services", "without", "file"])]
+    pub swarm: bool,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +232,9 @@ pub struct DownArgs {
     /// Confirms --include-backups.
     #[arg(long)]
     pub yes: bool,
+    /// Remove the Swarm deployment (`docker stack rm`) instead of the local containers.
+    #[arg(long)]
+    pub swarm: bool,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +242,9 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// The Swarm deployment's services (replicas running or job completed) instead.
+    #[arg(long, conflicts_with = "json")]
+    pub swarm: bool,
 }
 
 #[derive(Debug, Args)]

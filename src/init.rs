@@ -30,6 +30,7 @@ const GITIGNORE_LINES: &[&str] = &[
     "pgcat/pgcat.toml",
     "pgbouncer/userlist.txt",
     "dokploy/files/",
+    "swarm/files/",
     ".stackctl.lock",
     "dumps/",
 ];

@@ -23,6 +23,7 @@ mod secrets;
 mod stackdir;
 mod stacklock;
 mod supabase;
+mod swarm;
 mod tenants;
 mod tls;
 mod workers;
@@ -30,13 +31,12 @@ mod workers;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
 
 use cli::{Cli, Command};
 use ctx::Ctx;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = protocol::secret_env::parse::<Cli>();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

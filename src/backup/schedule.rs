@@ -90,10 +90,30 @@ pub async fn run(full: &str, diff: &str) -> Result<()> {
     }
 }
 
+/// The repository passphrase pgBackRest reads from its environment.
+const CIPHER_PASS: &str = "PGBACKREST_REPO1_CIPHER_PASS";
+
+/// `pgbackrest`, with the repository passphrase from `PGBACKREST_REPO1_CIPHER_PASS_FILE` when the
+/// service gets it as a Swarm secret (pgBackRest itself reads only the variable).
+fn pgbackrest() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("pgbackrest");
+    if std::env::var_os(CIPHER_PASS).is_none() {
+        match protocol::secret_env::var(CIPHER_PASS) {
+            Ok(Some(pass)) => {
+                cmd.env(CIPHER_PASS, pass);
+            }
+            Ok(None) => {}
+            // pgBackRest then fails for want of the passphrase, and its error is logged too.
+            Err(e) => eprintln!("{e}"),
+        }
+    }
+    cmd
+}
+
 /// One backup with pgBackRest, as its JSON log line.
 async fn take(kind: Kind) -> serde_json::Value {
     let started = Instant::now();
-    let out = tokio::process::Command::new("pgbackrest")
+    let out = pgbackrest()
         .arg(format!("--stanza={STANZA}"))
         .arg(format!("--type={}", kind.as_str()))
         .arg("backup")
@@ -121,7 +141,7 @@ async fn take(kind: Kind) -> serde_json::Value {
         }
         Ok(_) => {}
     }
-    let newest = tokio::process::Command::new("pgbackrest")
+    let newest = pgbackrest()
         .args([&format!("--stanza={STANZA}"), "--output=json", "info"])
         .stdin(Stdio::null())
         .output()

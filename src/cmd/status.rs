@@ -8,9 +8,16 @@ use crate::backup;
 use crate::cli::StatusArgs;
 use crate::ctx::Ctx;
 use crate::engine;
+use crate::swarm;
 
 pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<()> {
     let stack = ctx.stack()?;
+    if a.swarm {
+        let states =
+            ctx.block_on(async { swarm::status(ctx.docker().await?, stack.project()).await })?;
+        println!("{}", swarm::report(&states));
+        return Ok(());
+    }
     ctx.block_on(async {
         let docker = ctx.docker().await?;
         engine::status(docker, stack.project(), a.json).await?;

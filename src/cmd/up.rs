@@ -8,9 +8,24 @@ use crate::backup;
 use crate::cli::UpArgs;
 use crate::ctx::Ctx;
 use crate::engine::{self, UpOptions};
+use crate::swarm;
 
 pub fn run(ctx: &Ctx, a: UpArgs) -> Result<()> {
     let stack = ctx.stack()?;
+    if a.swarm {
+        let within = Duration::from_secs(a.wait_timeout);
+        let done = ctx
+            .block_on(async { swarm::up(ctx.docker().await?, stack, ctx.env()?, within).await })?;
+        println!("{}", swarm::report(&done.services));
+        println!(
+            "stack {} is up on the Swarm: {} services converged in {:.1}s ({})",
+            stack.project(),
+            done.services.len(),
+            done.seconds,
+            done.file.display()
+        );
+        return Ok(());
+    }
     let project = engine::load_project(stack, ctx.env()?, a.file.as_deref())?;
     let opts = UpOptions {
         only: a.services,

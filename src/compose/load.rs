@@ -283,7 +283,7 @@ mod tests {
                 file.pooler.kind = pooler;
                 let stack = crate::config::Stack::from_file(Path::new("/tmp/x"), file).unwrap();
                 let configs = config_files(&stack, &env).unwrap();
-                let text = compose(&stack, target, &configs, "./").unwrap();
+                let text = compose(&stack, target, &configs, "./", &Default::default()).unwrap();
                 let f = parse(&text, &values)
                     .unwrap_or_else(|e| panic!("{pooler:?} {target:?}: {e:#}"));
                 assert!(f.services.contains_key(pooler.service_name()));

@@ -37,6 +37,7 @@ pub struct StackFile {
     pub metrics: MetricsSection,
     pub backup: BackupSection,
     pub ports: PortsSection,
+    pub swarm: SwarmSection,
     pub images: ImagesSection,
 }
 
@@ -259,6 +260,40 @@ impl Default for BackupSection {
             retention_full: 2,
             full_schedule: "0 3 * * 0".into(),
             diff_schedule: "0 3 * * 1-6".into(),
+        }
+    }
+}
+
+/// What only the `swarm` target (`render --target swarm`, `up --swarm`) uses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwarmSection {
+    /// postgate's replicas (the runner's are `[runner] replicas`); local and Dokploy run one.
+    pub postgate_replicas: u32,
+    /// Encrypt the stack's overlay network (IPsec between nodes; costs throughput).
+    pub encrypted_network: bool,
+    /// postgate's port on every node through the routing mesh; 0 = not published.
+    pub postgate_port: u16,
+    /// The runner's port on every node through the routing mesh; 0 = not published.
+    pub runner_port: u16,
+    /// An external overlay network Traefik watches (`dokploy-network` on Dokploy): the routed
+    /// services join it and carry Traefik's labels under `deploy.labels`; empty = no Traefik.
+    pub traefik_network: String,
+    /// How a service's name resolves: `vip` (one virtual IP, IPVS load-balancing; Swarm's
+    /// default) or `dnsrr` (every task's address, for kernels without IPVS; published ports are
+    /// then bound on the task's own node only).
+    pub endpoint_mode: String,
+}
+
+impl Default for SwarmSection {
+    fn default() -> Self {
+        Self {
+            postgate_replicas: 2,
+            encrypted_network: false,
+            postgate_port: 0,
+            runner_port: 0,
+            traefik_network: String::new(),
+            endpoint_mode: "vip".into(),
         }
     }
 }

@@ -80,6 +80,18 @@ pub(super) fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
             f.runner.replicas
         ))));
     }
+    if !(1..=64).contains(&f.swarm.postgate_replicas) {
+        return Err(at("swarm.postgate_replicas")(UserError::new(format!(
+            "swarm.postgate_replicas is {}; it must be between 1 and 64",
+            f.swarm.postgate_replicas
+        ))));
+    }
+    if !["vip", "dnsrr"].contains(&f.swarm.endpoint_mode.as_str()) {
+        return Err(at("swarm.endpoint_mode")(UserError::new(format!(
+            "swarm.endpoint_mode is {:?}; it must be \"vip\" or \"dnsrr\"",
+            f.swarm.endpoint_mode
+        ))));
+    }
     let r = &f.runner;
     for (k, v) in [
         ("runner.cpu_ms", r.cpu_ms),

@@ -92,15 +92,50 @@ impl Target {
 
     /// Connects; the connection is driven on the current runtime until the client is dropped.
     pub async fn connect(&self) -> Result<Client> {
-        let (client, connection) = match self.config.connect(NoTls).await {
-            Ok(c) => c,
-            Err(e) => return Err(self.explain(e)),
-        };
-        tokio::spawn(async move {
-            // A broken connection shows up as an error on the next query; nothing to do here.
-            let _ = connection.await;
-        });
-        Ok(client)
+        self.connect_waiting(Duration::ZERO).await
+    }
+
+    /// Connects, retrying for up to `within` while the server is unreachable or starting (the
+    /// migrate job under Docker Swarm, which starts it beside PostgreSQL rather than after it),
+    /// with one line on stderr while it waits. Any other refusal is reported at once.
+    pub async fn connect_waiting(&self, within: Duration) -> Result<Client> {
+        let started = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            match self.config.connect(NoTls).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(async move {
+                        // A broken connection shows up as an error on the next query.
+                        let _ = connection.await;
+                    });
+                    if said {
+                        eprintln!(
+                            "PostgreSQL at {} answered after {:.1} s",
+                            self.address(),
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                    return Ok(client);
+                }
+                Err(e) => {
+                    let starting = e
+                        .as_db_error()
+                        .is_none_or(|d| *d.code() == SqlState::CANNOT_CONNECT_NOW);
+                    if !starting || started.elapsed() >= within {
+                        return Err(self.explain(e));
+                    }
+                    if !said {
+                        eprintln!(
+                            "waiting for PostgreSQL at {} (up to {} s): {e}",
+                            self.address(),
+                            within.as_secs()
+                        );
+                        said = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
 
     pub fn explain(&self, e: tokio_postgres::Error) -> anyhow::Error {

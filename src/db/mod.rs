@@ -40,6 +40,9 @@ const LOCK_WAIT: Duration = Duration::from_secs(600);
 
 /// The environment variable naming the migrations directory inside the migrate container.
 pub const MIGRATIONS_DIR_ENV: &str = "STACKCTL_MIGRATIONS_DIR";
+/// How long the migrate job (`--from-env`) waits for PostgreSQL to answer, in seconds.
+pub const DB_WAIT_ENV: &str = "STACKCTL_DB_WAIT_SECS";
+const DEFAULT_DB_WAIT_SECS: u64 = 180;
 
 /// What `migrate` does.
 pub enum Action {
@@ -79,6 +82,8 @@ struct Settings<'a> {
     dir: PathBuf,
     dir_shown: String,
     lock_timeout: Duration,
+    /// How long to wait for the server to answer (the migrate job: `STACKCTL_DB_WAIT_SECS`).
+    wait: Duration,
 }
 
 enum PasswordSource<'a> {
@@ -106,12 +111,22 @@ fn resolve<'a>(source: Source<'a>, opts: &Options) -> Result<Settings<'a>> {
             let dir = get(MIGRATIONS_DIR_ENV)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/migrations"));
+            // The password may come from PGPASSWORD_FILE (a Swarm secret) as well.
+            let password = protocol::secret_env::var("PGPASSWORD")?;
             return Ok(Settings {
-                target: Some(Target::from_env(get)),
+                target: Some(Target::from_env(|k| match k {
+                    "PGPASSWORD" => password.clone(),
+                    _ => get(k),
+                })),
                 passwords: PasswordSource::Env,
                 dir_shown: dir.display().to_string(),
                 dir,
                 lock_timeout,
+                wait: Duration::from_secs(
+                    get(DB_WAIT_ENV)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(DEFAULT_DB_WAIT_SECS),
+                ),
             });
         }
         Source::Stack {
@@ -141,6 +156,7 @@ fn resolve<'a>(source: Source<'a>, opts: &Options) -> Result<Settings<'a>> {
         dir_shown: rel,
         passwords: PasswordSource::DotEnv(env),
         lock_timeout,
+        wait: Duration::ZERO,
     })
 }
 
@@ -161,8 +177,8 @@ impl Settings<'_> {
         match &self.passwords {
             PasswordSource::Env => {
                 for (role, key) in bootstrap::LOGINS {
-                    let pw = std::env::var(key).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
-                        UserError::new(format!("the environment has no {key} (the password of login {role})"))
+                    let pw = protocol::secret_env::var(key)?.ok_or_else(|| {
+                        UserError::new(format!("the environment has no {key} (nor {key}_FILE; the password of login {role})"))
                             .hint("the migrate service of the rendered compose file passes every login password; render it again with `stackctl render`")
                     })?;
                     out.insert(role.to_string(), pw);
@@ -195,7 +211,7 @@ async fn apply_all(s: &Settings<'_>) -> Result<Report> {
     let app = s.app_files()?;
     let passwords = s.passwords()?;
 
-    let mut su = target.connect().await?;
+    let mut su = target.connect_waiting(s.wait).await?;
     connect::check_superuser(&su, target).await?;
     migrate::lock(&su, LOCK_WAIT).await?;
     migrate::ensure_history(&su).await?;

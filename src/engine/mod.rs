@@ -25,7 +25,7 @@ mod wait;
 // tool containers, workers, queue, publish): the one facade, the stack's operations, one-off tool
 // containers, and the helpers that find containers and read their logs.
 pub use apply::UpOptions;
-pub use docker::Docker;
+pub use docker::{Docker, LABEL_STACK, SwarmRole, docker_host};
 pub use images::{build_all, prepare_for_publish};
 pub use labels::{invocation_id, resource_labels, volume_name};
 pub use ops::{LogView, Volumes, down, logs, logs_where, running_container, status, stop_services};

@@ -390,6 +390,26 @@ pub async fn running_container(docker: &Docker, project: &str, service: &str) ->
         .filter_map(number_and_name)
         .collect();
     running.sort();
+    if running.is_empty() {
+        // A Swarm deployment (`up --swarm`): its task containers carry the stack's labels.
+        let mut tasks: Vec<String> = docker
+            .list_containers(&[
+                format!("{}={project}", super::LABEL_STACK),
+                format!("com.docker.swarm.service.name={project}_{service}"),
+            ])
+            .await?
+            .iter()
+            .filter(|c| matches!(c.state, Some(S::RUNNING)))
+            .filter_map(|c| {
+                c.names
+                    .as_ref()?
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+            })
+            .collect();
+        tasks.sort();
+        running.extend(tasks.into_iter().map(|n| (0, n)));
+    }
     match running.into_iter().next() {
         Some((_, name)) => Ok(name),
         None => bail!(

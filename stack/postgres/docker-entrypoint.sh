@@ -14,6 +14,23 @@ PRELOAD=pg_cron,pgaudit,pg_stat_statements
 
 log() { echo "entrypoint: $*" >&2; }
 
+# VAR from VAR, or else from the file VAR_FILE names (a Docker Swarm secret under /run/secrets/),
+# as the official image does: the value reaches the server's own environment, never the
+# container's configuration (`docker inspect`).
+file_env() {
+  local var="$1" file_var="${1}_FILE"
+  if [ -z "${!var:-}" ] && [ -n "${!file_var:-}" ]; then
+    if [ ! -r "${!file_var}" ]; then
+      log "error: $file_var names ${!file_var}, which cannot be read; mount the secret there or set $var"
+      exit 1
+    fi
+    export "$var"="$(< "${!file_var}")"
+  fi
+  unset "$file_var"
+}
+file_env POSTGRES_PASSWORD
+file_env PGBACKREST_REPO1_CIPHER_PASS
+
 if [ "${1:-}" = postgres ] && [ "$(id -u)" = 0 ]; then
   mkdir -p "$PGDATA" /var/run/postgresql
   [ "$(stat -c %U "$PGDATA")" = postgres ] || chown -R postgres:postgres "$PGDATA"

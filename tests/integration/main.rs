@@ -19,4 +19,5 @@ mod postgate;
 mod publish;
 mod readme;
 mod render;
+mod swarm;
 mod workers;

@@ -25,7 +25,7 @@ fn build_postgate_binary() {
 }
 
 /// One HTTP/1.0 request to 127.0.0.1:`port`; returns (status, body).
-fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+pub(crate) fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to postgate");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
@@ -36,6 +36,11 @@ fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, S
     .unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
+    http_answer(&answer)
+}
+
+/// An HTTP/1.x answer as (status, body).
+pub(crate) fn http_answer(answer: &str) -> (u16, String) {
     let status = answer
         .split(' ')
         .nth(1)
@@ -48,7 +53,7 @@ fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, S
     (status, body)
 }
 
-fn query(port: u16, token: &str, sql: &str) -> (u16, serde_json::Value) {
+pub(crate) fn query(port: u16, token: &str, sql: &str) -> (u16, serde_json::Value) {
     let (status, body) = http(
         port,
         "POST",
@@ -61,7 +66,7 @@ fn query(port: u16, token: &str, sql: &str) -> (u16, serde_json::Value) {
 }
 
 /// The token a `token create` / `gen-token` run printed (the one line that starts with `pg_`).
-fn token_of(stdout: &str) -> String {
+pub(crate) fn token_of(stdout: &str) -> String {
     stdout
         .lines()
         .map(str::trim)

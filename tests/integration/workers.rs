@@ -29,7 +29,13 @@ impl Drop for Stack {
 }
 
 /// One HTTP request with curl: (status, body).
-fn http(port: u16, method: &str, host: &str, path: &str, body: Option<&str>) -> (u16, String) {
+pub(crate) fn http(
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut c = Command::new("curl");
     c.args(["-sS", "-m", "10", "-X", method, "-H"])
         .arg(format!("Host: {host}"))
@@ -47,7 +53,7 @@ fn http(port: u16, method: &str, host: &str, path: &str, body: Option<&str>) -> 
 }
 
 /// Polls until `f` returns Some, or panics with `what` after `within`.
-fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = f() {
@@ -373,11 +379,12 @@ fn runner_serves_workers_by_host_and_route_with_env_db_and_hot_redeploy() {
     // Durable workflows through stackctl on the real engine (issue 18): a worker with a
     // workflow binding, then `stackctl workflow start|status|send-event|list` in the runner.
     s.write("orders.js", ORDERS);
+    let orders_js = s.file("orders.js");
     s.cmd([
         "worker",
         "deploy",
         "orders",
-        "orders.js",
+        orders_js.to_str().unwrap(),
         "--workflow",
         "ORDER=Order",
     ])

@@ -30,6 +30,9 @@ use self::error::{Result, kind_of};
 use crate::error::UserError;
 
 mod error;
+mod swarm;
+
+pub use self::swarm::{LABEL_STACK, SwarmRole};
 
 /// What a command run by [`Docker::exec_capture`] printed, and its exit code.
 #[derive(Debug, Default)]

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     pub rate_per_token: u32,
     #[arg(long, env = "POSTGATE_POOL_SIZE", default_value_t = 16)]
     pub pool_size: usize,
+    /// Seconds to wait at start for PostgreSQL and postgate's tables (Swarm starts every service
+    /// at once); 0 = do not wait.
+    #[arg(long, env = "POSTGATE_DB_WAIT_SECS", default_value_t = 180)]
+    pub db_wait_secs: u64,
 }
 
 /// Where the admin commands connect. Global: given before or after the request's own arguments,

@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod schema;
 pub mod token;
 pub mod types;
+pub mod wait;
 
 pub use config::{Limits, Settings};
 pub use error::ApiError;

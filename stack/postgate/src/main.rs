@@ -3,7 +3,6 @@
 mod cli;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use clap::Parser as _;
 use cli::{AdminArgs, Cli, Command, ServeArgs, TenantAction, TokenAction};
 use postgate::http::{AppState, Metrics};
 use postgate::token::{self, Permissions};
@@ -21,7 +20,7 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse().command).await {
+    match run(protocol::secret_env::parse::<Cli>().command).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("postgate: {e:#}");
@@ -160,6 +159,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let pepper = postgate::config::check_pepper(&args.pepper).map_err(|e| anyhow!(e))?;
     if !args.parser_check {
         tracing::warn!("the pg_query check is off: PostgreSQL privileges are the only wall");
+    }
+    if args.db_wait_secs > 0 {
+        postgate::wait::until_ready(
+            "postgate",
+            &args.database_url,
+            "postgate.tokens",
+            Duration::from_secs(args.db_wait_secs),
+        )
+        .await?;
     }
     let settings = Settings {
         database_url: args.database_url,

@@ -10,3 +10,4 @@
 pub mod admin;
 pub mod exit;
 pub mod manifest;
+pub mod secret_env;

@@ -158,6 +158,10 @@ enum Cmd {
         /// Bearer token of the workflows HTTP API (`/workflows/...`); unset: the API is off.
         #[arg(long, env = "RUNNER_WORKFLOWS_TOKEN", hide_env_values = true)]
         workflows_token: Option<String>,
+        /// Seconds to wait at start for PostgreSQL and the runner's tables (Swarm starts every
+        /// service at once); 0 = do not wait.
+        #[arg(long, env = "RUNNER_DB_WAIT_SECS", default_value_t = 180)]
+        db_wait_secs: u64,
         #[command(flatten)]
         defaults: Defaults,
         #[command(flatten)]
@@ -280,7 +284,7 @@ enum QueueCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = protocol::secret_env::parse::<Cli>();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -355,12 +359,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_cron,
             fetch_ca_file,
             workflows_token,
+            db_wait_secs,
             defaults,
             keys,
         } => {
             // Only the long-running service logs library events: the admin commands' stdout is
             // their answer (JSON that stackctl parses).
             runner::log::install_tracing();
+            if db_wait_secs > 0 {
+                // The newest platform migration's table: the schema this build needs is in.
+                postgate::wait::until_ready(
+                    "runner",
+                    &db.database_url,
+                    "runner.workflow_history",
+                    Duration::from_secs(db_wait_secs),
+                )
+                .await?;
+            }
             let mut s = settings(&db, &tuning)?;
             s.workers_domain = workers_domain.filter(|d| !d.is_empty());
             s.cron = !no_cron;

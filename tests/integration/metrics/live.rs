@@ -60,7 +60,7 @@ impl Drop for Tags {
 /// `cargo build` of the service binaries `stackctl build` copies from beside stackctl: the
 /// whole workspace's, so features resolve as in the workspace build (nothing is rebuilt after
 /// one; `-p postgate -p runner` alone would resolve them differently and rebuild dependencies).
-fn build_service_binaries() {
+pub(crate) fn build_service_binaries() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args(["build", "--workspace", "--bins"])

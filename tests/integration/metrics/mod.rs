@@ -3,6 +3,6 @@
 //! Docker; `live` brings Prometheus and the exporters up from our images and checks them against
 //! a live scrape.
 
-mod live;
+pub(crate) mod live;
 mod provisioning;
 mod queries;

@@ -7,6 +7,7 @@
 mod compose;
 mod dokploy;
 mod read;
+mod swarm;
 
 use crate::support::{Stackctl, compose_v2};
 

@@ -7,7 +7,8 @@
 //! Targets differ only in wiring: `local` publishes ports on 127.0.0.1 and mounts config files from
 //! the stack directory; `dokploy` publishes nothing, joins routed services to `dokploy-network` with
 //! Traefik labels, and mounts config files from `../files/` (Dokploy's file mounts), which `render`
-//! writes beside the output.
+//! writes beside the output. `swarm` is a stack file for `docker stack deploy` (and Dokploy's
+//! "Docker Stack" type), with the files it reads under `../files/` too: see [`swarm`].
 
 use std::path::{Path, PathBuf};
 
@@ -21,11 +22,29 @@ use crate::files::{self, WritePlan, normalize};
 use crate::scram;
 use crate::secrets::{EnvFile, SECRETS};
 
+pub mod swarm;
+
 /// Where the rendered stack will run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
     Local,
     Dokploy,
+    /// A Docker Swarm stack file (`docker stack deploy`, `stackctl up --swarm`).
+    Swarm,
+}
+
+impl ConfigFile {
+    /// Its bytes: rendered, or those of the file `init` made (`referenced`, by name).
+    pub fn bytes(&self, referenced: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        match &self.contents {
+            Some(b) => b.clone(),
+            None => referenced
+                .iter()
+                .find(|(n, _)| *n == self.name)
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 impl Target {
@@ -33,6 +52,7 @@ impl Target {
         match self {
             Target::Local => "local",
             Target::Dokploy => "dokploy",
+            Target::Swarm => "swarm",
         }
     }
 
@@ -41,6 +61,7 @@ impl Target {
         match self {
             Target::Local => "docker-compose.yml",
             Target::Dokploy => "dokploy/code/docker-compose.yml",
+            Target::Swarm => "swarm/code/docker-stack.yml",
         }
     }
 }
@@ -57,23 +78,26 @@ pub struct ConfigFile {
     pub mode: u32,
 }
 
-const COMPOSE_TEMPLATE: &str = include_str!("../templates/docker-compose.yml.tera");
-const STACK_TOML_TEMPLATE: &str = include_str!("../templates/stack.toml.tera");
-const PGCAT_TEMPLATE: &str = include_str!("../pgcat/pgcat.toml.tera");
-const PGBOUNCER_INI_TEMPLATE: &str = include_str!("../templates/pgbouncer/pgbouncer.ini.tera");
-const PGBOUNCER_USERLIST_TEMPLATE: &str = include_str!("../templates/pgbouncer/userlist.txt.tera");
-const PGBACKREST_TEMPLATE: &str = include_str!("../templates/pgbackrest/pgbackrest.conf.tera");
-const LOKI_TEMPLATE: &str = include_str!("../observability/loki.yaml.tera");
-const ALLOY_CONFIG: &str = include_str!("../observability/config.alloy");
-const GRAFANA_DATASOURCES: &str = include_str!("../observability/grafana/datasources.yaml");
-const GRAFANA_DASHBOARDS: &str = include_str!("../observability/grafana/dashboards.yaml");
-const GRAFANA_DASHBOARD_LOGS: &str = include_str!("../observability/grafana/stack-logs.json");
-const PROMETHEUS_TEMPLATE: &str = include_str!("../observability/prometheus/prometheus.yml.tera");
-const PROMETHEUS_ALERTS: &str = include_str!("../observability/prometheus/alerts.yml");
+const COMPOSE_TEMPLATE: &str = include_str!("../../templates/docker-compose.yml.tera");
+const SWARM_MACROS: &str = include_str!("../../templates/swarm.tera");
+const STACK_TOML_TEMPLATE: &str = include_str!("../../templates/stack.toml.tera");
+const PGCAT_TEMPLATE: &str = include_str!("../../pgcat/pgcat.toml.tera");
+const PGBOUNCER_INI_TEMPLATE: &str = include_str!("../../templates/pgbouncer/pgbouncer.ini.tera");
+const PGBOUNCER_USERLIST_TEMPLATE: &str =
+    include_str!("../../templates/pgbouncer/userlist.txt.tera");
+const PGBACKREST_TEMPLATE: &str = include_str!("../../templates/pgbackrest/pgbackrest.conf.tera");
+const LOKI_TEMPLATE: &str = include_str!("../../observability/loki.yaml.tera");
+const ALLOY_CONFIG: &str = include_str!("../../observability/config.alloy");
+const GRAFANA_DATASOURCES: &str = include_str!("../../observability/grafana/datasources.yaml");
+const GRAFANA_DASHBOARDS: &str = include_str!("../../observability/grafana/dashboards.yaml");
+const GRAFANA_DASHBOARD_LOGS: &str = include_str!("../../observability/grafana/stack-logs.json");
+const PROMETHEUS_TEMPLATE: &str =
+    include_str!("../../observability/prometheus/prometheus.yml.tera");
+const PROMETHEUS_ALERTS: &str = include_str!("../../observability/prometheus/alerts.yml");
 const PROMETHEUS_POOLER_ALERTS_PGBOUNCER: &str =
-    include_str!("../observability/prometheus/pooler-alerts-pgbouncer.yml");
+    include_str!("../../observability/prometheus/pooler-alerts-pgbouncer.yml");
 const PROMETHEUS_POOLER_ALERTS_PGCAT: &str =
-    include_str!("../observability/prometheus/pooler-alerts-pgcat.yml");
+    include_str!("../../observability/prometheus/pooler-alerts-pgcat.yml");
 
 /// A metric dashboard Grafana provisions from `observability/grafana/`.
 pub struct Dashboard {
@@ -112,7 +136,7 @@ macro_rules! dashboard {
             config: $config,
             file: $file,
             path: concat!("observability/grafana/", $file),
-            json: Json::Any(include_str!(concat!("../observability/grafana/", $file))),
+            json: Json::Any(include_str!(concat!("../../observability/grafana/", $file))),
         }
     };
 }
@@ -128,8 +152,8 @@ pub const METRIC_DASHBOARDS: &[Dashboard] = &[
         file: "pooler.json",
         path: "observability/grafana/pooler.json",
         json: Json::PerPooler {
-            pgbouncer: include_str!("../observability/grafana/pooler-pgbouncer.json"),
-            pgcat: include_str!("../observability/grafana/pooler-pgcat.json"),
+            pgbouncer: include_str!("../../observability/grafana/pooler-pgbouncer.json"),
+            pgcat: include_str!("../../observability/grafana/pooler-pgcat.json"),
         },
     },
     dashboard!("grafana_dashboard_postgate", "postgate.json"),
@@ -139,6 +163,7 @@ pub const METRIC_DASHBOARDS: &[Dashboard] = &[
 fn templates() -> Result<Tera> {
     let mut t = Tera::default();
     t.add_raw_templates(vec![
+        ("swarm.tera", SWARM_MACROS),
         ("docker-compose.yml", COMPOSE_TEMPLATE),
         ("stack.toml", STACK_TOML_TEMPLATE),
         ("pgcat.toml", PGCAT_TEMPLATE),
@@ -362,6 +387,10 @@ pub fn config_files(stack: &Stack, env: &EnvFile) -> Result<Vec<ConfigFile>> {
 struct ConfigRef<'a> {
     name: &'a str,
     path: &'a str,
+    /// Holds secrets (written 0600): a Swarm secret on the swarm target.
+    secret: bool,
+    /// Its Swarm object name (swarm target).
+    swarm_name: String,
 }
 
 /// The Compose file for `target`, with its config files and migrations under `files_prefix`
@@ -371,6 +400,7 @@ pub fn compose(
     target: Target,
     configs: &[ConfigFile],
     files_prefix: &str,
+    swarm: &swarm::SwarmParts,
 ) -> Result<String> {
     let f = &stack.file;
     let mut ctx = tera::Context::new();
@@ -407,9 +437,17 @@ pub fn compose(
         .map(|c| ConfigRef {
             name: c.name,
             path: c.path,
+            secret: c.mode == files::SECRET,
+            swarm_name: swarm.config_names.get(c.name).cloned().unwrap_or_default(),
         })
         .collect();
     ctx.insert("configs", &refs);
+    ctx.insert("swarm_cfg", &f.swarm);
+    ctx.insert("traefik_network", &f.swarm.traefik_network);
+    ctx.insert("swarm_secrets", &swarm.secrets);
+    let keys: Vec<&str> = swarm.secrets.iter().map(|x| x.name.as_str()).collect();
+    ctx.insert("swarm_secret_keys", &keys);
+    ctx.insert("migrations", &swarm.migrations);
     let dashboards: Vec<(&str, &str)> = METRIC_DASHBOARDS
         .iter()
         .map(|d| (d.config, d.file))
@@ -421,7 +459,7 @@ pub fn compose(
 fn files_prefix(target: Target) -> &'static str {
     match target {
         Target::Local => "./",
-        Target::Dokploy => "../files/",
+        Target::Dokploy | Target::Swarm => "../files/",
     }
 }
 
@@ -514,8 +552,6 @@ pub fn render(
         }
         _ => files_prefix(target).to_string(),
     };
-    let compose_text = compose(stack, target, &configs, &prefix)?;
-
     // Files `init` made that render only references (certificates) must exist.
     let mut referenced = Vec::new();
     for c in configs.iter().filter(|c| c.contents.is_none()) {
@@ -526,23 +562,29 @@ pub fn render(
         })?;
         referenced.push((c.name, bytes));
     }
+    let migrations_dir = &stack.file.migrations.directory;
+    let swarm_parts = match target {
+        Target::Swarm => swarm::parts(
+            stack,
+            env,
+            &configs,
+            &referenced,
+            migrations_dir.trim_end_matches('/'),
+            &read_migrations(&stack.dir.join(migrations_dir))?,
+        ),
+        _ => swarm::SwarmParts::default(),
+    };
+    let compose_text = compose(stack, target, &configs, &prefix, &swarm_parts)?;
 
     let mut plan = WritePlan::default();
     plan_config_files(&mut plan, stack, &configs);
     let files_dir = match target {
         Target::Local => out_dir.clone(),
-        Target::Dokploy => {
+        Target::Dokploy | Target::Swarm => {
             // Dokploy mounts `../files/...` relative to the Compose file: copy every config there.
             let files_dir = normalize(&out_dir.join("..").join("files"));
             for c in &configs {
-                let bytes = match &c.contents {
-                    Some(b) => b.clone(),
-                    None => referenced
-                        .iter()
-                        .find(|(n, _)| *n == c.name)
-                        .map(|(_, b)| b.clone())
-                        .unwrap_or_default(),
-                };
+                let bytes = c.bytes(&referenced);
                 plan.file(
                     files_dir.join(c.path),
                     bytes,
@@ -558,6 +600,15 @@ pub fn render(
                     bytes,
                     files::PUBLIC,
                     format!("files/{migrations}/{name}"),
+                );
+            }
+            // Swarm: every secret a file of its own (docker stack deploy reads no .env).
+            for x in swarm_parts.secrets.iter().filter(|x| x.own_file) {
+                plan.file(
+                    files_dir.join(&x.path),
+                    x.contents.clone(),
+                    files::SECRET,
+                    format!("files/{}", x.path),
                 );
             }
             files_dir
