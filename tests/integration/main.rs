@@ -1,6 +1,7 @@
 //! The one integration test binary: scenarios against the real `stackctl` binary, real files,
 //! the real Docker Engine and real PostgreSQL. Each module is one area; `support` holds the
-//! fluent helper, `alloy` the parser `configs` reads Alloy's config with.
+//! fluent helper, `alloy` the parser `configs` reads Alloy's config with. The Swarm scenario is
+//! a binary of its own (`tests/swarm`).
 
 mod alloy;
 mod support;
@@ -19,5 +20,4 @@ mod postgate;
 mod publish;
 mod readme;
 mod render;
-mod swarm;
 mod workers;

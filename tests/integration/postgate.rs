@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::engine::Proj;
+use crate::support::{http_answer, token_of};
 
 /// `cargo build -p postgate`: `stackctl build postgate` copies the binary that sits beside
 /// stackctl (cargo builds only the package under test for this binary).
@@ -39,20 +40,6 @@ pub(crate) fn http(port: u16, method: &str, path: &str, token: &str, body: &str)
     http_answer(&answer)
 }
 
-/// An HTTP/1.x answer as (status, body).
-pub(crate) fn http_answer(answer: &str) -> (u16, String) {
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
 pub(crate) fn query(port: u16, token: &str, sql: &str) -> (u16, serde_json::Value) {
     let (status, body) = http(
         port,
@@ -63,16 +50,6 @@ pub(crate) fn query(port: u16, token: &str, sql: &str) -> (u16, serde_json::Valu
     );
     let v = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
     (status, v)
-}
-
-/// The token a `token create` / `gen-token` run printed (the one line that starts with `pg_`).
-pub(crate) fn token_of(stdout: &str) -> String {
-    stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("pg_") && l.len() > 40)
-        .unwrap_or_else(|| panic!("no token in the output:\n{stdout}"))
-        .to_string()
 }
 
 #[test]

@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Stackctl, published_port, require_docker};
+use crate::support::{Stackctl, eventually, published_port, require_docker};
 
 struct Stack {
     s: Stackctl,
@@ -50,18 +50,6 @@ pub(crate) fn http(
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-/// Polls until `f` returns Some, or panics with `what` after `within`.
-pub(crate) fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A workflow: a step, then a wait for a `paid` event.

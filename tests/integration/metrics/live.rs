@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::queries::{Query, dashboard_queries, metric_names, rule_queries};
 use crate::engine::Proj;
-use crate::support::published_port;
+use crate::support::{build_service_binaries, published_port};
 
 const REPLICAS: usize = 2;
 /// The `[images]` keys of the images this test builds under its own tags.
@@ -55,23 +55,6 @@ impl Drop for Tags {
             let _ = Command::new("docker").args(["rmi", "-f", t]).output();
         }
     }
-}
-
-/// `cargo build` of the service binaries `stackctl build` copies from beside stackctl: the
-/// whole workspace's, so features resolve as in the workspace build (nothing is rebuilt after
-/// one; `-p postgate -p runner` alone would resolve them differently and rebuild dependencies).
-pub(crate) fn build_service_binaries() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "--workspace", "--bins"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("running cargo build");
-    assert!(
-        out.status.success(),
-        "cargo build --workspace --bins failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `curl` with `args`; (HTTP status, body).

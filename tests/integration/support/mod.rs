@@ -7,12 +7,14 @@
 mod files;
 mod postgres;
 mod run;
+mod services;
 
 use std::process::Command;
 
 pub use files::{assert_unchanged, mode, snapshot, yget, ystr};
 pub use postgres::{Db, Postgres, postgres_image};
 pub use run::{Done, Run, Stackctl, bin, interrupt_when, stackctl_in};
+pub use services::{build_service_binaries, eventually, http_answer, token_of};
 pub use testkit::{docker, free_port, image_exists, published_port, require_docker};
 
 /// `docker compose` v2 (installed by scripts/compose-v2.sh), or panics with how to get it.

@@ -6,7 +6,7 @@
 use deadpool_postgres::Pool;
 use serde_json::Value;
 
-use super::api::{self, ApiError};
+use super::api::ApiError;
 use crate::db::conn;
 
 /// The statuses an instance can have (the migration's CHECK constraint).

@@ -11,9 +11,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::postgate::{http_answer, token_of};
-use crate::support::{Stackctl, require_docker};
-use crate::workers::eventually;
+use crate::support::{
+    Stackctl, build_service_binaries, eventually, http_answer, require_docker, token_of,
+};
 
 fn docker(args: &[&str]) -> (bool, String) {
     let out = Command::new("docker")
@@ -176,7 +176,7 @@ fn the_stack_on_a_single_node_swarm_converges_serves_and_keeps_its_data() {
     );
     s.write("stack.toml", &toml);
     // `stackctl build` copies postgate's and the runner's binaries from beside stackctl.
-    crate::metrics::live::build_service_binaries();
+    build_service_binaries();
     s.cmd([
         "build",
         "postgres",
