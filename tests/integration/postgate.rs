@@ -7,23 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::engine::Proj;
-use crate::support::{http_answer, token_of};
-
-/// `cargo build -p postgate`: `stackctl build postgate` copies the binary that sits beside
-/// stackctl (cargo builds only the package under test for this binary).
-fn build_postgate_binary() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "-p", "postgate", "--bin", "postgate"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("running cargo build -p postgate");
-    assert!(
-        out.status.success(),
-        "cargo build -p postgate failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::support::{build_service_binaries, http_answer, token_of};
 
 /// One HTTP/1.0 request to 127.0.0.1:`port`; returns (status, body).
 pub(crate) fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
@@ -55,7 +39,7 @@ pub(crate) fn query(port: u16, token: &str, sql: &str) -> (u16, serde_json::Valu
 #[test]
 fn postgate_in_the_stack_tenants_tokens_and_queries_through_pgbouncer() {
     let p = Proj::new("pgt");
-    build_postgate_binary();
+    build_service_binaries();
     std::fs::remove_file(p.s.file("stack.toml")).unwrap(); // init writes the full one
     p.s.cmd(["init", "--pooler", "pgbouncer", "--project", &p.name])
         .run()
