@@ -315,48 +315,17 @@ fn a_backup_under_load_an_interrupted_restore_and_a_total_loss_all_come_back() {
 
     // Total loss while rows are being written: one row a tick, each with its commit time.
     sql("CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz NOT NULL)");
-    // Right after a restore, archiving on the new timeline can start late: two CI runs saw only
-    // its history file archived 20 s after the promotion (with no failure counted), one with
-    // other builds loading the machine. The RPO below is measured once the archiver has pushed
-    // a segment of the new timeline; how long that took is printed (see docs/backups.md).
-    let waited = Instant::now();
-    loop {
-        sql("INSERT INTO ticks (at) VALUES (clock_timestamp())");
-        let last = sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-        if last.len() == 24 && !last.starts_with("00000001") {
-            break;
-        }
-        if waited.elapsed() > Duration::from_secs(150) {
-            let container = pg();
-            let logs = Command::new("docker")
-                .args(["logs", "--tail", "60", &container])
-                .output()
-                .unwrap();
-            let ps = Command::new("docker")
-                .args([
-                    "exec",
-                    &container,
-                    "sh",
-                    "-c",
-                    "ps -eo pid,etime,args; ls -la /var/lib/pgbackrest/lock /var/spool/pgbackrest/archive/*/out",
-                ])
-                .output()
-                .unwrap();
-            panic!(
-                "no WAL segment of the new timeline archived within 150 s of the restore ({}); \
-                 server log:\n{}\nprocesses, locks and spool:\n{}",
-                sql(
-                    "SELECT archived_count, last_archived_wal, failed_count, last_failed_wal FROM pg_stat_archiver"
-                ),
-                String::from_utf8_lossy(&logs.stderr),
-                String::from_utf8_lossy(&ps.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    println!(
-        "the new timeline's first WAL segment was archived {:.1} s after the restore returned",
-        waited.elapsed().as_secs_f64()
+    // `restore` ends by proving archiving works on the new timeline (a CHECKPOINT wakes the
+    // checkpointer, which otherwise may sleep through archive_timeout for up to
+    // checkpoint_timeout after recovery; then `pgbackrest check`): a segment of the new timeline
+    // is archived before it returns. The RPO below shows archive_timeout holds after it.
+    let last = sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
+    assert!(
+        last.len() == 24 && !last.starts_with("00000001"),
+        "no WAL segment of the new timeline archived when restore returned ({})",
+        sql(
+            "SELECT archived_count, last_archived_wal, failed_count, last_failed_wal FROM pg_stat_archiver"
+        )
     );
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(12) {
