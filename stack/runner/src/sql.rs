@@ -1,7 +1,7 @@
 //! The runner's schema, as SQL files embedded in the library.
 //!
-//! The SQL lives in the workspace's `migrations/V2__runner.sql` and `V3__runner_limits_secrets.sql`
-//! (platform migrations);
+//! The SQL lives in the workspace's `migrations/` (`V2__runner.sql`, `V3__…`, `V18__…`, `V19__…`:
+//! platform migrations);
 //! [`apply`] runs it for tests and `runner migrate`. Every statement is idempotent.
 //! [`CRON_QUEUE`] is the queue name the schema fixes for cron ticks; it lives here, beside the
 //! schema, so that the queue code, its stats and `serve` all read it from below them.
@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("V2__runner", SCHEMA_SQL),
     ("V3__runner_limits_secrets", LIMITS_SECRETS_SQL),
     ("V18__runner_workflows", WORKFLOWS_SQL),
+    ("V19__runner_workflow_hooks", WORKFLOW_HOOKS_SQL),
 ];
 
 /// Jobs and `runner.enqueue(...)`, cron schedules and ticks, workers and `runner.deploy(...)`.
@@ -24,6 +25,10 @@ pub const LIMITS_SECRETS_SQL: &str =
 
 /// Durable workflows: instances, steps, events, hooks, history, `runner.workflow_create(...)`.
 pub const WORKFLOWS_SQL: &str = include_str!("../../../migrations/V18__runner_workflows.sql");
+
+/// Workflow hooks (`step.createHook`): the step kind `hook`.
+pub const WORKFLOW_HOOKS_SQL: &str =
+    include_str!("../../../migrations/V19__runner_workflow_hooks.sql");
 
 /// Jobs that advance workflow instances (payload `{"instance": ID}`): the queue the workflow
 /// schema's `runner.workflow_wake(...)` fills.

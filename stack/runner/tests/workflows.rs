@@ -737,6 +737,117 @@ fn request(
     Ok((status, body))
 }
 
+/// `step.createHook`: a POST to the hook's URL resumes the instance, with the workflows API
+/// off (the URL's token is the credential); a second payload sent early is kept for the next
+/// `wait()`; a wrong or malformed token is 404 and a body that is not JSON 400, nothing
+/// delivered; a finished instance takes no more; after `restart` the hook keeps its token and
+/// the payloads go back to the inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_resume_a_workflow_from_their_url_without_the_api_token() {
+    let src = r#"
+export class Hooked extends WorkflowEntrypoint {
+  async run(event, step) {
+    const hook = await step.createHook('callback');
+    const url = await step.do('publish', async () => {
+      await this.env.QUEUE.send({ i: event.instanceId, s: 'publish' }, { queue: 'effects' });
+      return hook.url;
+    });
+    const first = await hook.wait({ timeout: '1 minute' });
+    const second = await hook.wait({ timeout: '1 minute' });
+    return { first: first.payload, second: second.payload, url, same: url === hook.url };
+  }
+}"#;
+    let (pg, c) = start("hooked", src, r#"{"HOOKED": "Hooked"}"#).await;
+    let r = serve("wf-hooks", &pg);
+    let pool = runner::db::pool(&pg.url, 2).expect("pool");
+    let addr = r.listen_addr(Duration::from_secs(10));
+    let post = |path: String, body: &'static str| {
+        let addr = addr.clone();
+        async move {
+            tokio::task::spawn_blocking(move || request(&addr, "POST", &path, "", body))
+                .await
+                .expect("join")
+                .expect("request")
+        }
+    };
+    c.execute("SELECT runner.workflow_create('Hooked', 'k1', '{}')", &[])
+        .await
+        .expect("create");
+    wait_status(&c, "k1", "waiting", Duration::from_secs(20)).await;
+    let token: String = c
+        .query_one(
+            "SELECT output->>'token' FROM runner.workflow_steps
+              WHERE instance_id = 'k1' AND kind = 'hook'",
+            &[],
+        )
+        .await
+        .expect("hook step")
+        .get(0);
+    assert!(
+        token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
+    let url = format!("/workflows/hooks/{token}");
+    // The API itself stays off.
+    let (s, _) = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || request(&addr, "GET", "/workflows/Hooked/k1", "", "")
+    })
+    .await
+    .expect("join")
+    .expect("request");
+    assert_eq!(s, 404);
+    let (s, b) = post(format!("/workflows/hooks/{}", "0".repeat(64)), "{}").await;
+    assert_eq!(s, 404, "{b}");
+    let (s, _) = post("/workflows/hooks/not-a-token".into(), "{}").await;
+    assert_eq!(s, 404);
+    let (s, b) = post(url.clone(), "{not json").await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM runner.workflow_events").await,
+        0,
+        "nothing delivered by a bad call"
+    );
+    let (s, b) = post(url.clone(), r#"{"n": 1}"#).await;
+    assert_eq!((s, b.as_str()), (202, r#"{"accepted":true}"#));
+    let (s, _) = post(url.clone(), r#"{"n": 2}"#).await;
+    assert_eq!(s, 202);
+    wait_status(&c, "k1", "complete", Duration::from_secs(20)).await;
+    let want = serde_json::json!({"first": {"n": 1}, "second": {"n": 2}, "url": url, "same": true});
+    assert_eq!(outcome(&c, "k1").await.0, want);
+    assert_eq!(effects(&c, "k1", "publish").await, 1);
+    let (s, b) = post(url.clone(), r#"{"n": 3}"#).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("takes no more events"), "{b}");
+    // restart: the run starts from the top, meets the same hook, takes the same payloads again.
+    runner::workflow::api::control(&pool, "k1", "restart")
+        .await
+        .expect("restart");
+    wait_status(&c, "k1", "complete", Duration::from_secs(20)).await;
+    assert_eq!(outcome(&c, "k1").await.0, want);
+    assert_eq!(
+        one(
+            &c,
+            "SELECT count(*) FROM runner.workflow_hooks WHERE instance_id = 'k1'"
+        )
+        .await,
+        1
+    );
+    // A second instance gets a hook of its own.
+    c.execute("SELECT runner.workflow_create('Hooked', 'k2', '{}')", &[])
+        .await
+        .expect("create");
+    wait_status(&c, "k2", "waiting", Duration::from_secs(20)).await;
+    assert_eq!(
+        one(
+            &c,
+            "SELECT count(DISTINCT token) FROM runner.workflow_hooks WHERE instance_id IN ('k1', 'k2')"
+        )
+        .await,
+        2
+    );
+}
+
 /// A caught waitForEvent timeout; pause holds an instance past its timer until resume; a
 /// terminated instance does not run again until restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

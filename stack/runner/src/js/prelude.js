@@ -483,6 +483,21 @@
         const ev = r.output;
         return { payload: ev.payload, type: ev.type, timestamp: new Date(ev.timestamp) };
       },
+      // A hook: `{ token, url, wait({ timeout }) }`. Each POST to `url` (a path on the runner)
+      // delivers one JSON payload, kept if it comes early; each `wait()` is a waitForEvent step
+      // (named like the hook) that takes the next one.
+      async createHook(name) {
+        const pos = position(name);
+        if (halted) return halt({ reason: 'suspend' });
+        const r = call('hook', pos);
+        const h = stopped(r); if (h) return h;
+        const token = r.output.token;
+        return Object.freeze({
+          token,
+          url: `/workflows/hooks/${token}`,
+          wait: (opts = {}) => step.waitForEvent(name, { type: `hook:${token}`, timeout: opts && opts.timeout }),
+        });
+      },
     };
     const inst = new C(ctx, env);
     if (typeof inst.run !== 'function') throw new Error(`workflow class ${input.class} has no run() method`);

@@ -70,6 +70,43 @@ pub async fn send_event(pool: &Pool, id: &str, ty: &str, payload: &Value) -> Res
     Ok(row.get(0))
 }
 
+/// Deliver one payload to the hook with this token (`step.createHook`): an event of type
+/// `hook:<token>` for its instance, which wakes it if a `hook.wait()` waits. The instance's id.
+/// An unknown or malformed token is [`ApiError::NotFound`] (which of the two is not said).
+pub async fn deliver_hook(pool: &Pool, token: &str, payload: &Value) -> Result<String, ApiError> {
+    let unknown = || ApiError::NotFound("hook".into());
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(unknown());
+    }
+    let mut c = conn(pool).await?;
+    let tx = c
+        .transaction()
+        .await
+        .map_err(sql_error("starting a hook delivery"))?;
+    let Some(row) = tx
+        .query_opt(
+            "UPDATE runner.workflow_hooks SET used_at = now() WHERE token = $1
+             RETURNING instance_id",
+            &[&token],
+        )
+        .await
+        .map_err(sql_error("finding a hook"))?
+    else {
+        return Err(unknown());
+    };
+    let id: String = row.get(0);
+    tx.execute(
+        "SELECT runner.workflow_send_event($1, $2, $3)",
+        &[&id, &format!("hook:{token}"), payload],
+    )
+    .await
+    .map_err(sql_error("delivering to a hook"))?;
+    tx.commit()
+        .await
+        .map_err(sql_error("committing a hook delivery"))?;
+    Ok(id)
+}
+
 /// The instance's status, output or error, and its steps with their timings.
 pub async fn status(pool: &Pool, workflow: Option<&str>, id: &str) -> Result<Value, ApiError> {
     let c = conn(pool).await?;

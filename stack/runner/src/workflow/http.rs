@@ -5,7 +5,9 @@
 //!   `{"id"}`, or 200 with the status when the instance finished within `wait` (at most 60 s);
 //! - `GET /workflows/NAME/ID`: the status, output or error, and the steps with their timings;
 //! - `POST /workflows/NAME/ID/events/TYPE` body: the event's payload (JSON): 202;
-//! - `PATCH /workflows/NAME/ID/status` body `{"action": "pause"|"resume"|"terminate"|"restart"}`.
+//! - `PATCH /workflows/NAME/ID/status` body `{"action": "pause"|"resume"|"terminate"|"restart"}`;
+//! - `POST /workflows/hooks/TOKEN` body: one payload for a hook (`step.createHook`), 202. The
+//!   hook's token is its credential: this route needs no bearer token and works with the API off.
 //!
 //! Internal errors are logged, never sent; bad input gets a 400 saying what is wrong.
 
@@ -56,6 +58,14 @@ impl Token {
 const MAX_BODY: usize = (1 << 20) + 4096;
 
 pub async fn handle(st: &AppState, req: Request) -> Response {
+    // A hook's URL is its own credential (an unguessable token a workflow handed out), so it
+    // answers with or without the API's token.
+    if req.method() == Method::POST
+        && let Some(hook) = req.uri().path().strip_prefix("/workflows/hooks/")
+    {
+        let hook = hook.to_string();
+        return deliver(st, &hook, req).await;
+    }
     let Some(token) = &st.workflows_token else {
         return json_error(
             StatusCode::NOT_FOUND,
@@ -86,23 +96,11 @@ pub async fn handle(st: &AppState, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.trim_start_matches("/workflows/").split('/').collect();
-    let body = match to_bytes(req.into_body(), MAX_BODY).await {
+    let body = match read_body(req).await {
         Ok(b) => b,
-        Err(_) => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "the body is over 1 MiB",
-            );
-        }
+        Err(too_large) => return too_large,
     };
-    let json_body = || -> Result<Value, ApiError> {
-        if body.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Bad(format!("the body is not JSON: {e}")))
-    };
+    let json_body = || json_of(&body);
     let pool = &st.pool;
     let r: Result<(StatusCode, Value), ApiError> = async {
         match (&method, parts.as_slice()) {
@@ -151,13 +149,20 @@ pub async fn handle(st: &AppState, req: Request) -> Response {
             v.to_string(),
         )
             .into_response(),
-        Err(ApiError::NotFound(what)) => json_error(
+        Err(e) => answer_error(e),
+    }
+}
+
+/// The answer to a failed call: 404, 400 with the message, or 500 (logged, never sent).
+fn answer_error(e: ApiError) -> Response {
+    match e {
+        ApiError::NotFound(what) => json_error(
             StatusCode::NOT_FOUND,
             "not_found",
             &format!("not found: {what}"),
         ),
-        Err(ApiError::Bad(m)) => json_error(StatusCode::BAD_REQUEST, "bad_request", &m),
-        Err(ApiError::Db(e)) => {
+        ApiError::Bad(m) => json_error(StatusCode::BAD_REQUEST, "bad_request", &m),
+        ApiError::Db(e) => {
             crate::log::error("workflows API", &e);
             json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -165,6 +170,48 @@ pub async fn handle(st: &AppState, req: Request) -> Response {
                 "internal error",
             )
         }
+    }
+}
+
+/// The request's body, or the 413 answer when it is over [`MAX_BODY`].
+async fn read_body(req: Request) -> Result<axum::body::Bytes, Response> {
+    to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the body is over 1 MiB",
+        )
+    })
+}
+
+/// A body as JSON (empty: `null`), or a 400 saying why not.
+fn json_of(body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::Bad(format!("the body is not JSON: {e}")))
+}
+
+/// `POST /workflows/hooks/TOKEN`: the body (JSON, or empty for `null`) goes to the hook's
+/// instance; 202, or 404 for a token no hook has, 400 for a body that is not JSON or an
+/// instance that takes no more events.
+async fn deliver(st: &AppState, token: &str, req: Request) -> Response {
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(too_large) => return too_large,
+    };
+    let r = match json_of(&body) {
+        Ok(p) => api::deliver_hook(&st.pool, token, &p).await,
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok(_) => (
+            StatusCode::ACCEPTED,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({"accepted": true}).to_string(),
+        )
+            .into_response(),
+        Err(e) => answer_error(e),
     }
 }
 

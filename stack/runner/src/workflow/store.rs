@@ -76,6 +76,7 @@ pub async fn op(pool: &Pool, allowed: &[String], op: &str, args: &str) -> Value 
             "do_end" => do_end(&tx, &args).await?,
             "sleep" => sleep(&tx, &args).await?,
             "event" => event(&tx, &args).await?,
+            "hook" => hook(&tx, &args).await?,
             other => json!({"state": "halt", "reason": "db", "error": format!("unknown step operation {other}")}),
         };
         tx.commit()
@@ -411,6 +412,42 @@ async fn event(tx: &Transaction<'_>, a: &StepArgs) -> Result<Value, DbError> {
     .await
     .map_err(db("recording a wait's timeout"))?;
     Ok(json!({"state": "errored", "error": error}))
+}
+
+/// `step.createHook`: the hook's token, made once (an unguessable 64 hex digits from
+/// PostgreSQL's strong random source) and recorded with the step, so every replay gets the same.
+/// After a `restart` (which forgets the steps) the hook keeps its token: URLs handed out still work.
+async fn hook(tx: &Transaction<'_>, a: &StepArgs) -> Result<Value, DbError> {
+    let rec = match begin(tx, a, "hook").await? {
+        Ok(r) => r,
+        Err(answer) => return Ok(answer),
+    };
+    if let Some(r) = rec {
+        return Ok(json!({"state": "complete", "output": r.output}));
+    }
+    let token: String = tx
+        .query_one(
+            "INSERT INTO runner.workflow_hooks (token, instance_id, step_name, occurrence)
+             VALUES (replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''),
+                     $1, $2, $3)
+             ON CONFLICT (instance_id, step_name, occurrence)
+                DO UPDATE SET instance_id = excluded.instance_id
+             RETURNING token",
+            &[&a.instance, &a.name, &a.occ],
+        )
+        .await
+        .map_err(db("recording a hook"))?
+        .get(0);
+    let output = json!({ "token": token });
+    tx.execute(
+        "INSERT INTO runner.workflow_steps
+                (instance_id, name, occurrence, seq, kind, status, output, finished_at)
+         VALUES ($1, $2, $3, $4, 'hook', 'complete', $5, now())",
+        &[&a.instance, &a.name, &a.occ, &a.seq, &output],
+    )
+    .await
+    .map_err(db("recording a hook step"))?;
+    Ok(json!({"state": "complete", "output": output}))
 }
 
 /// The instance a job advances, as the job found it.
