@@ -18,13 +18,22 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Upper bounds of `postgate_rows_returned`'s buckets: 0 (writes without RETURNING, empty
+/// results) up to the default row limit (`--max-rows`, 10,000).
+pub const ROWS_BUCKETS: [f64; 10] = [
+    0.0, 1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1_000.0, 5_000.0, 10_000.0,
+];
+
+/// The service's Prometheus metrics, served at `/metrics`.
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
+    rows: HistogramVec,
 }
 
 impl Metrics {
+    /// Registers the request counter, the latency histogram and the rows-returned histogram.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
@@ -41,13 +50,32 @@ impl Metrics {
             ),
             &["endpoint"],
         )?;
+        let rows = HistogramVec::new(
+            HistogramOpts::new(
+                "postgate_rows_returned",
+                "Rows each statement of a successful /query or /batch returned",
+            )
+            .buckets(ROWS_BUCKETS.to_vec()),
+            &["endpoint"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(rows.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             duration,
+            rows,
         })
+    }
+
+    /// One observation per statement: the rows it returned (0 for a statement with no result
+    /// columns, such as an INSERT without RETURNING, whatever it affected).
+    fn observe_rows(&self, endpoint: &str, results: &[QueryResult]) {
+        let h = self.rows.with_label_values(&[endpoint]);
+        for r in results {
+            h.observe(r.rows.len() as f64);
+        }
     }
 
     fn observe(&self, endpoint: &str, outcome: &str, started: Instant) {
@@ -122,6 +150,7 @@ async fn query(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) 
             params: req.params,
         };
         let mut out = st.gateway.run(&info, &[stmt], req.rows_as).await?;
+        st.metrics.observe_rows("query", &out);
         Ok::<QueryResult, ApiError>(out.remove(0))
     }
     .await;
@@ -134,6 +163,7 @@ async fn batch(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) 
         let req: BatchRequest = read_json(&st, body).await?;
         let info = st.gateway.authenticate(bearer(&headers)?).await?;
         let results = st.gateway.run(&info, &req.statements, req.rows_as).await?;
+        st.metrics.observe_rows("batch", &results);
         Ok::<_, ApiError>(json!({ "results": results }))
     }
     .await;

@@ -1,4 +1,5 @@
-//! Prometheus counters kept in memory; queue depth is read from the database at scrape time.
+//! Prometheus counters and histograms kept in memory; queue depth is read from the database at
+//! scrape time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -6,7 +7,58 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::queue::Outcome;
 use crate::queue_stats::QueueStats;
+
+/// Upper bounds (seconds) of `runner_job_duration_seconds`'s buckets: 5 ms to 5 minutes.
+pub const JOB_SECONDS_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// One series of a histogram: per-bucket counts (not cumulative; the last is `+Inf`), sum, count.
+#[derive(Debug, Clone, PartialEq)]
+struct Histogram {
+    buckets: [u64; JOB_SECONDS_BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    /// An empty series.
+    fn new() -> Histogram {
+        Histogram {
+            buckets: [0; JOB_SECONDS_BUCKETS.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// Adds `n` observations of `v`.
+    fn observe(&mut self, v: f64, n: u64) {
+        let i = JOB_SECONDS_BUCKETS
+            .iter()
+            .position(|le| v <= *le)
+            .unwrap_or(JOB_SECONDS_BUCKETS.len());
+        self.buckets[i] += n;
+        self.sum += v * n as f64;
+        self.count += n;
+    }
+
+    /// Appends the series' `_bucket` (cumulative), `_sum` and `_count` lines; `labels` are the
+    /// series' own, already escaped and comma-separated.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = JOB_SECONDS_BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), f64::to_string);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
 
 #[derive(Default)]
 pub struct Metrics {
@@ -17,6 +69,8 @@ pub struct Metrics {
     /// (queue, outcome) -> count
     jobs: Mutex<BTreeMap<(String, &'static str), u64>>,
     job_batch_seconds_sum: Mutex<f64>,
+    /// (queue, outcome) -> job durations
+    job_seconds: Mutex<BTreeMap<(String, &'static str), Histogram>>,
     cron_fired: AtomicU64,
 }
 
@@ -47,6 +101,21 @@ impl Metrics {
             .job_batch_seconds_sum
             .lock()
             .unwrap_or_else(|p| p.into_inner()) += took.as_secs_f64();
+    }
+
+    /// One observation of `took` per finished job of a batch, under its outcome. The jobs of a
+    /// batch run in one handler call, so each one's duration is the batch's.
+    pub fn observe_job_durations(&self, queue: &str, outcomes: &[Outcome], took: Duration) {
+        let mut m = self.job_seconds.lock().unwrap_or_else(|p| p.into_inner());
+        for o in [Outcome::Done, Outcome::Retry, Outcome::Dead] {
+            let n = outcomes.iter().filter(|x| **x == o).count() as u64;
+            if n == 0 {
+                continue;
+            }
+            m.entry((queue.to_string(), o.label()))
+                .or_insert_with(Histogram::new)
+                .observe(took.as_secs_f64(), n);
+        }
     }
 
     pub fn cron_fired(&self, n: u64) {
@@ -110,6 +179,22 @@ impl Metrics {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
         );
+        out.push_str(
+            "# HELP runner_job_duration_seconds Time to run each finished job (its batch's), by queue and outcome (done, retry, dead).\n",
+        );
+        out.push_str("# TYPE runner_job_duration_seconds histogram\n");
+        for ((q, o), h) in self
+            .job_seconds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            h.render(
+                &mut out,
+                "runner_job_duration_seconds",
+                &format!("queue=\"{}\",outcome=\"{o}\"", esc(q)),
+            );
+        }
         out.push_str("# HELP runner_cron_ticks_fired_total Cron ticks fired by this replica.\n");
         out.push_str("# TYPE runner_cron_ticks_fired_total counter\n");
         let _ = writeln!(
@@ -141,4 +226,54 @@ fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines of one `runner_job_duration_seconds` series, `labels` as in the exposition.
+    fn series(text: &str, labels: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("runner_job_duration_seconds") && l.contains(labels))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn job_durations_render_as_a_cumulative_histogram_by_queue_and_outcome() {
+        let m = Metrics::default();
+        let text = m.render(&[]);
+        assert!(
+            text.contains("# TYPE runner_job_duration_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(series(&text, "queue=").is_empty(), "no series before a job");
+
+        use Outcome::{Dead, Done, Retry};
+        m.observe_job_durations("mail", &[Done, Done, Retry], Duration::from_millis(30));
+        m.observe_job_durations("mail", &[Dead], Duration::from_secs(400));
+        m.observe_job_durations("q\"x", &[Done], Duration::from_millis(5));
+        let text = m.render(&[]);
+
+        let done = series(&text, r#"queue="mail",outcome="done""#);
+        assert_eq!(done.len(), JOB_SECONDS_BUCKETS.len() + 3, "{text}");
+        for line in [
+            r#"runner_job_duration_seconds_bucket{queue="mail",outcome="done",le="0.025"} 0"#,
+            r#"runner_job_duration_seconds_bucket{queue="mail",outcome="done",le="0.05"} 2"#,
+            r#"runner_job_duration_seconds_bucket{queue="mail",outcome="done",le="300"} 2"#,
+            r#"runner_job_duration_seconds_bucket{queue="mail",outcome="done",le="+Inf"} 2"#,
+            r#"runner_job_duration_seconds_sum{queue="mail",outcome="done"} 0.06"#,
+            r#"runner_job_duration_seconds_count{queue="mail",outcome="done"} 2"#,
+            r#"runner_job_duration_seconds_bucket{queue="mail",outcome="retry",le="0.05"} 1"#,
+            r#"runner_job_duration_seconds_count{queue="mail",outcome="retry"} 1"#,
+            r#"runner_job_duration_seconds_bucket{queue="mail",outcome="dead",le="300"} 0"#,
+            r#"runner_job_duration_seconds_bucket{queue="mail",outcome="dead",le="+Inf"} 1"#,
+            r#"runner_job_duration_seconds_sum{queue="mail",outcome="dead"} 400"#,
+            // A bound is inclusive (`le`), and label values are escaped.
+            r#"runner_job_duration_seconds_bucket{queue="q\"x",outcome="done",le="0.005"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+    }
 }

@@ -31,6 +31,38 @@ pub struct Job {
     pub max_attempts: i32,
 }
 
+/// How one run of a job ended, as [`complete`] and [`fail`] record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler succeeded: the job is `done`.
+    Done,
+    /// It failed with attempts left: back to `ready` after a backoff.
+    Retry,
+    /// It failed on its last attempt: a dead letter.
+    Dead,
+}
+
+impl Outcome {
+    /// `job`'s outcome given its handler's result: `Dead` once the failed run was its last
+    /// attempt (the rule `fail` applies in SQL; `attempts` already counts this run).
+    pub fn of(job: &Job, result: &Result<(), String>) -> Outcome {
+        match result {
+            Ok(()) => Outcome::Done,
+            Err(_) if job.attempts >= job.max_attempts => Outcome::Dead,
+            Err(_) => Outcome::Retry,
+        }
+    }
+
+    /// The `outcome` label of `runner_job_duration_seconds`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Retry => "retry",
+            Outcome::Dead => "dead",
+        }
+    }
+}
+
 const CLAIM: &str = "
 WITH fin AS (
     UPDATE runner.jobs
@@ -372,20 +404,25 @@ pub async fn run_consumer(
             }
             return;
         };
-        metrics.observe_jobs(&cfg.queue, &results, started.elapsed());
+        let took = started.elapsed();
         let mut done = Vec::with_capacity(ids.len());
         let mut failed = Vec::new();
+        let mut outcomes = Vec::with_capacity(ids.len());
         for (job, res) in jobs
             .iter()
-            .zip(results.into_iter().chain(std::iter::repeat(Err(
+            .zip(results.iter().cloned().chain(std::iter::repeat(Err(
                 "handler returned no result".to_string(),
             ))))
         {
+            outcomes.push(Outcome::of(job, &res));
             match res {
                 Ok(()) => done.push(job.id),
                 Err(e) => failed.push((job.id, e)),
             }
         }
+        // The histogram before the counter: a scrape that sees a job counted sees its duration.
+        metrics.observe_job_durations(&cfg.queue, &outcomes, took);
+        metrics.observe_jobs(&cfg.queue, &results, took);
         pending_done = done;
         if let Err(e) = record(&pool, &cfg.owner, &[], &failed).await {
             // The leases will expire and the jobs will run again: at-least-once.
@@ -450,5 +487,28 @@ async fn heartbeat_loop(pool: Pool, cfg: ConsumerConfig, ids: Vec<i64>, stop: Ca
         if let Err(e) = res {
             crate::log::error("heartbeat failed", &e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_job_is_dead_on_its_last_attempt_else_retried() {
+        let job = |attempts, max_attempts| Job {
+            id: 1,
+            queue: "q".into(),
+            payload: serde_json::Value::Null,
+            attempts,
+            max_attempts,
+        };
+        let err = Err("boom".to_string());
+        assert_eq!(Outcome::of(&job(1, 5), &Ok(())), Outcome::Done);
+        assert_eq!(Outcome::of(&job(5, 5), &Ok(())), Outcome::Done);
+        assert_eq!(Outcome::of(&job(1, 5), &err), Outcome::Retry);
+        assert_eq!(Outcome::of(&job(4, 5), &err), Outcome::Retry);
+        assert_eq!(Outcome::of(&job(5, 5), &err), Outcome::Dead);
+        assert_eq!(Outcome::of(&job(1, 1), &err), Outcome::Dead);
     }
 }

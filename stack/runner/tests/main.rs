@@ -3,6 +3,7 @@
 
 mod admin;
 mod cron;
+mod job_metrics;
 mod queue;
 mod queue_default;
 mod support;

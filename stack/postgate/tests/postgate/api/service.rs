@@ -22,6 +22,53 @@ async fn health_ready_metrics() {
     );
 }
 
+/// `postgate_rows_returned`: one observation per successful statement, labelled by endpoint,
+/// counting the rows returned; a failed query observes nothing.
+#[tokio::test]
+async fn rows_returned_histogram_counts_each_statements_rows() {
+    let h = Harness::new(true).await;
+    h.tenant("rows").await;
+    let t = h.token("rows", "SELECT").await;
+    let v = h.ok(&t, "SELECT g FROM generate_series(1, 3) g").await;
+    assert_eq!(v["row_count"], 3, "{v}");
+    // A failed query is no observation.
+    let (s, v) = h.query(&t, "SELECT 1/0", json!([])).await;
+    assert_ne!(s, StatusCode::OK, "{v}");
+    let (s, v) = h
+        .post(
+            "/batch",
+            &t,
+            &json!({"statements": [
+                {"sql": "SELECT g FROM generate_series(1, 12) g"},
+                {"sql": "SELECT 1 WHERE false"},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, body) = h.get("/metrics").await;
+    assert_eq!(s, StatusCode::OK);
+    let want = [
+        // /query: one statement of 3 rows, in every bucket from le="5" up.
+        "postgate_rows_returned_bucket{endpoint=\"query\",le=\"1\"} 0",
+        "postgate_rows_returned_bucket{endpoint=\"query\",le=\"5\"} 1",
+        "postgate_rows_returned_bucket{endpoint=\"query\",le=\"+Inf\"} 1",
+        "postgate_rows_returned_sum{endpoint=\"query\"} 3",
+        "postgate_rows_returned_count{endpoint=\"query\"} 1",
+        // /batch: its two statements, 12 rows and none.
+        "postgate_rows_returned_bucket{endpoint=\"batch\",le=\"0\"} 1",
+        "postgate_rows_returned_bucket{endpoint=\"batch\",le=\"10\"} 1",
+        "postgate_rows_returned_bucket{endpoint=\"batch\",le=\"50\"} 2",
+        "postgate_rows_returned_sum{endpoint=\"batch\"} 12",
+        "postgate_rows_returned_count{endpoint=\"batch\"} 2",
+    ];
+    for line in want {
+        assert!(
+            body.lines().any(|l| l == line),
+            "no line {line:?} in:\n{body}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn revocation_reaches_every_replica_within_a_second() {
     let h = Harness::new(true).await;
