@@ -166,6 +166,8 @@ pub struct RunnerSection {
     pub max_body_bytes: u32,
     /// Invocations of one worker admitted at once per replica.
     pub concurrency: u32,
+    /// Days a finished workflow instance is kept (then the runner deletes it).
+    pub workflow_retention_days: u32,
 }
 
 impl Default for RunnerSection {
@@ -177,6 +179,7 @@ impl Default for RunnerSection {
             wall_ms: 30_000,
             max_body_bytes: 1 << 20,
             concurrency: 256,
+            workflow_retention_days: 30,
         }
     }
 }

@@ -98,6 +98,7 @@ pub(super) fn validate(f: &StackFile) -> std::result::Result<(), Invalid> {
         ("runner.memory_mb", r.memory_mb),
         ("runner.wall_ms", r.wall_ms),
         ("runner.concurrency", r.concurrency),
+        ("runner.workflow_retention_days", r.workflow_retention_days),
     ] {
         if v == 0 || v > i32::MAX as u32 {
             return Err(at(k)(UserError::new(format!(

@@ -158,6 +158,10 @@ enum Cmd {
         /// Bearer token of the workflows HTTP API (`/workflows/...`); unset: the API is off.
         #[arg(long, env = "RUNNER_WORKFLOWS_TOKEN", hide_env_values = true)]
         workflows_token: Option<String>,
+        /// Days a finished workflow instance (complete, errored, terminated) is kept before it is
+        /// deleted with its steps, events and history (fractions allowed).
+        #[arg(long, env = "RUNNER_WORKFLOW_RETENTION_DAYS", default_value_t = runner::workflow::retention::DEFAULT_DAYS)]
+        workflow_retention_days: f64,
         /// Seconds to wait at start for PostgreSQL and the runner's tables (Swarm starts every
         /// service at once); 0 = do not wait.
         #[arg(long, env = "RUNNER_DB_WAIT_SECS", default_value_t = 180)]
@@ -359,6 +363,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_cron,
             fetch_ca_file,
             workflows_token,
+            workflow_retention_days,
             db_wait_secs,
             defaults,
             keys,
@@ -381,6 +386,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             s.cron = !no_cron;
             s.fetch.allow = fetch_allow;
             s.workflows_token = runner::workflow::http::Token::new(workflows_token.as_deref());
+            s.workflow_retention = Duration::try_from_secs_f64(workflow_retention_days * 86_400.0)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| {
+                    format!(
+                        "RUNNER_WORKFLOW_RETENTION_DAYS is {workflow_retention_days}; it must be \
+                         a positive number of days"
+                    )
+                })?;
             if let Some(path) = fetch_ca_file.filter(|p| !p.as_os_str().is_empty()) {
                 let pem = std::fs::read(&path)
                     .with_context(|| format!("reading RUNNER_FETCH_CA_FILE {}", path.display()))?;

@@ -44,6 +44,8 @@ pub struct Settings {
     pub fetch: crate::fetch::FetchPolicy,
     /// The workflows HTTP API's bearer token; None: the API is off.
     pub workflows_token: Option<crate::workflow::http::Token>,
+    /// How long a finished workflow instance is kept (`crate::workflow::retention`).
+    pub workflow_retention: Duration,
 }
 
 impl Settings {
@@ -70,6 +72,9 @@ impl Settings {
                 tls: None,
             },
             workflows_token: None,
+            workflow_retention: Duration::from_secs_f64(
+                crate::workflow::retention::DEFAULT_DAYS * 86_400.0,
+            ),
         }
     }
 
@@ -221,6 +226,11 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    tasks.spawn(crate::workflow::retention::run(
+        pool.clone(),
+        s.workflow_retention,
+        shutdown.clone(),
+    ));
     // One consumer per queue that some worker consumes, plus the cron queue.
     {
         let (pool, registry, bus, metrics, shutdown, s) = (

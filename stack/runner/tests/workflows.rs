@@ -848,6 +848,119 @@ export class Hooked extends WorkflowEntrypoint {
     );
 }
 
+/// Retention: instances that finished (complete, errored, terminated) longer ago than
+/// `RUNNER_WORKFLOW_RETENTION_DAYS` are deleted with their steps, events, hooks and history by
+/// a replica (at its start, then every minute); a waiting instance and a recently finished one
+/// stay. A retention that is not a positive number stops `runner serve` with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_instances_are_deleted_after_the_retention_with_their_rows() {
+    let src = r#"
+export class Kept extends WorkflowEntrypoint {
+  async run(event, step) {
+    const hook = await step.createHook('h');
+    await step.do('a', async () => 1);
+    if (event.payload.mode === 'wait') await hook.wait({ timeout: '1 hour' });
+    if (event.payload.mode === 'fail') throw new NonRetryableError('no');
+    return 'ok';
+  }
+}"#;
+    let (pg, c) = start("kept", src, r#"{"KEPT": "Kept"}"#).await;
+    let pool = runner::db::pool(&pg.url, 2).expect("pool");
+    {
+        let _r = serve("wf-ret-1", &pg);
+        let instances = [
+            ("old-done", "{}", "complete"),
+            ("old-failed", r#"{"mode": "fail"}"#, "errored"),
+            ("old-term", r#"{"mode": "wait"}"#, "waiting"),
+            ("waiting", r#"{"mode": "wait"}"#, "waiting"),
+            ("new-done", "{}", "complete"),
+        ];
+        for (id, params, _) in instances {
+            let params: serde_json::Value = serde_json::from_str(params).expect("params");
+            runner::workflow::api::create(&pool, "Kept", Some(id), &params)
+                .await
+                .expect("create");
+        }
+        for (id, _, want) in instances {
+            wait_status(&c, id, want, Duration::from_secs(20)).await;
+        }
+        runner::workflow::api::control(&pool, "old-term", "terminate")
+            .await
+            .expect("terminate");
+        runner::workflow::api::send_event(&pool, "waiting", "other", &serde_json::json!(1))
+            .await
+            .expect("an event");
+    }
+    c.batch_execute(
+        "UPDATE runner.workflow_instances SET finished_at = now() - interval '2 days'
+          WHERE id IN ('old-done', 'old-failed', 'old-term')",
+    )
+    .await
+    .expect("age");
+    let rows = |ids: &'static str| {
+        let c = &c;
+        async move {
+            let mut n = 0;
+            for t in ["workflow_steps", "workflow_hooks", "workflow_history"] {
+                n += one(
+                    c,
+                    &format!("SELECT count(*) FROM runner.{t} WHERE instance_id IN ({ids})"),
+                )
+                .await;
+            }
+            n
+        }
+    };
+    assert!(rows("'old-done', 'old-failed', 'old-term'").await > 0);
+
+    // A retention that is not a positive number of days is refused.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["serve", "--id", "wf-ret-bad"])
+        .env("RUNNER_DATABASE_URL", &pg.url)
+        .env("RUNNER_LISTEN", "127.0.0.1:0")
+        .env("RUNNER_WORKFLOW_RETENTION_DAYS", "0")
+        .output()
+        .expect("runner serve");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("RUNNER_WORKFLOW_RETENTION_DAYS is 0; it must be a positive number of days"),
+        "{said}"
+    );
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM runner.workflow_instances").await,
+        5
+    );
+
+    let _r = serve_with("wf-ret-2", &pg, &[("RUNNER_WORKFLOW_RETENTION_DAYS", "1")]);
+    wait_for(
+        "the old instances to go",
+        Duration::from_secs(20),
+        || async {
+            let left = one(
+                &c,
+                "SELECT count(*) FROM runner.workflow_instances
+              WHERE id IN ('old-done', 'old-failed', 'old-term')",
+            )
+            .await;
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(rows("'old-done', 'old-failed', 'old-term'").await, 0);
+    assert_eq!(status(&c, "waiting").await, "waiting");
+    assert_eq!(status(&c, "new-done").await, "complete");
+    assert!(rows("'waiting', 'new-done'").await > 0);
+    assert_eq!(
+        one(
+            &c,
+            "SELECT count(*) FROM runner.workflow_events WHERE instance_id = 'waiting'"
+        )
+        .await,
+        1
+    );
+}
+
 /// A caught waitForEvent timeout; pause holds an instance past its timer until resume; a
 /// terminated instance does not run again until restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

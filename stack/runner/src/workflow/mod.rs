@@ -4,12 +4,13 @@
 //! errored, or suspended on a timer or an event, in which case a new job is enqueued for the
 //! wake-up time and the engine is free meanwhile (a waiting instance costs only its rows).
 //! [`api`] is what callers do with instances ([`admin`]: the operator's CLI over it); [`binding`] serves a worker's `env.BINDING` calls
-//! and [`http`] the token-guarded HTTP API.
+//! and [`http`] the token-guarded HTTP API; [`retention`] deletes finished instances in time.
 
 pub mod admin;
 pub mod api;
 pub mod binding;
 pub mod http;
+pub mod retention;
 pub mod store;
 
 use std::sync::Arc;
