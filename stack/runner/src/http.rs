@@ -273,10 +273,13 @@ async fn metrics(st: &AppState) -> Response {
     }
     .await
     .unwrap_or_default();
+    let instances = crate::workflow::api::instance_counts(&st.pool)
+        .await
+        .unwrap_or_default();
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(&depth),
+        st.metrics.render(&depth, &instances),
     )
         .into_response()
 }

@@ -1,5 +1,5 @@
-//! Prometheus counters and histograms kept in memory; queue depth is read from the database at
-//! scrape time.
+//! Prometheus counters and histograms kept in memory; queue depth and workflow instances by
+//! status are read from the database at scrape time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -72,6 +72,16 @@ pub struct Metrics {
     /// (queue, outcome) -> job durations
     job_seconds: Mutex<BTreeMap<(String, &'static str), Histogram>>,
     cron_fired: AtomicU64,
+    /// (workflow, outcome) -> durations of `step.do` attempts
+    step_seconds: Mutex<BTreeMap<(String, &'static str), Histogram>>,
+}
+
+/// Workflow instances of one workflow in one status (read at scrape time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceCount {
+    pub workflow: String,
+    pub status: String,
+    pub count: i64,
 }
 
 impl Metrics {
@@ -118,12 +128,23 @@ impl Metrics {
         }
     }
 
+    /// One ended attempt of a workflow's `step.do`: `outcome` is `complete`, `retry` (it failed
+    /// and will be retried) or `errored` (it failed for good).
+    pub fn observe_step(&self, workflow: &str, outcome: &'static str, took: Duration) {
+        self.step_seconds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((workflow.to_string(), outcome))
+            .or_insert_with(Histogram::new)
+            .observe(took.as_secs_f64(), 1);
+    }
+
     pub fn cron_fired(&self, n: u64) {
         self.cron_fired.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition format 0.0.4.
-    pub fn render(&self, depth: &[QueueStats]) -> String {
+    pub fn render(&self, depth: &[QueueStats], instances: &[InstanceCount]) -> String {
         let mut out = String::new();
         out.push_str("# HELP runner_http_requests_total HTTP requests by worker and status.\n");
         out.push_str("# TYPE runner_http_requests_total counter\n");
@@ -218,6 +239,35 @@ impl Metrics {
                 );
             }
         }
+        out.push_str(
+            "# HELP runner_workflow_step_duration_seconds Time each step.do attempt took, by workflow and outcome (complete, retry, errored).\n",
+        );
+        out.push_str("# TYPE runner_workflow_step_duration_seconds histogram\n");
+        for ((w, o), h) in self
+            .step_seconds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            h.render(
+                &mut out,
+                "runner_workflow_step_duration_seconds",
+                &format!("workflow=\"{}\",outcome=\"{o}\"", esc(w)),
+            );
+        }
+        out.push_str(
+            "# HELP runner_workflow_instances Workflow instances by workflow and status.\n",
+        );
+        out.push_str("# TYPE runner_workflow_instances gauge\n");
+        for i in instances {
+            let _ = writeln!(
+                out,
+                "runner_workflow_instances{{workflow=\"{}\",status=\"{}\"}} {}",
+                esc(&i.workflow),
+                esc(&i.status),
+                i.count
+            );
+        }
         out
     }
 }
@@ -241,9 +291,34 @@ mod tests {
     }
 
     #[test]
+    fn workflow_steps_and_instances_render_by_workflow() {
+        let m = Metrics::default();
+        m.observe_step("Flow", "complete", Duration::from_millis(20));
+        m.observe_step("Flow", "retry", Duration::from_millis(700));
+        m.observe_step("Flow", "retry", Duration::from_millis(300));
+        let counts = [InstanceCount {
+            workflow: "Flow".into(),
+            status: "waiting".into(),
+            count: 7,
+        }];
+        let text = m.render(&[], &counts);
+        for line in [
+            r#"runner_workflow_step_duration_seconds_bucket{workflow="Flow",outcome="complete",le="0.025"} 1"#,
+            r#"runner_workflow_step_duration_seconds_bucket{workflow="Flow",outcome="retry",le="0.5"} 1"#,
+            r#"runner_workflow_step_duration_seconds_bucket{workflow="Flow",outcome="retry",le="1"} 2"#,
+            r#"runner_workflow_step_duration_seconds_sum{workflow="Flow",outcome="retry"} 1"#,
+            r#"runner_workflow_step_duration_seconds_count{workflow="Flow",outcome="retry"} 2"#,
+            r#"runner_workflow_instances{workflow="Flow",status="waiting"} 7"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+        assert!(text.contains("# TYPE runner_workflow_instances gauge\n"));
+    }
+
+    #[test]
     fn job_durations_render_as_a_cumulative_histogram_by_queue_and_outcome() {
         let m = Metrics::default();
-        let text = m.render(&[]);
+        let text = m.render(&[], &[]);
         assert!(
             text.contains("# TYPE runner_job_duration_seconds histogram\n"),
             "{text}"
@@ -254,7 +329,7 @@ mod tests {
         m.observe_job_durations("mail", &[Done, Done, Retry], Duration::from_millis(30));
         m.observe_job_durations("mail", &[Dead], Duration::from_secs(400));
         m.observe_job_durations("q\"x", &[Done], Duration::from_millis(5));
-        let text = m.render(&[]);
+        let text = m.render(&[], &[]);
 
         let done = series(&text, r#"queue="mail",outcome="done""#);
         assert_eq!(done.len(), JOB_SECONDS_BUCKETS.len() + 3, "{text}");

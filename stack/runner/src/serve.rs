@@ -191,6 +191,7 @@ pub async fn run(
             handle: tokio::runtime::Handle::current(),
             fetch: s.fetch.clone(),
             gateway,
+            metrics: metrics.clone(),
         }),
     );
 

@@ -170,5 +170,6 @@ pub fn services(
             tls: None,
         },
         gateway: None,
+        metrics: Default::default(),
     }
 }

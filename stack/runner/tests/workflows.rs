@@ -551,6 +551,35 @@ export class Retry extends WorkflowEntrypoint {
         .collect();
     assert_eq!(gaps.len(), 2, "{gaps:?}");
     assert!(gaps[0] >= 0.1 && gaps[1] >= 0.2, "{gaps:?}");
+    // /metrics: each ended step.do attempt by outcome (retries: flaky's two and exhaust's one),
+    // and the instances by status.
+    let addr = r.listen_addr(Duration::from_secs(10));
+    let (s, text) = tokio::task::spawn_blocking(move || request(&addr, "GET", "/metrics", "", ""))
+        .await
+        .expect("join")
+        .expect("request");
+    assert_eq!(s, 200);
+    let step = "runner_workflow_step_duration_seconds";
+    for line in [
+        format!(r#"{step}_count{{workflow="Retry",outcome="complete"}} 1"#),
+        format!(r#"{step}_count{{workflow="Retry",outcome="retry"}} 3"#),
+        format!(r#"{step}_count{{workflow="Retry",outcome="errored"}} 4"#),
+        r#"runner_workflow_instances{workflow="Retry",status="complete"} 3"#.to_string(),
+        r#"runner_workflow_instances{workflow="Retry",status="errored"} 2"#.to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+    // slow's one attempt ran into its 200 ms timeout.
+    let errored_sum: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                r#"{step}_sum{{workflow="Retry",outcome="errored"}} "#
+            ))
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("the errored attempts' sum");
+    assert!(errored_sum >= 0.2, "{errored_sum}");
 }
 
 /// Code changed under a sleeping instance: the replay meets another step than recorded, and the

@@ -152,7 +152,7 @@ pub(super) fn load(context: &Context, host: Host<'_>) -> Result<Entry, String> {
                 let started = Instant::now();
                 let r = blocking(|| {
                     s.handle.block_on(crate::workflow::store::op(
-                        &s.pool, &allowed, &op, &args,
+                        &s.pool, &s.metrics, &allowed, &op, &args,
                     ))
                 });
                 extend(&deadline, started.elapsed());

@@ -40,6 +40,8 @@ pub struct Services {
     pub fetch: crate::fetch::FetchPolicy,
     /// postgate's gateway for `env.DB` (None when the runner has no token pepper).
     pub gateway: Option<Arc<postgate::Gateway>>,
+    /// Where workflow step durations are counted (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What is deployed: one version of one worker.

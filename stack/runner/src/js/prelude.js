@@ -432,6 +432,7 @@
         const timeoutMs = config && config.timeout !== undefined ? durationMs(config.timeout, `step.do(${JSON.stringify(name)}) timeout`) : null;
         inflight++;
         let out, err, failed = false, timer;
+        const t0 = Date.now();
         try {
           const body = fn({ attempt: r.attempt });
           out = await (timeoutMs === null ? body : Promise.race([body, new Promise((_, rej) => {
@@ -440,20 +441,21 @@
         } catch (e) { failed = true; err = e; }
         if (timer !== undefined) clearTimeout(timer);
         inflight--;
+        const took_ms = Date.now() - t0;
         let text;
         if (!failed) {
           try { text = JSON.stringify(out === undefined ? null : out); } catch (e) { failed = true; err = new NonRetryableError(`step ${JSON.stringify(name)}: its result is not JSON-serialisable: ${e.message}`); }
           if (!failed && text.length > MAX_JSON) { failed = true; err = new NonRetryableError(`step ${JSON.stringify(name)}: its result is ${text.length} bytes of JSON, over the ${MAX_JSON} byte limit`); }
         }
         if (!failed) {
-          const e = call('do_end', { ...pos, attempt: r.attempt, output: text });
+          const e = call('do_end', { ...pos, attempt: r.attempt, output: text, took_ms });
           const h2 = stopped(e); if (h2) return h2;
           maybeStop();
           return JSON.parse(text);
         }
         const nonRetryable = err instanceof NonRetryableError || (err && err.nonRetryable === true);
         const retry = !nonRetryable && r.attempt <= Number(retries.limit);
-        const e = call('do_end', { ...pos, attempt: r.attempt, error: errText(err), retry_ms: retry ? backoffMs(retries, r.attempt) : null });
+        const e = call('do_end', { ...pos, attempt: r.attempt, error: errText(err), retry_ms: retry ? backoffMs(retries, r.attempt) : null, took_ms });
         const h2 = stopped(e); if (h2) return h2;
         maybeStop();
         throw err;

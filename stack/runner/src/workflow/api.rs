@@ -107,6 +107,27 @@ pub async fn deliver_hook(pool: &Pool, token: &str, payload: &Value) -> Result<S
     Ok(id)
 }
 
+/// How many instances each workflow has in each status (for `/metrics`).
+pub async fn instance_counts(pool: &Pool) -> Result<Vec<crate::metrics::InstanceCount>, ApiError> {
+    let c = conn(pool).await?;
+    let rows = c
+        .query(
+            "SELECT workflow, status, count(*) FROM runner.workflow_instances
+              GROUP BY workflow, status ORDER BY workflow, status",
+            &[],
+        )
+        .await
+        .map_err(sql_error("counting workflow instances"))?;
+    Ok(rows
+        .iter()
+        .map(|r| crate::metrics::InstanceCount {
+            workflow: r.get(0),
+            status: r.get(1),
+            count: r.get(2),
+        })
+        .collect())
+}
+
 /// The instance's status, output or error, and its steps with their timings.
 pub async fn status(pool: &Pool, workflow: Option<&str>, id: &str) -> Result<Value, ApiError> {
     let c = conn(pool).await?;

@@ -36,6 +36,9 @@ pub struct StepArgs {
     /// `do_end`: retry after this many milliseconds (None: the failure is final).
     #[serde(default)]
     pub retry_ms: Option<f64>,
+    /// `do_end`: how long the attempt took (milliseconds, for `/metrics`).
+    #[serde(default)]
+    pub took_ms: Option<f64>,
     /// `sleep`: milliseconds from when the step is first met.
     #[serde(default)]
     pub ms: Option<f64>,
@@ -57,7 +60,13 @@ pub struct StepArgs {
 /// Run one operation for a worker whose workflows are `allowed`; the answer the engine reads
 /// back (`{"state": ...}`). A database failure is `{"state": "halt", "reason": "db"}`: the run
 /// stops and its job is retried.
-pub async fn op(pool: &Pool, allowed: &[String], op: &str, args: &str) -> Value {
+pub async fn op(
+    pool: &Pool,
+    metrics: &crate::metrics::Metrics,
+    allowed: &[String],
+    op: &str,
+    args: &str,
+) -> Value {
     let mut args: StepArgs = match serde_json::from_str(args) {
         Ok(a) => a,
         Err(e) => {
@@ -89,6 +98,16 @@ pub async fn op(pool: &Pool, allowed: &[String], op: &str, args: &str) -> Value 
         Ok(v) => {
             if op == "do_end" && v["state"] != "halt" {
                 log_step_end(&args);
+                let outcome = match (&args.output, args.retry_ms) {
+                    (Some(_), _) => "complete",
+                    (None, Some(_)) => "retry",
+                    (None, None) => "errored",
+                };
+                let took = std::time::Duration::try_from_secs_f64(
+                    args.took_ms.unwrap_or(0.0).max(0.0) / 1000.0,
+                )
+                .unwrap_or_default();
+                metrics.observe_step(&args.workflow, outcome, took);
             }
             v
         }
