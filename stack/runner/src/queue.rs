@@ -405,24 +405,26 @@ pub async fn run_consumer(
             return;
         };
         let took = started.elapsed();
+        let missing: Result<(), String> = Err("handler returned no result".to_string());
+        let outcomes: Vec<Outcome> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, job)| Outcome::of(job, results.get(i).unwrap_or(&missing)))
+            .collect();
+        // The histogram before the counter: a scrape that sees a job counted sees its duration.
+        metrics.observe_job_durations(&cfg.queue, &outcomes, took);
+        metrics.observe_jobs(&cfg.queue, &results, took);
         let mut done = Vec::with_capacity(ids.len());
         let mut failed = Vec::new();
-        let mut outcomes = Vec::with_capacity(ids.len());
         for (job, res) in jobs
             .iter()
-            .zip(results.iter().cloned().chain(std::iter::repeat(Err(
-                "handler returned no result".to_string(),
-            ))))
+            .zip(results.into_iter().chain(std::iter::repeat(missing)))
         {
-            outcomes.push(Outcome::of(job, &res));
             match res {
                 Ok(()) => done.push(job.id),
                 Err(e) => failed.push((job.id, e)),
             }
         }
-        // The histogram before the counter: a scrape that sees a job counted sees its duration.
-        metrics.observe_job_durations(&cfg.queue, &outcomes, took);
-        metrics.observe_jobs(&cfg.queue, &results, took);
         pending_done = done;
         if let Err(e) = record(&pool, &cfg.owner, &[], &failed).await {
             // The leases will expire and the jobs will run again: at-least-once.

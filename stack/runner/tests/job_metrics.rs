@@ -15,7 +15,6 @@ use tower::ServiceExt;
 
 use runner::http::{AppState, app};
 use runner::queue::{ConsumerConfig, run_consumer};
-use runner::registry::Registry;
 use runner::serve::JsHandler;
 
 use crate::support::{Pg, connect};
@@ -66,19 +65,7 @@ async fn finished_jobs_show_in_the_job_duration_histogram_by_outcome() {
     .expect("enqueueing");
 
     let pool = runner::db::pool(&pg.url, 2).expect("pool");
-    let registry = Registry::new(
-        Some("workers.test".into()),
-        runner::registry::Limits {
-            wall: Duration::from_secs(10),
-            ..Default::default()
-        },
-        None,
-        Some(crate::support::services(&pool, Vec::new())),
-    );
-    registry
-        .reload_all(&**pool.get().await.expect("conn"))
-        .await
-        .expect("load");
+    let registry = crate::support::loaded_registry(&pool).await;
     let metrics = Arc::new(runner::metrics::Metrics::default());
     let router = app(AppState {
         workflows_token: None,

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -13,7 +12,6 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use runner::http::{AppState, app};
-use runner::registry::Registry;
 
 use crate::support::{Pg, connect};
 
@@ -76,19 +74,7 @@ async fn send_defaults_to_the_one_consumed_queue_and_stats_mark_unconsumed_queue
     }
 
     let pool = runner::db::pool(&pg.url, 2).expect("pool");
-    let registry = Registry::new(
-        Some("workers.test".into()),
-        runner::registry::Limits {
-            wall: Duration::from_secs(10),
-            ..Default::default()
-        },
-        None,
-        Some(crate::support::services(&pool, Vec::new())),
-    );
-    registry
-        .reload_all(&**pool.get().await.expect("conn"))
-        .await
-        .expect("load");
+    let registry = crate::support::loaded_registry(&pool).await;
     let router = app(AppState {
         workflows_token: None,
         pool: pool.clone(),

@@ -173,3 +173,24 @@ pub fn services(
         metrics: Default::default(),
     }
 }
+
+/// A registry of the workers deployed in `pool`'s database, loaded (routes on
+/// `*.workers.test`, a 10 s wall time, the services of [`services`] with no fetch allowed).
+pub async fn loaded_registry(
+    pool: &deadpool_postgres::Pool,
+) -> std::sync::Arc<runner::registry::Registry> {
+    let registry = runner::registry::Registry::new(
+        Some("workers.test".into()),
+        runner::registry::Limits {
+            wall: Duration::from_secs(10),
+            ..Default::default()
+        },
+        None,
+        Some(services(pool, Vec::new())),
+    );
+    registry
+        .reload_all(&**pool.get().await.expect("conn"))
+        .await
+        .expect("load");
+    registry
+}

@@ -97,17 +97,7 @@ pub async fn op(
     match r {
         Ok(v) => {
             if op == "do_end" && v["state"] != "halt" {
-                log_step_end(&args);
-                let outcome = match (&args.output, args.retry_ms) {
-                    (Some(_), _) => "complete",
-                    (None, Some(_)) => "retry",
-                    (None, None) => "errored",
-                };
-                let took = std::time::Duration::try_from_secs_f64(
-                    args.took_ms.unwrap_or(0.0).max(0.0) / 1000.0,
-                )
-                .unwrap_or_default();
-                metrics.observe_step(&args.workflow, outcome, took);
+                step_ended(&args, metrics);
             }
             v
         }
@@ -118,25 +108,29 @@ pub async fn op(
     }
 }
 
-/// One JSON line per ended attempt of a `step.do`: workflow, instance, step, attempt, outcome.
-fn log_step_end(a: &StepArgs) {
+/// One ended attempt of a `step.do`: a JSON line (workflow, instance, step, attempt, outcome)
+/// and an observation of `runner_workflow_step_duration_seconds`.
+fn step_ended(a: &StepArgs, metrics: &crate::metrics::Metrics) {
     let mut fields = json!({
         "workflow": a.workflow, "instance": a.instance, "step": a.name,
         "occurrence": a.occ, "attempt": a.attempt,
     });
-    let (level, msg) = match (&a.output, a.retry_ms) {
-        (Some(_), _) => ("info", "workflow step complete"),
+    let (level, msg, outcome) = match (&a.output, a.retry_ms) {
+        (Some(_), _) => ("info", "workflow step complete", "complete"),
         (None, Some(ms)) => {
             fields["retry_in_ms"] = json!(ms);
             fields["error"] = json!(a.error);
-            ("warn", "workflow step failed, will retry")
+            ("warn", "workflow step failed, will retry", "retry")
         }
         (None, None) => {
             fields["error"] = json!(a.error);
-            ("warn", "workflow step failed")
+            ("warn", "workflow step failed", "errored")
         }
     };
     crate::log::line(level, msg, fields);
+    let took = std::time::Duration::try_from_secs_f64(a.took_ms.unwrap_or(0.0).max(0.0) / 1000.0)
+        .unwrap_or_default();
+    metrics.observe_step(&a.workflow, outcome, took);
 }
 
 fn db(what: &'static str) -> impl Fn(tokio_postgres::Error) -> DbError {
