@@ -97,6 +97,25 @@ fn invalid_domain_in_stack_toml() {
 }
 
 #[test]
+fn zero_workflow_retention_in_stack_toml() {
+    let s = pending();
+    s.edit(
+        "stack.toml",
+        "workflow_retention_days = 30",
+        "workflow_retention_days = 0",
+    );
+    let at = format!("stack.toml:{}:", line_of(&s, "workflow_retention_days ="));
+    refused(
+        s.path(),
+        s.cmd(["render"]),
+        &[
+            &at,
+            "runner.workflow_retention_days is 0; it must be a positive number",
+        ],
+    );
+}
+
+#[test]
 fn unknown_pooler_on_the_command_line() {
     let s = Stackctl::new();
     refused(
